@@ -1,0 +1,118 @@
+"""Plain data the whole server shares: tasks, requests, events and their states.
+
+Nothing here imports a web framework, a database driver or torch.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class TaskStatus(enum.StrEnum):
+    """A task's life: queued -> in_progress -> completed | failed (| cancelled by DELETE)."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class Orientation(enum.StrEnum):
+    PORTRAIT = "portrait"
+    LANDSCAPE = "landscape"
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image that conditions a generation, already fetched and checked to decode."""
+
+    data: bytes
+    content_type: str  # "image/png", "image/jpeg", "image/webp", ...
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """What a user asked for, read from a chat turn or a /v1/videos body.
+
+    `seconds`, `size` and `seed` are None when the user left them to the model's defaults.
+    `source_sid` names the video this request modifies (a remix), if any.
+    """
+
+    model: str
+    prompt: str
+    orientation: Orientation = Orientation.PORTRAIT
+    seconds: int | None = None
+    size: str | None = None  # "WxH"
+    seed: int | None = None
+    source_sid: str | None = None
+    source_video_id: str | None = None
+    image: InputImage | None = None
+    image_url: str | None = None  # an http(s) url still to be fetched (chat image parts)
+
+
+@dataclass
+class Task:
+    """One generation: the single source of truth, stored before any work starts."""
+
+    id: str  # task_<ulid>
+    video_id: str  # video_<hex>: the OpenAI Videos API id of the same record
+    sid: str  # s_<32 hex>: the finished video's handle for remixing
+    tenant: str
+    model: str
+    prompt: str  # the user's words for this turn
+    engine_prompt: str  # what conditions the model (for a remix: source prompt + modification)
+    orientation: Orientation
+    seconds: int
+    size: str  # "WxH"
+    width: int
+    height: int
+    fps: int
+    frames: int
+    steps: int
+    seed: int
+    status: TaskStatus = TaskStatus.QUEUED
+    progress: int = 0
+    attempt: int = 0
+    origin: str = "chat"  # "chat" | "videos"
+    remixed_from: str | None = None  # source task id
+    has_image: bool = False
+    image_name: str | None = None  # stored input image (media storage name)
+    video_name: str | None = None
+    thumbnail_name: str | None = None
+    spritesheet_name: str | None = None
+    upstream_job_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A change to a task, as subscribers (a streaming reply, a page) see it."""
+
+    task_id: str
+    status: TaskStatus
+    progress: int
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    tenant: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
