@@ -1,0 +1,64 @@
+"""What routes depend on: the app's resources and the caller's tenant."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..service.keys import authenticate
+from ..service.videos import VideoService
+from ..settings import Settings
+from .errors import ApiError
+from .links import LinkBuilder
+
+OPEN_TENANT = "default"
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    service: VideoService
+    links: LinkBuilder
+    started_at: float = field(default_factory=time.time)
+    _keys_checked_at: float = 0.0
+    _keys_exist: bool = False
+
+    async def keys_exist(self) -> bool:
+        # cached for a second: the open/closed decision must not cost a query per request under load
+        now = time.monotonic()
+        if now - self._keys_checked_at > 1.0:
+            self._keys_exist = await self.service.store.active_key_count() > 0
+            self._keys_checked_at = now
+        return self._keys_exist
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.reelchat
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_tenant(request: Request, state: StateDep) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    if token:
+        key = await authenticate(state.service.store, token)
+        if key is not None:
+            return key.tenant
+    if not await state.keys_exist():
+        return OPEN_TENANT  # open mode: only ever served on a loopback address (checked at startup)
+    if not token:
+        raise ApiError(
+            401, "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
+        )
+    masked = token[:6] + "…" if len(token) > 6 else "…"
+    raise ApiError(401, f"Incorrect API key provided: {masked}.", code="invalid_api_key")
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]

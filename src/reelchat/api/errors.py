@@ -1,0 +1,122 @@
+"""Every error leaves as {"error": {"message", "type", "param", "code"}} with the right status."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..service.errors import ServiceError
+
+log = logging.getLogger("reelchat.api")
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type or _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        self.headers = headers
+
+
+def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def error_response(err: ApiError) -> JSONResponse:
+    return JSONResponse(
+        error_body(err.message, err.type, err.param, err.code), status_code=err.status, headers=err.headers
+    )
+
+
+def validation_error(e: ValidationError | RequestValidationError, prefix: str = "") -> ApiError:
+    """The first problem, named by its field path: `messages[0].content: Input should be ...`."""
+    first = e.errors()[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ""
+    for part in loc:
+        param += f"[{part}]" if part.isdigit() else (f".{part}" if param else part)
+    param = prefix + param
+    msg = first.get("msg", "invalid value")
+    if first.get("type") == "missing":
+        message = f"Missing required parameter: '{param}'."
+        code = "missing_required_parameter"
+    else:
+        message = f"Invalid value for '{param}': {msg}." if param else f"Invalid request: {msg}."
+        code = "invalid_value"
+    return ApiError(400, message, param=param or None, code=code)
+
+
+def parse_json_body(raw: bytes) -> Any:
+    if not raw.strip():
+        raise ApiError(400, "The request body is empty; expected a JSON object.", code="invalid_json")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ApiError(400, f"We could not parse the JSON body of your request: {e}.", code="invalid_json") from e
+
+
+def install(app: FastAPI) -> None:
+    async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return error_response(exc)
+
+    async def on_service_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServiceError)
+        return error_response(ApiError(exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type))
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(validation_error(exc))
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404:
+            message = "Not found."
+        return error_response(ApiError(exc.status_code, message, headers=getattr(exc, "headers", None)))
+
+    async def on_crash(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(
+            ApiError(
+                500,
+                "The server had an error while processing your request.",
+                type="server_error",
+                code="internal_error",
+            )
+        )
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(ServiceError, on_service_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)

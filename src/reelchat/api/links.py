@@ -1,0 +1,45 @@
+"""Absolute links: the configured public base URL, else a trusted proxy's X-Forwarded-*, else Host."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+
+from starlette.requests import Request
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
+class LinkBuilder:
+    def __init__(self, public_base_url: str | None, trusted_proxies: Sequence[str]) -> None:
+        self.public_base_url = public_base_url
+        self.trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+
+    def _trusted_peer(self, request: Request) -> bool:
+        if request.client is None:
+            return False
+        try:
+            addr = ipaddress.ip_address(request.client.host)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.trusted)
+
+    def base(self, request: Request) -> str:
+        if self.public_base_url:
+            return self.public_base_url
+        headers = request.headers
+        scheme = request.url.scheme
+        host = headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+        if self._trusted_peer(request):
+            fwd_host = headers.get("x-forwarded-host")
+            fwd_proto = headers.get("x-forwarded-proto")
+            if fwd_host:
+                host = fwd_host.split(",")[0].strip()
+            if fwd_proto:
+                scheme = fwd_proto.split(",")[0].strip().lower()
+        if not _HOST_RE.match(host):  # a Host that would break or inject into our links
+            host = f"{request.url.hostname or 'localhost'}:{request.url.port or 80}"
+        if scheme not in ("http", "https"):
+            scheme = "http"
+        return f"{scheme}://{host}"

@@ -1,0 +1,213 @@
+"""POST /v1/chat/completions: the sora-2 chat format, streamed (SSE) or whole (one chat.completion)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from ...domain import Task, TaskEvent, TaskStatus, VideoRequest
+from ...protocol.chat_render import (
+    SSE_DONE,
+    ReplyRenderer,
+    chunk,
+    completion,
+    echo_pieces,
+    new_completion_id,
+    pick_locale,
+    sse,
+)
+from ...protocol.chat_request import ChatCompletionRequest, Turn, TurnError, read_turn
+from ...service.videos import VideoService
+from ..deps import StateDep, TenantDep
+from ..errors import ApiError, parse_json_body, validation_error
+
+log = logging.getLogger("reelchat.api.chat")
+router = APIRouter()
+
+KEEPALIVE = None  # a tick with nothing new to say
+
+
+@dataclass(frozen=True)
+class Links:
+    base: str
+
+    def web(self, task_id: str) -> str:
+        return f"{self.base}/web/{task_id}"
+
+    def source(self, task_id: str) -> str:
+        return f"{self.base}/source/{task_id}"
+
+    def media(self, name: str) -> str:
+        return f"{self.base}/media/{name}"
+
+
+async def _build_task(service: VideoService, tenant: str, req: ChatCompletionRequest, turn: Turn) -> Task:
+    spec = service.spec(req.model)
+    source: Task | None = None
+    image_url = turn.image_urls[0] if turn.image_urls else None
+    # An image in the latest turn starts a fresh image-to-video generation: the video found in the
+    # history is dropped. A video the user named explicitly can't be combined with an image (400).
+    use_history_source = image_url is None or turn.pasted_reference
+    if turn.source_sid is not None and use_history_source:
+        source = await service.resolve_source(tenant, sid=turn.source_sid)
+    elif turn.source_task_id is not None and use_history_source:
+        source = await service.resolve_source(tenant, task_id=turn.source_task_id)
+    request = VideoRequest(
+        model=spec.name,
+        prompt=turn.prompt,
+        orientation=turn.orientation,  # type: ignore[arg-type]  # None: keep the source's / default
+        seconds=turn.seconds,
+        size=turn.size,
+        seed=turn.seed,
+        image_url=image_url,
+    )
+    return await service.prepare(tenant, request, origin="chat", source=source)
+
+
+def _echo_fields(task: Task, turn: Turn, source: Task | None) -> dict[str, object]:
+    fields: dict[str, object] = {"prompt": task.prompt, "orientation": task.orientation.value}
+    if turn.seconds is not None:
+        fields["seconds"] = task.seconds
+    if turn.size is not None:
+        fields["size"] = task.size
+    if turn.seed is not None:
+        fields["seed"] = task.seed
+    if task.has_image:
+        fields["image"] = True
+    if source is not None:
+        fields["sid"] = source.sid
+    return fields
+
+
+async def _reply(
+    service: VideoService,
+    task: Task,
+    echo: dict[str, object],
+    renderer: ReplyRenderer,
+    links: Links,
+    keepalive_s: float,
+) -> AsyncIterator[str | None]:
+    """The reply's content pieces as the task moves; None marks a keep-alive with nothing to add."""
+    for piece in echo_pieces(echo):
+        yield piece
+    try:
+        await service.enqueue(task)  # the row is durable before the client sees the ID
+    except Exception as e:  # a store outage mid-stream: say so in the reply, never a torn stream
+        log.exception("could not store task %s", task.id)
+        yield renderer.failed(f"the task could not be stored ({type(e).__name__})")
+        return
+    yield renderer.header(task.id, links.web(task.id), links.source(task.id))
+    async with service.watch(task.id) as events:
+        current = await service.get(task.id) or task
+        while True:
+            text = _render_state(renderer, current, links)
+            if text:
+                yield text
+            if current.status.finished:
+                return
+            try:
+                event: TaskEvent | None = await asyncio.wait_for(events.get(), timeout=keepalive_s)
+            except TimeoutError:
+                event = None
+            if event is None:
+                if renderer.phase in ("queued", "generating"):
+                    yield renderer.keepalive()
+                else:
+                    yield KEEPALIVE
+                continue
+            if event.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
+                current = await service.get(task.id) or current
+                if event.status is TaskStatus.CANCELLED:
+                    current.status = TaskStatus.CANCELLED
+                    current.error_message = event.error_message
+            else:
+                current.status = event.status
+                current.progress = max(current.progress, event.progress)
+
+
+def _render_state(renderer: ReplyRenderer, task: Task, links: Links) -> str:
+    text = ""
+    if task.status is TaskStatus.IN_PROGRESS:
+        text += renderer.generating()
+        if task.progress > 0:
+            text += renderer.progress(task.progress)
+    elif task.status is TaskStatus.COMPLETED:
+        text += renderer.generating()
+        assert task.video_name is not None and task.thumbnail_name is not None
+        text += renderer.done(task.sid, links.media(task.thumbnail_name), links.media(task.video_name))
+    elif task.status is TaskStatus.FAILED:
+        text += renderer.failed(task.error_message or "unknown error")
+    elif task.status is TaskStatus.CANCELLED:
+        text += renderer.failed(task.error_message or "The video was deleted.")
+    return text
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request, state: StateDep, tenant: TenantDep) -> StreamingResponse:
+    body = parse_json_body(await request.body())
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    try:
+        req = ChatCompletionRequest.model_validate(body)
+    except ValidationError as e:
+        raise validation_error(e) from e
+    service = state.service
+    spec = service.spec(req.model)
+    try:
+        turn = read_turn(req.messages, allowed_seconds=spec.seconds)
+    except TurnError as e:
+        raise ApiError(400, str(e), param=getattr(e, "param", "messages"), code="invalid_value") from e
+    task = await _build_task(service, tenant, req, turn)
+    source = await service.get(task.remixed_from) if task.remixed_from else None
+    echo = _echo_fields(task, turn, source)
+    renderer = ReplyRenderer(pick_locale(request.headers.get("accept-language"), state.settings.locale))
+    links = Links(state.links.base(request))
+    keepalive_s = state.settings.keepalive_s
+    completion_id = new_completion_id()
+    created = int(time.time())
+    pieces = _reply(service, task, echo, renderer, links, keepalive_s)
+
+    if req.stream:
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield sse(chunk(completion_id, created, req.model, role="assistant", content=""))
+            async for piece in pieces:
+                if piece is None:
+                    yield b": keep-alive\n\n"
+                elif piece:
+                    yield sse(chunk(completion_id, created, req.model, content=piece))
+            yield sse(chunk(completion_id, created, req.model, finish_reason="stop"))
+            yield SSE_DONE
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+
+    async def whole() -> AsyncIterator[bytes]:
+        # JSON allows leading whitespace: a space per keep-alive holds the connection open on long waits
+        parts: list[str] = []
+        last_sent = time.monotonic()
+        async for piece in pieces:
+            if piece:
+                parts.append(piece)
+            if time.monotonic() - last_sent >= keepalive_s:
+                last_sent = time.monotonic()
+                yield b" "
+        body: dict[str, Any] = completion(completion_id, created, req.model, "".join(parts))
+        yield _json_bytes(body)
+
+    return StreamingResponse(whole(), media_type="application/json")
+
+
+def _json_bytes(obj: Any) -> bytes:
+    import json
+
+    return json.dumps(obj, ensure_ascii=False).encode()

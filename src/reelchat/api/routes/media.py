@@ -1,0 +1,87 @@
+"""GET /media/<name>: stored mp4/webp/jpg files, with HTTP Range (browsers seek mp4 with it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from ...media.ranges import RangeNotSatisfiable, parse_range
+from ...media.storage import Storage, StorageError
+from ..deps import StateDep
+from ..errors import ApiError
+
+router = APIRouter()
+
+CONTENT_TYPES = {
+    "mp4": "video/mp4",
+    "webp": "image/webp",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+}
+CHUNK = 256 * 1024
+
+
+def _iter_file(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
+    async def gen() -> AsyncIterator[bytes]:
+        f = await asyncio.to_thread(open, path, "rb")
+        try:
+            await asyncio.to_thread(f.seek, start)
+            remaining = end - start + 1
+            while remaining > 0:
+                data = await asyncio.to_thread(f.read, min(CHUNK, remaining))
+                if not data:
+                    break
+                remaining -= len(data)
+                yield data
+        finally:
+            await asyncio.to_thread(f.close)
+
+    return gen()
+
+
+async def serve_media(storage: Storage, name: str, request: Request, *, download_name: str | None = None) -> Response:
+    """A stored file by name, honouring Range; 404 for names that are unknown or not plain file names."""
+    try:
+        path = storage.local_path(name)
+        exists = await storage.exists(name)
+    except StorageError:
+        exists, path = False, None
+    if not exists:
+        raise ApiError(404, "No such media file.", code="not_found")
+    ext = name.rsplit(".", 1)[-1].lower()
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "public, max-age=31536000, immutable"}
+    if download_name:
+        headers["Content-Disposition"] = f'inline; filename="{download_name}"'
+    media_type = CONTENT_TYPES.get(ext, "application/octet-stream")
+    if path is None:  # a remote store: whole body, ranges sliced in memory
+        data = await storage.load(name)
+        size = len(data)
+    else:
+        data = None
+        size = (await asyncio.to_thread(os.stat, path)).st_size
+    try:
+        rng = parse_range(request.headers.get("range"), size)
+    except RangeNotSatisfiable:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", **headers})
+    start, end = rng if rng is not None else (0, size - 1)
+    status = 206 if rng is not None else 200
+    if rng is not None:
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1 if size else 0)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=media_type)
+    if data is not None:
+        return Response(data[start : end + 1], status_code=status, headers=headers, media_type=media_type)
+    assert path is not None
+    return StreamingResponse(_iter_file(path, start, end), status_code=status, headers=headers, media_type=media_type)
+
+
+@router.api_route("/media/{name}", methods=["GET", "HEAD"])
+async def media(name: str, request: Request, state: StateDep) -> Response:
+    return await serve_media(state.service.storage, name, request)

@@ -1,0 +1,46 @@
+"""GET /v1/models, /v1/models/{id}, /healthz."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from ...catalog import ModelSpec
+from ..deps import StateDep, TenantDep
+from ..errors import ApiError
+
+router = APIRouter()
+
+
+def _model(spec: ModelSpec, created: int) -> dict[str, Any]:
+    return {
+        "id": spec.name,
+        "object": "model",
+        "created": created,
+        "owned_by": "reelchat",
+        "description": spec.description,
+        "engine": spec.engine,
+        "seconds": [str(s) for s in spec.seconds],
+        "sizes": spec.all_sizes,
+        "fps": spec.fps,
+    }
+
+
+@router.get("/v1/models")
+async def list_models(state: StateDep, _tenant: TenantDep) -> dict[str, Any]:
+    created = int(state.started_at)
+    return {"object": "list", "data": [_model(s, created) for s in state.service.catalog.values()]}
+
+
+@router.get("/v1/models/{model_id}")
+async def get_model(model_id: str, state: StateDep, _tenant: TenantDep) -> dict[str, Any]:
+    spec = state.service.catalog.get(model_id)
+    if spec is None:
+        raise ApiError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
+    return _model(spec, int(state.started_at))
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}

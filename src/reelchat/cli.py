@@ -1,0 +1,165 @@
+"""The `reelchat` command: serve, keys, models."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+from .catalog import DEMO_I2V_PIPELINE, DEMO_PIPELINE, CatalogError, ModelSpec, load_catalog
+from .service import keys as keys_service
+from .settings import Settings
+from .store.tasks import Store
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+def describe_model(spec: ModelSpec) -> str:
+    if spec.engine == "upstream":
+        assert spec.upstream is not None
+        return f"{spec.name} -> upstream {spec.upstream.base_url} model {spec.upstream.model}"
+    where = (
+        "built-in demo Wan model (tiny, RANDOM WEIGHTS: output is noise)"
+        if spec.pipeline == DEMO_PIPELINE
+        else f"diffusers pipeline {spec.pipeline}"
+    )
+    image = ""
+    if spec.i2v_pipeline:
+        image = ", image-to-video: " + ("demo" if spec.i2v_pipeline == DEMO_I2V_PIPELINE else spec.i2v_pipeline)
+    sizes = "/".join(spec.all_sizes)
+    secs = "/".join(f"{s}s" for s in spec.seconds)
+    return f"{spec.name} -> {where}{image}; {secs}, {sizes}, {spec.fps} fps, {spec.steps} steps"
+
+
+async def _with_store(settings: Settings, fn: str, *args: str) -> int:
+    store = Store(settings.resolved_database_url)
+    try:
+        await store.migrate()
+        if fn == "count":
+            return await store.active_key_count()
+        if fn == "create":
+            key, secret = await keys_service.create_key(store, args[0], args[1] or None)
+            print(f"Created key {key.id} (name {key.name}, tenant {key.tenant}).")
+            print("Copy it now; it is stored hashed and will not be shown again:")
+            print(secret)
+            return 0
+        if fn == "list":
+            rows = await store.list_keys()
+            if not rows:
+                print("No API keys: the server runs open on loopback addresses only.")
+            for k in rows:
+                state = "revoked" if k.revoked_at else "active"
+                print(f"{k.id}\t{k.name}\ttenant={k.tenant}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{state}")
+            return 0
+        if fn == "revoke":
+            n = await store.revoke_key(args[0])
+            print(f"Revoked {n} key(s)." if n else f"No active key with id or name {args[0]!r}.")
+            return 0 if n else 1
+        raise AssertionError(fn)
+    finally:
+        await store.close()
+
+
+def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
+    import uvicorn
+
+    from .api.app import create_app
+
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        catalog = load_catalog(settings.models_file, settings.models_json)
+    except CatalogError as e:
+        print(f"reelchat: {e}", file=sys.stderr)
+        return 2
+    settings.home.mkdir(parents=True, exist_ok=True)
+    key_count = asyncio.run(_with_store(settings, "count"))
+    if key_count == 0 and not _is_loopback(host):
+        print(
+            f"reelchat: refusing to listen on {host}: no API keys exist, so the server would be open to anyone.\n"
+            "Create one with `reelchat keys create --name NAME`, or listen on 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    print(
+        f"reelchat: data in {settings.home} (database {settings.resolved_database_url.split('://')[0]}, "
+        f"media {settings.resolved_media_dir})"
+    )
+    for spec in catalog.values():
+        print(f"reelchat: model {describe_model(spec)}")
+    if key_count == 0:
+        print("reelchat: no API keys exist: running OPEN (any bearer token is accepted) on a loopback address")
+    else:
+        print(f"reelchat: {key_count} API key(s); requests need 'Authorization: Bearer <key>'")
+    print(f"reelchat: listening on http://{host}:{port}", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        proxy_headers=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reelchat", description="Self-hosted sora-2 style video generation server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="start the HTTP server")
+    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument("--log-level", default="info")
+    p_keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
+    p_create = keys_sub.add_parser("create", help="create a key (printed once)")
+    p_create.add_argument("--name", required=True)
+    p_create.add_argument("--tenant", default="", help="owner of the videos made with this key (default: name)")
+    keys_sub.add_parser("list", help="list keys (never the secrets)")
+    p_revoke = keys_sub.add_parser("revoke", help="revoke a key by id or name")
+    p_revoke.add_argument("key")
+    sub.add_parser("models", help="show the model catalog")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings()
+    except ValueError as e:
+        print(f"reelchat: bad configuration: {e}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve(settings, args.host, args.port, args.log_level)
+    if args.command == "models":
+        try:
+            catalog = load_catalog(settings.models_file, settings.models_json)
+        except CatalogError as e:
+            print(f"reelchat: {e}", file=sys.stderr)
+            return 2
+        for spec in catalog.values():
+            print(describe_model(spec))
+        return 0
+    settings.home.mkdir(parents=True, exist_ok=True)
+    if args.keys_command == "create":
+        return asyncio.run(_with_store(settings, "create", args.name, args.tenant))
+    if args.keys_command == "list":
+        return asyncio.run(_with_store(settings, "list"))
+    return asyncio.run(_with_store(settings, "revoke", args.key))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""A tiny Wan pipeline with random weights, built locally and saved like a real checkpoint.
+
+It exercises exactly the code path of a real Wan checkpoint (`from_pretrained` on a directory with
+`model_index.json`) while running in seconds on a CPU: the frames are abstract, but they depend on the
+prompt, the seed, the source video (remix) and the input image (image-to-video) the way a real model's do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+DemoKind = Literal["t2v", "i2v"]
+
+_SEED = 20240229  # fixed: the demo weights are the same on every machine and every build
+
+# Tokenizer: T5-style special ids (pad=0, eos=1, unk=2), then the 256 byte-level symbols. Every prompt,
+# in any script, maps to distinct ids, so the prompt really conditions the model.
+_SPECIALS = ["<pad>", "</s>", "<unk>"]
+
+
+def ensure_demo_pipeline(root: Path, kind: DemoKind = "t2v") -> Path:
+    """Return `root/<kind>`, building and saving the demo pipeline there first if it is missing.
+
+    The build goes into a temporary directory beside the target and is renamed into place, so a crash
+    or a concurrent builder never leaves a half-written pipeline behind.
+    """
+    if kind not in ("t2v", "i2v"):
+        raise ValueError(f"unknown demo pipeline kind {kind!r}")
+    target = Path(root) / kind
+    if (target / "model_index.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-build-", dir=target.parent))
+    try:
+        _build(kind).save_pretrained(tmp, safe_serialization=True)
+        try:
+            os.replace(tmp, target)  # atomic; fails if another builder won the race (target non-empty)
+        except OSError:
+            if not (target / "model_index.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _build_tokenizer() -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    transformers: Any = importlib.import_module("transformers")
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {tok: i for i, tok in enumerate(_SPECIALS + alphabet)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    # like T5: append </s> to every sequence
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", vocab["</s>"])]
+    )
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512
+    )
+
+
+def _build(kind: DemoKind) -> Any:
+    import torch
+
+    # untyped libraries: keep them `Any` at the boundary
+    d: Any = importlib.import_module("diffusers")
+    t: Any = importlib.import_module("transformers")
+
+    # Sizes follow diffusers' own Wan pipeline tests (tests/pipelines/wan/test_wan.py).
+    torch.manual_seed(_SEED)
+    tokenizer = _build_tokenizer()
+    text_dim = 32
+    text_encoder = t.UMT5EncoderModel(
+        t.UMT5Config(
+            vocab_size=len(tokenizer),
+            d_model=text_dim,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+    )
+    torch.manual_seed(_SEED + 1)
+    vae = d.AutoencoderKLWan(
+        base_dim=3,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    )
+    torch.manual_seed(_SEED + 2)
+    transformer = d.WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=16,  # = vae z_dim: t2v, v2v and Wan-2.2-style i2v all feed plain latents
+        out_channels=16,
+        text_dim=text_dim,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=1024,  # as the real model: any demo size/length fits
+    )
+    # Random attention is nearly uniform, so each latent token would see the mean of 512 text slots, mostly
+    # padding, and the prompt would barely show. Sharper cross-attention keys and a stronger
+    # cross-attention output make different prompts give visibly different videos.
+    with torch.no_grad():
+        for block in transformer.blocks:
+            block.attn2.norm_k.weight.mul_(4.0)
+            block.attn2.to_out[0].weight.mul_(4.0)
+    scheduler = d.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    parts: dict[str, Any] = dict(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+    )
+    for module in (text_encoder, vae, transformer):
+        module.eval()
+    if kind == "t2v":
+        return d.WanPipeline(**parts)
+    # Wan 2.2 TI2V style: no CLIP image encoder; the image's latent replaces the first latent frame
+    # (expand_timesteps=True), so the image conditions the video directly.
+    return d.WanImageToVideoPipeline(**parts, image_encoder=None, image_processor=None, expand_timesteps=True)

@@ -1,0 +1,299 @@
+"""A local engine over diffusers' Wan pipelines: text-, video- (remix) and image-to-video.
+
+One engine owns one device (one GPU, or the CPU) and runs one generation at a time on it. The same
+code loads a real Wan checkpoint directory and the demo one (`demo_model.ensure_demo_pipeline`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import io
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .base import EngineCancelled, EngineError, EngineJob, EngineResult, Reporter
+
+log = logging.getLogger(__name__)
+
+_DTYPES = ("float32", "bfloat16", "float16")
+_MAX_TEXT_TOKENS = 512  # what Wan pipelines pad/truncate the prompt to by default
+_SHARED = ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")
+
+
+class _Stop(Exception):
+    """Raised inside the denoising loop when the caller's task was cancelled (asyncio), not the job."""
+
+
+class DiffusersEngine:
+    supports_remix: bool = True
+    supports_image: bool
+
+    def __init__(
+        self,
+        pipeline_dir: Path,
+        *,
+        i2v_pipeline_dir: Path | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> None:
+        import torch
+
+        self.pipeline_dir = Path(pipeline_dir)
+        self.i2v_pipeline_dir = Path(i2v_pipeline_dir) if i2v_pipeline_dir is not None else None
+        self.supports_image = self.i2v_pipeline_dir is not None
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        on_cuda = self.device.startswith("cuda")
+        dtype = dtype or ("bfloat16" if on_cuda else "float32")
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, not {dtype!r}")
+        self.dtype = dtype
+        if not on_cuda and "OMP_NUM_THREADS" not in os.environ:
+            # one generation at a time per engine: let it use every core (torch may default to fewer)
+            torch.set_num_threads(os.cpu_count() or 1)
+        self._lock = asyncio.Lock()  # one generation at a time on this device
+        self._load_lock = threading.Lock()  # pipelines load in worker threads
+        self._t2v: Any = None
+        self._v2v: Any = None
+        self._i2v: Any = None
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    def _load_kwargs(self) -> dict[str, Any]:
+        import diffusers.pipelines.pipeline_utils as pu
+        import torch
+
+        main = getattr(torch, self.dtype)
+        # Wan's VAE is fragile in half precision (its reference code keeps it in float32); it is small.
+        dtypes: Any = main if main is torch.float32 else {"vae": torch.float32, "default": main}
+        # diffusers >= 0.36 renamed `torch_dtype` to `dtype` (the old name warns)
+        return {"dtype" if hasattr(pu, "_resolve_dtype") else "torch_dtype": dtypes}
+
+    def _load(self, cls_name: str, path: Path) -> Any:
+        if not (path / "model_index.json").is_file():
+            raise EngineError(f"no diffusers pipeline at {path} (model_index.json missing)", "engine_unavailable")
+        pipe = getattr(_diffusers(), cls_name).from_pretrained(str(path), **self._load_kwargs())
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _text_pipes(self) -> tuple[Any, Any]:
+        with self._load_lock:
+            if self._t2v is None:
+                t2v = self._load("WanPipeline", self.pipeline_dir)
+                self._v2v = _diffusers().WanVideoToVideoPipeline(**_shared_parts(t2v))
+                self._v2v.set_progress_bar_config(disable=True)
+                self._t2v = t2v
+            return self._t2v, self._v2v
+
+    def _image_pipe(self) -> Any:
+        assert self.i2v_pipeline_dir is not None
+        if self.i2v_pipeline_dir.resolve() == self.pipeline_dir.resolve():
+            # one checkpoint for both (Wan 2.2 TI2V-5B): share the loaded modules, no second copy
+            t2v, _ = self._text_pipes()
+            with self._load_lock:
+                if self._i2v is None:
+                    self._i2v = _diffusers().WanImageToVideoPipeline(
+                        **_shared_parts(t2v),
+                        transformer_2=getattr(t2v, "transformer_2", None),
+                        boundary_ratio=t2v.config.get("boundary_ratio"),
+                        expand_timesteps=bool(t2v.config.get("expand_timesteps", False)),
+                    )
+                    self._i2v.set_progress_bar_config(disable=True)
+                return self._i2v
+        with self._load_lock:
+            if self._i2v is None:
+                self._i2v = self._load("WanImageToVideoPipeline", self.i2v_pipeline_dir)
+            return self._i2v
+
+    # -- generation --------------------------------------------------------------------------------
+
+    async def generate(self, job: EngineJob, reporter: Reporter) -> EngineResult:
+        if job.image is not None and job.source_frames is None and not self.supports_image:
+            raise EngineError("this model does not take an input image", "unsupported")
+        stop = threading.Event()
+        async with self._lock:
+            if reporter.cancelled():
+                raise EngineCancelled()
+            work = asyncio.ensure_future(asyncio.to_thread(self._generate, job, reporter, stop))
+            try:
+                frames = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # Our caller went away: stop the worker at its next step and keep the device (the lock)
+                # until it really has stopped, so the next job never overlaps it.
+                stop.set()
+                while not work.done():
+                    try:
+                        await asyncio.wait({work})
+                    except asyncio.CancelledError:
+                        continue
+                raise
+        return EngineResult(frames=frames, fps=job.fps)
+
+    def _generate(self, job: EngineJob, reporter: Reporter, stop: threading.Event) -> npt.NDArray[np.uint8]:
+        """The blocking part, in a worker thread."""
+        try:
+            return self._run(job, reporter, stop)
+        except (EngineError, EngineCancelled):
+            raise
+        except _Stop:
+            raise EngineCancelled() from None
+        except Exception as e:  # diffusers/torch: show the reason, not a traceback
+            log.exception("generation failed")
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise EngineError(f"generation failed: {reason}") from e
+
+    def _run(self, job: EngineJob, reporter: Reporter, stop: threading.Event) -> npt.NDArray[np.uint8]:
+        import torch
+
+        _check_job(job)
+        common: dict[str, Any] = dict(
+            width=job.width,
+            height=job.height,
+            num_inference_steps=job.steps,
+            guidance_scale=job.guidance_scale,
+            generator=torch.Generator(self.device).manual_seed(job.seed),
+            output_type="np",
+            callback_on_step_end=_progress_callback(reporter, stop),
+        )
+        if job.source_frames is not None:
+            pipe = self._text_pipes()[1]
+            # diffusers keeps int(steps * strength) of the schedule: make sure at least one step runs
+            steps = max(job.steps, int(np.ceil(1 / job.strength)))
+            common.update(video=_source_video(job), strength=job.strength, num_inference_steps=steps)
+        elif job.image is not None:
+            pipe = self._image_pipe()
+            common.update(image=_decode_image(job), num_frames=job.frames)
+        else:
+            pipe = self._text_pipes()[0]
+            common.update(num_frames=job.frames)
+        _check_geometry(job, pipe)
+        common.update(_prompt_embeds(pipe, job))
+        out = pipe(**common).frames[0]  # (F, H, W, 3) float in [0, 1]
+        frames: npt.NDArray[np.uint8] = (np.clip(out, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        if frames.shape != (job.frames, job.height, job.width, 3):
+            raise EngineError(
+                f"the pipeline returned frames of shape {frames.shape}, expected "
+                f"{(job.frames, job.height, job.width, 3)}"
+            )
+        return frames
+
+    async def close(self) -> None:
+        async with self._lock:
+            with self._load_lock:
+                self._t2v = self._v2v = self._i2v = None
+            gc.collect()
+            if self.device.startswith("cuda"):
+                import torch
+
+                torch.cuda.empty_cache()
+
+
+def _diffusers() -> Any:
+    """diffusers is untyped: keep it `Any` at the boundary (and imported only when first needed)."""
+    return importlib.import_module("diffusers")
+
+
+def _shared_parts(pipe: Any) -> dict[str, Any]:
+    """The modules of a loaded pipeline, to build another pipeline over the same weights.
+
+    The scheduler is a fresh copy: schedulers keep per-run state (timesteps, step index) and a remix
+    starts its schedule part-way through.
+    """
+    parts = {k: getattr(pipe, k) for k in _SHARED}
+    parts["scheduler"] = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    return parts
+
+
+def _prompt_embeds(pipe: Any, job: EngineJob) -> dict[str, Any]:
+    """Encode the prompts with WanPipeline's text path, for every Wan pipeline.
+
+    diffusers' Wan video-to-video and image-to-video pipelines call `ftfy.fix_text` unconditionally
+    (only WanPipeline checks that ftfy is installed), so passing them a text prompt without ftfy raises
+    NameError. WanPipeline's helper works on any pipeline with a tokenizer and text encoder, cleans the
+    text the same way (with ftfy when it is there), and gives all three modes one prompt encoding.
+    """
+    encode = _diffusers().WanPipeline._get_t5_prompt_embeds
+    out = {"prompt_embeds": encode(pipe, prompt=job.prompt, max_sequence_length=_MAX_TEXT_TOKENS)}
+    if job.guidance_scale > 1.0:  # classifier-free guidance also runs the negative prompt
+        negative = job.negative_prompt or ""
+        out["negative_prompt_embeds"] = encode(pipe, prompt=negative, max_sequence_length=_MAX_TEXT_TOKENS)
+    return out
+
+
+def _progress_callback(reporter: Reporter, stop: threading.Event) -> Any:
+    def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # num_timesteps is the steps actually run (a remix runs only the last `strength` of them)
+        total = max(1, int(pipe.num_timesteps))
+        reporter.progress(min(99, int(100 * (i + 1) / total)))  # 100 is the executor's, once frames exist
+        if stop.is_set():
+            raise _Stop()
+        if reporter.cancelled():
+            raise EngineCancelled()
+        return {}
+
+    return on_step_end
+
+
+def _check_job(job: EngineJob) -> None:
+    if job.frames < 1 or (job.frames - 1) % 4:
+        raise EngineError(f"Wan needs 4k+1 frames (5, 9, ..., 81); got {job.frames}", "invalid_request")
+    if job.width < 16 or job.height < 16 or job.width % 16 or job.height % 16:
+        raise EngineError(f"width and height must be multiples of 16; got {job.width}x{job.height}", "invalid_request")
+    if job.steps < 1:
+        raise EngineError(f"steps must be at least 1; got {job.steps}", "invalid_request")
+    if job.source_frames is not None and not 0.0 < job.strength <= 1.0:
+        raise EngineError(f"remix strength must be in (0, 1]; got {job.strength}", "invalid_request")
+
+
+def _check_geometry(job: EngineJob, pipe: Any) -> None:
+    """A real checkpoint may be stricter than 16 px / 4k+1 (Wan 2.2 TI2V: 32 px): ask the pipeline."""
+    transformer = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
+    multiple = int(pipe.vae_scale_factor_spatial) * int(transformer.config.patch_size[1])
+    if job.width % multiple or job.height % multiple:
+        raise EngineError(
+            f"this model needs width and height in multiples of {multiple}; got {job.width}x{job.height}",
+            "invalid_request",
+        )
+    temporal = int(pipe.vae_scale_factor_temporal)
+    if (job.frames - 1) % temporal:
+        raise EngineError(f"this model needs {temporal}k+1 frames; got {job.frames}", "invalid_request")
+
+
+def _source_video(job: EngineJob) -> list[Any]:
+    """The remix source as PIL frames at the job's size and frame count (v2v keeps the source's length)."""
+    from PIL import Image
+
+    src = job.source_frames
+    assert src is not None
+    if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
+        raise EngineError(f"remix source frames must be (F, H, W, 3); got {src.shape}", "invalid_request")
+    if len(src) != job.frames:  # resample evenly in time
+        src = src[np.linspace(0, len(src) - 1, job.frames).round().astype(int)]
+    size = (job.width, job.height)
+    frames = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in src]
+    return [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC) for f in frames]
+
+
+def _decode_image(job: EngineJob) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    assert job.image is not None
+    try:
+        with Image.open(io.BytesIO(job.image)) as im:
+            img = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise EngineError(f"cannot decode the input image: {e}", "invalid_request") from e
+    # center-crop to the job's aspect ratio, then scale: no stretching
+    w, h = img.size
+    scale = min(w / job.width, h / job.height)
+    cw, ch = round(job.width * scale), round(job.height * scale)
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return img.crop((left, top, left + cw, top + ch)).resize((job.width, job.height), Image.Resampling.BICUBIC)

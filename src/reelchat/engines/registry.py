@@ -1,0 +1,63 @@
+"""Engines by catalog entry: built lazily on first use, shared between entries that name the same model."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ..catalog import DEMO_I2V_PIPELINE, DEMO_PIPELINE, ModelSpec
+from .base import Engine
+
+
+class EngineRegistry:
+    def __init__(self, models_dir: Path, *, device: str | None = None, dtype: str | None = None) -> None:
+        self.models_dir = models_dir
+        self.device = device
+        self.dtype = dtype
+        self._engines: dict[tuple[str, ...], Engine] = {}
+        self._lock = asyncio.Lock()
+
+    def _key(self, spec: ModelSpec) -> tuple[str, ...]:
+        if spec.engine == "upstream":
+            assert spec.upstream is not None
+            return ("upstream", spec.name)
+        return ("diffusers", spec.pipeline, spec.i2v_pipeline or "")
+
+    async def _resolve_dir(self, value: str) -> Path:
+        if value in (DEMO_PIPELINE, DEMO_I2V_PIPELINE):
+            from .demo_model import ensure_demo_pipeline
+
+            kind = "i2v" if value == DEMO_I2V_PIPELINE else "t2v"
+            return await asyncio.to_thread(ensure_demo_pipeline, self.models_dir / "demo", kind)
+        return Path(value).expanduser()
+
+    async def get(self, spec: ModelSpec) -> Engine:
+        key = self._key(spec)
+        async with self._lock:
+            engine = self._engines.get(key)
+            if engine is None:
+                engine = await self._build(spec)
+                self._engines[key] = engine
+            return engine
+
+    async def _build(self, spec: ModelSpec) -> Engine:
+        if spec.engine == "upstream":
+            from .upstream import UpstreamEngine
+
+            assert spec.upstream is not None
+            return UpstreamEngine(spec.upstream)
+        from .diffusers_engine import DiffusersEngine
+
+        t2v = await self._resolve_dir(spec.pipeline)
+        i2v = await self._resolve_dir(spec.i2v_pipeline) if spec.i2v_pipeline else None
+        return DiffusersEngine(t2v, i2v_pipeline_dir=i2v, device=self.device, dtype=self.dtype)
+
+    def supports_image(self, spec: ModelSpec) -> bool:
+        if spec.engine == "upstream":
+            return spec.upstream is not None and spec.upstream.supports_reference
+        return spec.i2v_pipeline is not None
+
+    async def close(self) -> None:
+        for engine in self._engines.values():
+            await engine.close()
+        self._engines.clear()

@@ -1,0 +1,317 @@
+"""Encode generated frames to browser-playable media, and read videos back.
+
+Everything here is blocking and CPU-bound: callers run it in a thread (``asyncio.to_thread``).
+
+Frames are numpy arrays of RGB uint8: a clip is ``(F, H, W, 3)``, a single frame ``(H, W, 3)``.
+MP4s are H.264 (libx264), yuv420p, High profile, tagged BT.709 limited range, with the moov
+atom at the front (``+faststart``) so browsers can start playing before the download ends.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import operator
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import numpy as np
+import numpy.typing as npt
+from av.container import InputContainer
+from av.video.reformatter import ColorRange, Colorspace
+from av.video.stream import VideoStream
+from PIL import Image
+
+__all__ = [
+    "MediaError",
+    "VideoInfo",
+    "decode_mp4",
+    "encode_mp4",
+    "encode_spritesheet",
+    "encode_webp",
+    "pick_thumbnail_frame",
+    "probe_mp4",
+    "thumbnail_from_mp4",
+]
+
+Frames = npt.NDArray[np.uint8]
+
+THUMBNAIL_MIN_SHORT_SIDE = 128
+
+# AVCOL_* values (libavutil/pixfmt.h): BT.709 primaries/transfer/matrix (1), MPEG (limited) range (1).
+_AVCOL_BT709 = 1
+_AVCOL_RANGE_MPEG = 1
+
+
+class MediaError(ValueError):
+    """Frames or bytes that cannot be encoded or decoded."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    codec: str  # "h264"
+    width: int
+    height: int
+    frames: int
+    fps: float
+    duration: float  # seconds
+    pix_fmt: str  # "yuv420p"
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_clip(frames: npt.NDArray[np.uint8]) -> Frames:
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise MediaError(f"expected frames shaped (F, H, W, 3), got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise MediaError("no frames to encode")
+    if arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise MediaError(f"frames have an empty side: {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise MediaError(f"expected uint8 frames, got {arr.dtype}")
+    return arr
+
+
+def _check_frame(frame: npt.NDArray[np.uint8]) -> Frames:
+    arr = np.asarray(frame)
+    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise MediaError(f"expected a frame shaped (H, W, 3), got {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise MediaError(f"expected a uint8 frame, got {arr.dtype}")
+    return arr
+
+
+# --------------------------------------------------------------------------- mp4
+
+
+def _pad_even(frames: Frames) -> Frames:
+    """Pad (F, H, W, 3) to even H and W by repeating the last row/column (yuv420p needs it)."""
+    pad_h = frames.shape[1] % 2
+    pad_w = frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return np.ascontiguousarray(frames)
+
+
+def encode_mp4(frames: npt.NDArray[np.uint8], fps: int, *, crf: int = 20) -> bytes:
+    """Encode an (F, H, W, 3) RGB uint8 clip as a faststart H.264 MP4.
+
+    Odd widths/heights are padded to even by repeating the edge pixels.
+    """
+    clip = _pad_even(_check_clip(frames))
+    try:
+        rate = operator.index(fps)
+    except TypeError:
+        rate = 0
+    if isinstance(fps, bool) or rate <= 0:
+        raise MediaError(f"fps must be a positive integer, got {fps!r}")
+    if not 0 <= crf <= 51:
+        raise MediaError(f"crf must be within 0..51, got {crf}")
+    height, width = int(clip.shape[1]), int(clip.shape[2])
+
+    # +faststart does not work on a file object: after writing, the mp4 muxer re-opens its output
+    # *by name* to move the moov atom to the front, and PyAV's BytesIO has no name ("<none>").
+    # So encode to a private temp file and read it back.
+    with tempfile.TemporaryDirectory(prefix="reelchat-enc-") as tmp:
+        path = Path(tmp) / "out.mp4"
+        try:
+            with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+                stream = out.add_stream(
+                    "libx264",
+                    rate=rate,
+                    options={"crf": str(crf), "preset": "medium", "profile": "high"},
+                )
+                stream.width = width
+                stream.height = height
+                stream.pix_fmt = "yuv420p"
+                ctx = stream.codec_context
+                ctx.color_primaries = _AVCOL_BT709
+                ctx.color_trc = _AVCOL_BT709
+                ctx.colorspace = _AVCOL_BT709
+                ctx.color_range = _AVCOL_RANGE_MPEG
+                for index, rgb in enumerate(clip):
+                    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                    frame = frame.reformat(
+                        format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
+                    )
+                    frame.pts = index
+                    out.mux(stream.encode(frame))
+                out.mux(stream.encode(None))
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"H.264 encoding failed: {exc}") from exc
+        return path.read_bytes()
+
+
+def _open_mp4(data: bytes) -> tuple[InputContainer, VideoStream]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MediaError(f"expected mp4 bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise MediaError("empty video data")
+    try:
+        container = av.open(io.BytesIO(bytes(data)), mode="r")
+    except (av.error.FFmpegError, OSError) as exc:
+        raise MediaError(f"not a readable video: {exc}") from exc
+    if "mp4" not in container.format.name.split(","):
+        name = container.format.name
+        container.close()
+        raise MediaError(f"not an mp4 (detected container {name!r})")
+    if not container.streams.video:
+        container.close()
+        raise MediaError("the mp4 has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _rgb(frame: av.VideoFrame) -> Frames:
+    return np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+
+
+def decode_mp4(data: bytes) -> npt.NDArray[np.uint8]:
+    """Decode every frame of an MP4's first video stream to (F, H, W, 3) RGB uint8."""
+    container, stream = _open_mp4(data)
+    try:
+        with container:
+            decoded = [_rgb(frame) for frame in container.decode(stream)]
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"could not decode the video: {exc}") from exc
+    if not decoded:
+        raise MediaError("the video has no decodable frames")
+    return np.stack(decoded)
+
+
+def _count_frames(data: bytes) -> int:
+    container, stream = _open_mp4(data)
+    try:
+        with container:
+            return sum(1 for _ in container.decode(stream))
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"could not decode the video: {exc}") from exc
+
+
+def probe_mp4(data: bytes) -> VideoInfo:
+    """Describe an MP4's first video stream; counts frames by decoding if the container doesn't say."""
+    container, stream = _open_mp4(data)
+    with container:
+        ctx = stream.codec_context
+        codec = ctx.name
+        width, height = ctx.width, ctx.height
+        pix_fmt = ctx.pix_fmt or ""
+        frames = int(stream.frames or 0)
+        rate: Fraction | None = stream.average_rate or stream.guessed_rate or stream.base_rate
+        stream_duration = (
+            float(stream.duration * stream.time_base)
+            if stream.duration is not None and stream.time_base is not None
+            else None
+        )
+        container_duration = container.duration / av.time_base if container.duration is not None else None
+    if frames <= 0:
+        frames = _count_frames(data)
+    fps = float(rate) if rate else 0.0
+    duration = stream_duration or container_duration or (frames / fps if fps else 0.0)
+    return VideoInfo(
+        codec=codec,
+        width=width,
+        height=height,
+        frames=frames,
+        fps=fps,
+        duration=float(duration),
+        pix_fmt=pix_fmt,
+    )
+
+
+def thumbnail_from_mp4(data: bytes) -> bytes:
+    """A WebP thumbnail of an MP4's middle frame (for videos that arrived as files)."""
+    total = probe_mp4(data).frames
+    if total <= 0:
+        raise MediaError("the video has no decodable frames")
+    target = total // 2
+    container, stream = _open_mp4(data)
+    chosen: Frames | None = None
+    try:
+        with container:
+            for index, frame in enumerate(container.decode(stream)):
+                chosen = _rgb(frame)
+                if index >= target:
+                    break
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"could not decode the video: {exc}") from exc
+    if chosen is None:
+        raise MediaError("the video has no decodable frames")
+    return encode_webp(chosen)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def pick_thumbnail_frame(frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """The frame to show for a clip: the middle one."""
+    clip = _check_clip(frames)
+    middle: Frames = clip[len(clip) // 2]
+    return middle
+
+
+def thumbnail_size(width: int, height: int, max_side: int = 512) -> tuple[int, int]:
+    """The (width, height) encode_webp gives a width x height frame.
+
+    Larger frames shrink so the long side is ``max_side``; tiny ones grow so the short side is
+    at least 128 px — unless that would push the long side past ``max_side`` (extreme aspect
+    ratios), where ``max_side`` wins.
+    """
+    if width <= 0 or height <= 0 or max_side <= 0:
+        raise MediaError(f"bad sizes: {width}x{height}, max_side={max_side}")
+    long_side, short_side = max(width, height), min(width, height)
+    scale = min(1.0, max_side / long_side)
+    if short_side * scale < THUMBNAIL_MIN_SHORT_SIDE:
+        scale = min(THUMBNAIL_MIN_SHORT_SIDE / short_side, max_side / long_side)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def encode_webp(frame: npt.NDArray[np.uint8], *, max_side: int = 512, quality: int = 80) -> bytes:
+    """A WebP thumbnail of one (H, W, 3) RGB frame, sized by :func:`thumbnail_size`."""
+    arr = _check_frame(frame)
+    if not 0 <= quality <= 100:
+        raise MediaError(f"quality must be within 0..100, got {quality}")
+    height, width = int(arr.shape[0]), int(arr.shape[1])
+    size = thumbnail_size(width, height, max_side)
+    image = Image.fromarray(np.ascontiguousarray(arr))
+    if size != (width, height):
+        upscale = size[0] > width or size[1] > height
+        image = image.resize(size, Image.Resampling.NEAREST if upscale else Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="WEBP", quality=quality, method=4)
+    return out.getvalue()
+
+
+def encode_spritesheet(
+    frames: npt.NDArray[np.uint8], *, columns: int = 5, tiles: int = 25, tile_width: int = 160
+) -> bytes:
+    """A JPEG grid of ``min(tiles, F)`` evenly spaced frames, ``columns`` per row, row-major.
+
+    Each tile is ``tile_width`` wide and keeps the frame's aspect ratio, so a viewer can recover
+    the layout from the image: tile width = image width / min(columns, n), tile height = image
+    height / rows. Unused cells of the last row are black.
+    """
+    clip = _check_clip(frames)
+    if columns <= 0 or tiles <= 0 or tile_width <= 0:
+        raise MediaError(f"columns, tiles and tile_width must be positive: {columns}, {tiles}, {tile_width}")
+    count = min(tiles, len(clip))
+    indices = np.linspace(0, len(clip) - 1, count).round().astype(int)
+    height, width = int(clip.shape[1]), int(clip.shape[2])
+    tile_height = max(1, round(height * tile_width / width))
+    cols = min(columns, count)
+    rows = math.ceil(count / cols)
+    sheet = Image.new("RGB", (cols * tile_width, rows * tile_height))
+    for cell, index in enumerate(indices):
+        tile = Image.fromarray(np.ascontiguousarray(clip[index]))
+        tile = tile.resize((tile_width, tile_height), Image.Resampling.BILINEAR)
+        sheet.paste(tile, ((cell % cols) * tile_width, (cell // cols) * tile_height))
+    out = io.BytesIO()
+    sheet.save(out, format="JPEG", quality=80, optimize=True)
+    return out.getvalue()

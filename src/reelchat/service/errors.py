@@ -1,0 +1,32 @@
+"""Errors the service raises for the API layer to turn into OpenAI-shaped responses.
+
+ServiceError
+├── InvalidRequest   400: a field the user sent is wrong (param names it)
+├── NotFound         404: no such task/video/sid in this tenant (other tenants' included)
+└── UnknownModel     404: the model isn't in the catalog
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status = 400
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequest(ServiceError):
+    pass
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class UnknownModel(ServiceError):
+    status = 404

@@ -1,0 +1,389 @@
+"""The only orchestrator: submit tasks, run them through engines, store media, answer queries.
+
+A task row is written (status queued) before any work starts; each state change afterwards is one
+durable, attempt-fenced write. On start, tasks a dead process left queued or running run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from ..catalog import ModelSpec, orientation_of, parse_size
+from ..domain import Orientation, Task, TaskEvent, TaskStatus, VideoRequest
+from ..engines.base import EngineCancelled, EngineError, EngineJob, EngineResult
+from ..engines.registry import EngineRegistry
+from ..ids import SID_RE, new_sid, new_task_id, new_video_id
+from ..media import encode
+from ..media.storage import Storage, new_media_name
+from ..net.fetch import FetchPolicy, ImageFetchError, check_image, fetch_image
+from ..settings import Settings
+from ..store.tasks import Store
+from .errors import InvalidRequest, NotFound, UnknownModel
+from .events import EventBus
+from .executor import InProcessExecutor
+from .reporter import TaskReporter
+
+log = logging.getLogger("reelchat.service")
+
+MAX_PROMPT_CHARS = 32_000
+_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "png", "image/bmp": "png"}
+
+
+class VideoService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        storage: Storage,
+        catalog: dict[str, ModelSpec],
+        engines: EngineRegistry,
+        executor: InProcessExecutor,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.catalog = catalog
+        self.engines = engines
+        self.executor = executor
+        self.bus = bus or EventBus()
+        self._cancelled: set[str] = set()
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Requeue what a dead process left behind and start the workers; returns tasks resumed."""
+        await self.store.requeue_interrupted()
+        queued = await self.store.queued_ids()
+        self.executor.start(self.execute)
+        for task_id in queued:
+            self.executor.submit(task_id)
+        return len(queued)
+
+    async def stop(self) -> None:
+        await self.executor.stop()
+        await self.engines.close()
+
+    # ---- submit ------------------------------------------------------------------------------
+
+    def spec(self, model: str) -> ModelSpec:
+        spec = self.catalog.get(model)
+        if spec is None:
+            names = ", ".join(sorted(self.catalog))
+            raise UnknownModel(
+                f"The model '{model}' does not exist. Available models: {names}.",
+                param="model",
+                code="model_not_found",
+            )
+        return spec
+
+    async def resolve_source(
+        self, tenant: str, *, sid: str | None = None, task_id: str | None = None, video_id: str | None = None
+    ) -> Task:
+        """A finished video of this tenant, by sid, task id or video id; NotFound alike for 'not yours'."""
+        task: Task | None = None
+        if sid is not None:
+            task = await self.store.get_by_sid(sid) if SID_RE.match(sid) else None
+        elif task_id is not None:
+            task = await self.store.get_task(task_id)
+        elif video_id is not None:
+            task = await self.store.get_by_video_id(video_id)
+        ref = sid or task_id or video_id
+        if task is None or task.tenant != tenant or await self.store.is_deleted(task.id):
+            raise NotFound(
+                f"No video found with id '{ref}'.", param="sid" if sid else "video_id", code="video_not_found"
+            )
+        if task.status is not TaskStatus.COMPLETED:
+            raise InvalidRequest(
+                f"Video '{ref}' is {task.status.value}; only a completed video can be modified.",
+                param="sid" if sid else "video_id",
+                code="video_not_ready",
+            )
+        return task
+
+    async def submit(self, tenant: str, req: VideoRequest, *, origin: str = "chat", source: Task | None = None) -> Task:
+        task = await self.prepare(tenant, req, origin=origin, source=source)
+        await self.enqueue(task)
+        return task
+
+    async def enqueue(self, task: Task) -> None:
+        await self.store.insert_task(task)  # durable before any work starts
+        self.executor.submit(task.id)
+
+    async def prepare(
+        self, tenant: str, req: VideoRequest, *, origin: str = "chat", source: Task | None = None
+    ) -> Task:
+        """Validate a request and build its task (nothing is queued yet; an input image is stored)."""
+        spec = self.spec(req.model)
+        prompt = req.prompt.strip()
+        if not prompt:
+            raise InvalidRequest("A prompt is required.", param="prompt", code="missing_prompt")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InvalidRequest(
+                f"The prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}.",
+                param="prompt",
+                code="prompt_too_long",
+            )
+        if source is None and (req.source_sid or req.source_video_id):
+            source = await self.resolve_source(tenant, sid=req.source_sid, video_id=req.source_video_id)
+
+        # seconds: the request's, else the source's (a remix keeps it), else the model's default
+        if req.seconds is not None:
+            if req.seconds not in spec.seconds:
+                raise InvalidRequest(
+                    f"seconds={req.seconds} is not supported by {spec.name}; allowed: "
+                    + ", ".join(str(s) for s in spec.seconds)
+                    + ".",
+                    param="seconds",
+                    code="unsupported_value",
+                )
+            seconds = req.seconds
+        elif source is not None and source.seconds in spec.seconds:
+            seconds = source.seconds
+        else:
+            seconds = spec.default_seconds
+
+        # size: explicit, else the source's (unless the turn turned it), else the orientation's default
+        if req.size is not None:
+            size = req.size.lower()
+            if size not in spec.all_sizes:
+                raise InvalidRequest(
+                    f"size '{req.size}' is not supported by {spec.name}; allowed: {', '.join(spec.all_sizes)}.",
+                    param="size",
+                    code="unsupported_value",
+                )
+            orientation = orientation_of(size)
+        elif source is not None and (req.orientation is source.orientation or req.orientation is None):
+            orientation = source.orientation
+            size = source.size if source.size in spec.all_sizes else spec.default_size(orientation)
+        else:
+            orientation = req.orientation or Orientation.PORTRAIT
+            size = spec.default_size(orientation)
+        width, height = parse_size(size)
+
+        image_name: str | None = None
+        image_bytes: bytes | None = None
+        if req.image is not None or req.image_url is not None:
+            if source is not None:
+                raise InvalidRequest(
+                    "An input image can't be combined with a video to modify; send one or the other.",
+                    param="input_reference",
+                    code="unsupported_combination",
+                )
+            if not self.engines.supports_image(spec):
+                raise InvalidRequest(
+                    f"{spec.name} does not accept an input image.", param="input_reference", code="unsupported_value"
+                )
+            image_bytes, content_type = await self._load_image(req)
+            image_name = new_media_name(_EXT.get(content_type, "png"))
+            await self.storage.save(image_name, image_bytes)
+
+        if req.seed is not None:
+            seed = req.seed
+        elif source is not None:
+            seed = source.seed
+        else:
+            seed = random.randrange(2**31)
+        engine_prompt = spec.remix_prompt(source.engine_prompt, prompt) if source is not None else prompt
+        task = Task(
+            id=new_task_id(),
+            video_id=new_video_id(),
+            sid=new_sid(),
+            tenant=tenant,
+            model=spec.name,
+            prompt=prompt,
+            engine_prompt=engine_prompt,
+            orientation=orientation,
+            seconds=seconds,
+            size=size,
+            width=width,
+            height=height,
+            fps=spec.fps,
+            frames=spec.frames_for(seconds),
+            steps=spec.steps,
+            seed=seed,
+            origin=origin,
+            remixed_from=source.id if source is not None else None,
+            has_image=image_name is not None,
+            image_name=image_name,
+            created_at=datetime.now(UTC),
+            params={"strength": spec.remix_strength} if source is not None else {},
+        )
+        return task
+
+    async def _load_image(self, req: VideoRequest) -> tuple[bytes, str]:
+        policy = FetchPolicy(
+            max_bytes=self.settings.image_max_bytes,
+            timeout_s=self.settings.image_fetch_timeout_s,
+            allow_private=self.settings.allow_private_image_urls,
+        )
+        try:
+            if req.image is not None:
+                checked = await asyncio.to_thread(check_image, req.image.data)
+            else:
+                assert req.image_url is not None
+                checked = await fetch_image(req.image_url, policy)
+        except ImageFetchError as e:
+            raise InvalidRequest(str(e), param="input_reference", code=e.code) from e
+        if len(checked.data) > self.settings.image_max_bytes:
+            raise InvalidRequest("The input image is too large.", param="input_reference", code="image_too_large")
+        return checked.data, checked.content_type
+
+    # ---- queries -----------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task | None:
+        """Public by link: pages show any task to whoever holds its unguessable id."""
+        return await self.store.get_task(task_id)
+
+    async def get_video(self, tenant: str, video_id: str) -> Task:
+        task = await self.store.get_by_video_id(video_id)
+        if task is None or task.tenant != tenant or await self.store.is_deleted(task.id):
+            raise NotFound(f"No video found with id '{video_id}'.", param="video_id", code="video_not_found")
+        return task
+
+    async def list_videos(self, tenant: str, *, after: str | None, limit: int, order: str) -> tuple[list[Task], bool]:
+        return await self.store.list_tasks(tenant, after=after, limit=limit, order=order)
+
+    async def lineage(self, task: Task, limit: int = 200) -> list[Task]:
+        """The chain of videos this one was remixed from, root first, ending with the task itself."""
+        chain = [task]
+        seen = {task.id}
+        current = task
+        while current.remixed_from and len(chain) < limit:
+            parent = await self.store.get_task(current.remixed_from)
+            if parent is None or parent.id in seen:
+                break
+            chain.append(parent)
+            seen.add(parent.id)
+            current = parent
+        return list(reversed(chain))
+
+    async def delete(self, tenant: str, video_id: str) -> Task:
+        task = await self.get_video(tenant, video_id)
+        self._cancelled.add(task.id)
+        await self.store.mark_deleted(task.id)
+        for name in (task.video_name, task.thumbnail_name, task.spritesheet_name, task.image_name):
+            if name:
+                await self.storage.delete(name)
+        self.bus.publish(TaskEvent(task.id, TaskStatus.CANCELLED, task.progress, "deleted", "The video was deleted."))
+        return task
+
+    async def is_deleted(self, task_id: str) -> bool:
+        return await self.store.is_deleted(task_id)
+
+    @asynccontextmanager
+    async def watch(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
+        async with self.bus.subscribe(task_id) as queue:
+            yield queue
+
+    # ---- running a task ------------------------------------------------------------------------
+
+    async def execute(self, task_id: str) -> None:
+        task = await self.store.claim(task_id)
+        if task is None:
+            return  # finished, deleted, or claimed by another worker
+        self.bus.publish(TaskEvent(task.id, TaskStatus.IN_PROGRESS, 0))
+        reporter = TaskReporter(self.store, self.bus, task, asyncio.get_running_loop(), self._cancelled)
+        try:
+            async with asyncio.timeout(self.settings.job_deadline_s):
+                result = await self._generate(task, reporter)
+                names = await self._store_media(result)
+        except EngineCancelled:
+            log.info("task %s cancelled", task.id)
+            return
+        except EngineError as e:
+            await self._fail(task, e.code, str(e))
+            return
+        except TimeoutError:
+            await self._fail(task, "timeout", f"The generation took longer than {self.settings.job_deadline_s:.0f} s.")
+            return
+        except Exception as e:
+            log.exception("task %s failed", task.id)
+            await self._fail(task, "internal_error", f"Generation failed: {type(e).__name__}: {e}")
+            return
+        finally:
+            await reporter.flush()
+        video_name, thumbnail_name, spritesheet_name = names
+        if await self.store.complete(
+            task.id,
+            task.attempt,
+            video_name=video_name,
+            thumbnail_name=thumbnail_name,
+            spritesheet_name=spritesheet_name,
+        ):
+            self.bus.publish(TaskEvent(task.id, TaskStatus.COMPLETED, 100))
+        else:  # deleted (or superseded) while we worked: don't leave orphans behind
+            for name in names:
+                if name:
+                    await self.storage.delete(name)
+        self._cancelled.discard(task.id)
+
+    async def _fail(self, task: Task, code: str, message: str) -> None:
+        if await self.store.fail(task.id, task.attempt, code=code, message=message):
+            self.bus.publish(TaskEvent(task.id, TaskStatus.FAILED, task.progress, code, message))
+
+    async def _generate(self, task: Task, reporter: TaskReporter) -> EngineResult:
+        spec = self.spec(task.model)
+        engine = await self.engines.get(spec)
+        source_frames: Any = None
+        source_video: bytes | None = None
+        source_upstream_id: str | None = None
+        if task.remixed_from is not None:
+            source = await self.store.get_task(task.remixed_from)
+            if source is None or source.video_name is None or await self.store.is_deleted(source.id):
+                raise EngineError("The source video no longer exists.", code="source_missing")
+            source_video = await self.storage.load(source.video_name)
+            if spec.engine == "upstream":
+                src_spec = self.catalog.get(source.model)
+                if (
+                    src_spec is not None
+                    and src_spec.upstream is not None
+                    and spec.upstream is not None
+                    and src_spec.upstream.base_url == spec.upstream.base_url
+                ):
+                    source_upstream_id = source.upstream_job_id
+            else:
+                source_frames = await asyncio.to_thread(encode.decode_mp4, source_video)
+        image = await self.storage.load(task.image_name) if task.image_name else None
+        job = EngineJob(
+            prompt=task.engine_prompt,
+            width=task.width,
+            height=task.height,
+            frames=task.frames,
+            fps=task.fps,
+            steps=task.steps,
+            seed=task.seed,
+            guidance_scale=spec.guidance_scale,
+            negative_prompt=spec.negative_prompt,
+            source_frames=source_frames,
+            strength=float(task.params.get("strength", spec.remix_strength)),
+            image=image,
+            source_upstream_id=source_upstream_id,
+            source_video=source_video,
+            seconds=task.seconds,
+            model=task.model,
+        )
+        async with reporter.flushing():
+            return await engine.generate(job, reporter)
+
+    async def _store_media(self, result: EngineResult) -> tuple[str, str, str | None]:
+        if result.frames is not None:
+            frames = result.frames
+            video = await asyncio.to_thread(encode.encode_mp4, frames, result.fps)
+        elif result.video is not None:
+            video = result.video
+            frames = await asyncio.to_thread(encode.decode_mp4, video)
+        else:
+            raise EngineError("The engine returned no video.", code="engine_error")
+        thumbnail = result.thumbnail or await asyncio.to_thread(encode.encode_webp, encode.pick_thumbnail_frame(frames))
+        spritesheet = await asyncio.to_thread(encode.encode_spritesheet, frames)
+        names = (new_media_name("mp4"), new_media_name("webp"), new_media_name("jpg"))
+        for name, data in zip(names, (video, thumbnail, spritesheet), strict=True):
+            await self.storage.save(name, data)
+        return names

@@ -1,0 +1,60 @@
+"""One typed Settings object, built by the CLI or create_app() and passed down. Nothing reads os.environ deeper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    return Path.home() / ".reelchat"
+
+
+class Settings(BaseSettings):
+    """Every knob, from REELCHAT_* environment variables (or constructor arguments in tests)."""
+
+    model_config = SettingsConfigDict(env_prefix="REELCHAT_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home, description="data directory: database, media, demo model")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default sqlite+aiosqlite:///<home>/reelchat.db"
+    )
+    media_dir: Path | None = Field(default=None, description="where mp4/webp files live; default <home>/media")
+    public_base_url: str | None = Field(default=None, description="absolute base for links, e.g. https://v.example")
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="peers whose X-Forwarded-Proto/Host are believed",
+    )
+    locale: Literal["zh", "en"] = Field(default="zh", description="reply wording when Accept-Language says nothing")
+    keepalive_s: float = Field(default=3.0, gt=0, description="seconds between keep-alive dots while waiting")
+    max_body_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    models_file: Path | None = Field(default=None, description="JSON or TOML file with model catalog entries")
+    models_json: str | None = Field(default=None, description="JSON object of catalog overrides (REELCHAT_MODELS_JSON)")
+    workers: int = Field(default=1, ge=1, description="jobs run at once in-process")
+    device: str | None = Field(default=None, description="torch device; default cuda when present, else cpu")
+    dtype: str | None = Field(default=None, description="torch dtype; default bfloat16 on cuda, float32 on cpu")
+    poll_after_ms: int = Field(default=1000, ge=100)
+    image_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    image_fetch_timeout_s: float = Field(default=10.0, gt=0)
+    allow_private_image_urls: bool = False
+    job_deadline_s: float = Field(default=3600.0, gt=0, description="a job running longer than this fails")
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, v: str | None) -> str | None:
+        return v.rstrip("/") if v else v
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'reelchat.db'}"
+
+    @property
+    def resolved_media_dir(self) -> Path:
+        return self.media_dir or self.home / "media"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"

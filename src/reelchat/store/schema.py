@@ -1,0 +1,82 @@
+"""Tables and the ordered list of migrations that build them (recorded in `schema_migrations`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("video_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("sid", sa.String(40), nullable=False, unique=True),
+    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("engine_prompt", sa.Text, nullable=False),
+    sa.Column("orientation", sa.String(16), nullable=False),
+    sa.Column("seconds", sa.Integer, nullable=False),
+    sa.Column("size", sa.String(32), nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("fps", sa.Integer, nullable=False),
+    sa.Column("frames", sa.Integer, nullable=False),
+    sa.Column("steps", sa.Integer, nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("progress", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("origin", sa.String(16), nullable=False),
+    sa.Column("remixed_from", sa.String(40), nullable=True),
+    sa.Column("has_image", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("image_name", sa.String(200), nullable=True),
+    sa.Column("video_name", sa.String(200), nullable=True),
+    sa.Column("thumbnail_name", sa.String(200), nullable=True),
+    sa.Column("spritesheet_name", sa.String(200), nullable=True),
+    sa.Column("upstream_job_id", sa.String(200), nullable=True),
+    sa.Column("error_code", sa.String(100), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    # unix seconds (float): portable across SQLite and PostgreSQL, and what the OpenAI shapes want
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("completed_at", sa.Float, nullable=True),
+    sa.Index("ix_tasks_tenant_created", "tenant", "created_at"),
+    sa.Index("ix_tasks_status", "status"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("prefix", sa.String(32), nullable=False),
+    sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+
+def _m001_initial(conn: sa.Connection) -> None:
+    for table in (tasks, api_keys):
+        table.create(conn, checkfirst=True)
+
+
+# Append only: each entry runs once, in order, inside a transaction, and is recorded.
+MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
+    (1, "initial tasks and api_keys", _m001_initial),
+]

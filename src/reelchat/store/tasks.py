@@ -1,0 +1,339 @@
+"""The task and key store: SQLAlchemy Core over an async engine (SQLite with WAL, or PostgreSQL).
+
+Every state change is one durable UPDATE. Work that may run twice (after a crash, on two replicas)
+is fenced by `attempt`: only the attempt that claimed a task can finish it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..domain import ApiKey, Orientation, Task, TaskStatus
+from .schema import MIGRATIONS, api_keys, metadata, schema_migrations, tasks
+
+
+def _ts(dt: datetime | None) -> float | None:
+    return dt.timestamp() if dt is not None else None
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+def _row_to_task(row: sa.Row[Any]) -> Task:
+    m = row._mapping
+    return Task(
+        id=m["id"],
+        video_id=m["video_id"],
+        sid=m["sid"],
+        tenant=m["tenant"],
+        model=m["model"],
+        prompt=m["prompt"],
+        engine_prompt=m["engine_prompt"],
+        orientation=Orientation(m["orientation"]),
+        seconds=m["seconds"],
+        size=m["size"],
+        width=m["width"],
+        height=m["height"],
+        fps=m["fps"],
+        frames=m["frames"],
+        steps=m["steps"],
+        seed=m["seed"],
+        status=TaskStatus(m["status"]),
+        progress=m["progress"],
+        attempt=m["attempt"],
+        origin=m["origin"],
+        remixed_from=m["remixed_from"],
+        has_image=bool(m["has_image"]),
+        image_name=m["image_name"],
+        video_name=m["video_name"],
+        thumbnail_name=m["thumbnail_name"],
+        spritesheet_name=m["spritesheet_name"],
+        upstream_job_id=m["upstream_job_id"],
+        error_code=m["error_code"],
+        error_message=m["error_message"],
+        created_at=_dt(m["created_at"]),
+        started_at=_dt(m["started_at"]),
+        completed_at=_dt(m["completed_at"]),
+        params=dict(m["params"] or {}),
+    )
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations in order; returns the versions applied now."""
+        applied_now: list[int] = []
+        async with self.engine.begin() as conn:
+            await conn.run_sync(lambda c: schema_migrations.create(c, checkfirst=True))
+            done = set((await conn.execute(sa.select(schema_migrations.c.version))).scalars())
+            for version, name, fn in MIGRATIONS:
+                if version in done:
+                    continue
+                await conn.run_sync(fn)
+                await conn.execute(
+                    schema_migrations.insert().values(version=version, name=name, applied_at=time.time())
+                )
+                applied_now.append(version)
+        return applied_now
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # ---- tasks -------------------------------------------------------------------------------
+
+    async def insert_task(self, task: Task) -> None:
+        values = {
+            "id": task.id,
+            "video_id": task.video_id,
+            "sid": task.sid,
+            "tenant": task.tenant,
+            "model": task.model,
+            "prompt": task.prompt,
+            "engine_prompt": task.engine_prompt,
+            "orientation": task.orientation.value,
+            "seconds": task.seconds,
+            "size": task.size,
+            "width": task.width,
+            "height": task.height,
+            "fps": task.fps,
+            "frames": task.frames,
+            "steps": task.steps,
+            "seed": task.seed,
+            "status": task.status.value,
+            "progress": task.progress,
+            "attempt": task.attempt,
+            "origin": task.origin,
+            "remixed_from": task.remixed_from,
+            "has_image": task.has_image,
+            "image_name": task.image_name,
+            "params": task.params,
+            "created_at": _ts(task.created_at) or time.time(),
+        }
+        async with self.engine.begin() as conn:
+            await conn.execute(tasks.insert().values(**values))
+
+    async def _one(self, where: sa.ColumnElement[bool]) -> Task | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(tasks).where(where))).first()
+        return _row_to_task(row) if row is not None else None
+
+    async def get_task(self, task_id: str) -> Task | None:
+        return await self._one(tasks.c.id == task_id)
+
+    async def get_by_sid(self, sid: str) -> Task | None:
+        return await self._one(tasks.c.sid == sid)
+
+    async def get_by_video_id(self, video_id: str) -> Task | None:
+        return await self._one(tasks.c.video_id == video_id)
+
+    async def is_deleted(self, task_id: str) -> bool:
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(sa.select(tasks.c.deleted).where(tasks.c.id == task_id))).scalar()
+        return bool(value)
+
+    async def list_tasks(self, tenant: str, *, after: str | None, limit: int, order: str) -> tuple[list[Task], bool]:
+        """A page of a tenant's live videos, newest first for order=desc; (page, has_more)."""
+        desc = order == "desc"
+        q = sa.select(tasks).where(tasks.c.tenant == tenant, tasks.c.deleted == sa.false())
+        if after is not None:
+            anchor = await self._one((tasks.c.video_id == after) & (tasks.c.tenant == tenant))
+            if anchor is not None and anchor.created_at is not None:
+                key = (anchor.created_at.timestamp(), anchor.id)
+                cmp = sa.tuple_(tasks.c.created_at, tasks.c.id)
+                q = q.where(cmp < key if desc else cmp > key)
+        q = q.order_by(*(c.desc() if desc else c.asc() for c in (tasks.c.created_at, tasks.c.id)))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q.limit(limit + 1))).fetchall()
+        page = [_row_to_task(r) for r in rows[:limit]]
+        return page, len(rows) > limit
+
+    async def claim(self, task_id: str) -> Task | None:
+        """queued -> in_progress with attempt+1; None when the task isn't queued (someone else has it)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.QUEUED.value, tasks.c.deleted == sa.false())
+                .values(
+                    status=TaskStatus.IN_PROGRESS.value,
+                    attempt=tasks.c.attempt + 1,
+                    started_at=time.time(),
+                    progress=0,
+                )
+            )
+            if result.rowcount != 1:
+                return None
+            row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).one()
+        return _row_to_task(row)
+
+    async def _fenced_update(self, task_id: str, attempt: int, **values: Any) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(
+                    tasks.c.id == task_id,
+                    tasks.c.attempt == attempt,
+                    tasks.c.status == TaskStatus.IN_PROGRESS.value,
+                    tasks.c.deleted == sa.false(),
+                )
+                .values(**values)
+            )
+        return result.rowcount == 1
+
+    async def set_progress(self, task_id: str, attempt: int, progress: int) -> bool:
+        return await self._fenced_update(task_id, attempt, progress=progress)
+
+    async def set_upstream_job(self, task_id: str, attempt: int, job_id: str) -> bool:
+        return await self._fenced_update(task_id, attempt, upstream_job_id=job_id)
+
+    async def complete(
+        self, task_id: str, attempt: int, *, video_name: str, thumbnail_name: str, spritesheet_name: str | None
+    ) -> bool:
+        return await self._fenced_update(
+            task_id,
+            attempt,
+            status=TaskStatus.COMPLETED.value,
+            progress=100,
+            video_name=video_name,
+            thumbnail_name=thumbnail_name,
+            spritesheet_name=spritesheet_name,
+            completed_at=time.time(),
+        )
+
+    async def fail(self, task_id: str, attempt: int, *, code: str, message: str) -> bool:
+        return await self._fenced_update(
+            task_id,
+            attempt,
+            status=TaskStatus.FAILED.value,
+            error_code=code,
+            error_message=message,
+            completed_at=time.time(),
+        )
+
+    async def requeue_interrupted(self) -> int:
+        """Tasks left in_progress by a dead process go back to queued (single-writer deployments)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(tasks.c.status == TaskStatus.IN_PROGRESS.value, tasks.c.deleted == sa.false())
+                .values(status=TaskStatus.QUEUED.value)
+            )
+        return int(result.rowcount)
+
+    async def queued_ids(self) -> list[str]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(tasks.c.id)
+                .where(tasks.c.status == TaskStatus.QUEUED.value, tasks.c.deleted == sa.false())
+                .order_by(tasks.c.created_at, tasks.c.id)
+            )
+            return list(rows.scalars())
+
+    async def mark_deleted(self, task_id: str) -> Task | None:
+        """Soft-delete: the row stays (lineage of later remixes still points at it), media go."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
+            if row is None:
+                return None
+            values: dict[str, Any] = {"deleted": True}
+            if not TaskStatus(row._mapping["status"]).finished:
+                values.update(status=TaskStatus.CANCELLED.value, completed_at=time.time())
+            await conn.execute(tasks.update().where(tasks.c.id == task_id).values(**values))
+        return _row_to_task(row)
+
+    async def count_by_status(self) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status))
+            return {status: int(n) for status, n in rows.tuples()}
+
+    # ---- api keys ----------------------------------------------------------------------------
+
+    async def add_key(self, key: ApiKey, key_hash: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                api_keys.insert().values(
+                    id=key.id,
+                    name=key.name,
+                    tenant=key.tenant,
+                    prefix=key.prefix,
+                    key_hash=key_hash,
+                    created_at=key.created_at.timestamp(),
+                )
+            )
+
+    async def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+                )
+            ).first()
+        return _row_to_key(row) if row is not None else None
+
+    async def list_keys(self) -> list[ApiKey]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at))).fetchall()
+        return [_row_to_key(r) for r in rows]
+
+    async def revoke_key(self, id_or_name: str) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                api_keys.update()
+                .where(
+                    (api_keys.c.id == id_or_name) | (api_keys.c.name == id_or_name),
+                    api_keys.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=time.time())
+            )
+        return int(result.rowcount)
+
+    async def active_key_count(self) -> int:
+        async with self.engine.connect() as conn:
+            value = await conn.execute(
+                sa.select(sa.func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
+            )
+            return int(value.scalar() or 0)
+
+
+def _row_to_key(row: sa.Row[Any]) -> ApiKey:
+    m = row._mapping
+    created = _dt(m["created_at"])
+    assert created is not None
+    return ApiKey(
+        id=m["id"],
+        name=m["name"],
+        tenant=m["tenant"],
+        prefix=m["prefix"],
+        created_at=created,
+        revoked_at=_dt(m["revoked_at"]),
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process; fsync at checkpoints
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+__all__: Sequence[str] = ("Store", "metadata")
