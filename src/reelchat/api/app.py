@@ -19,7 +19,7 @@ from . import errors
 from .deps import AppState
 from .limits import BodySizeLimit
 from .links import LinkBuilder
-from .routes import chat, media, pages, system
+from .routes import chat, media, pages, system, videos
 
 log = logging.getLogger("reelchat")
 
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         links=LinkBuilder(settings.public_base_url, settings.trusted_proxies),
     )
     errors.install(app)
-    for module in (chat, media, pages, system):
+    for module in (chat, media, pages, system, videos):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

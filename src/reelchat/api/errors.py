@@ -60,7 +60,7 @@ def error_response(err: ApiError) -> JSONResponse:
 def validation_error(e: ValidationError | RequestValidationError, prefix: str = "") -> ApiError:
     """The first problem, named by its field path: `messages[0].content: Input should be ...`."""
     first = e.errors()[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
     param = ""
     for part in loc:
         param += f"[{part}]" if part.isdigit() else (f".{part}" if param else part)

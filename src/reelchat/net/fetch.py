@@ -219,8 +219,10 @@ def _v4_forbidden(addr: ipaddress.IPv4Address) -> bool:
 def _v6_forbidden(addr: ipaddress.IPv6Address) -> bool:
     if addr.ipv4_mapped is not None:
         return True
-    if addr in _NAT64_WKP and _v4_forbidden(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)):
-        return True
+    if addr in _NAT64_WKP:
+        # Well-known NAT64 prefix (DNS64 synthesizes these on IPv6-only hosts): the verdict is the
+        # embedded IPv4 address's. (Python files 64:ff9b::/96 under the reserved ::/8, hence the early return.)
+        return _v4_forbidden(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
     if addr.sixtofour is not None and _v4_forbidden(addr.sixtofour):
         return True
     if addr.teredo is not None:
@@ -287,9 +289,7 @@ def decode_data_url(url: str, policy: FetchPolicy = DEFAULT_POLICY) -> FetchedIm
     media_type = params[0].lower()
     is_base64 = len(params) > 1 and params[-1].lower() == "base64"
     if media_type and not media_type.startswith("image/"):
-        raise ImageFetchError(
-            "invalid_image", f"data: URL media type must be image/*, got {media_type[:64]!r}"
-        )
+        raise ImageFetchError("invalid_image", f"data: URL media type must be image/*, got {media_type[:64]!r}")
 
     if is_base64:
         text = "".join(payload.split())
@@ -381,7 +381,8 @@ def _parse_http_url(raw: str, what: str) -> _Target:
     except (httpx.InvalidURL, ValueError, TypeError):
         raise ImageFetchError("invalid_image_url", f"{what} is not a valid URL") from None
     if url.scheme not in ("http", "https"):
-        raise ImageFetchError("invalid_image_url", f"{what} must use http, https or data")
+        allowed = "data:, http: or https:" if what == "image_url" else "http: or https:"
+        raise ImageFetchError("invalid_image_url", f"{what} must be a {allowed} URL")
     if url.userinfo:
         raise ImageFetchError("invalid_image_url", f"{what} must not contain a username or password")
     try:
@@ -425,17 +426,13 @@ async def _checked_addresses(
     forbidden: AddressPredicate,
     what: str,
 ) -> list[str]:
-    refused = ImageFetchError(
-        "image_url_forbidden", f"{what} points to a private or reserved network address"
-    )
+    refused = ImageFetchError("image_url_forbidden", f"{what} points to a private or reserved network address")
     if target.is_ip_literal:
         if forbidden(target.host):
             raise refused
         return [target.host]
     if not policy.allow_private and (
-        target.host in _FORBIDDEN_NAMES
-        or target.host.endswith(".localhost")
-        or target.host.endswith(".internal")
+        target.host in _FORBIDDEN_NAMES or target.host.endswith(".localhost") or target.host.endswith(".internal")
     ):
         raise refused
     try:
@@ -458,36 +455,38 @@ def _make_ssl_context() -> ssl.SSLContext:
 
 
 async def _get_once(target: _Target, ip: str, policy: FetchPolicy) -> bytes | str:
-    """GET ``target`` over a connection to ``ip``. Returns the body, or the raw ``Location`` of a redirect."""
+    """GET ``target`` over a connection to ``ip``. Returns the body, or the raw ``Location`` of a redirect.
+
+    This talks to an ``httpx.AsyncHTTPTransport`` directly rather than through ``httpx.AsyncClient``: no
+    client-level behaviour (redirect handling - which parses a hostile Location before we can -, cookies,
+    auth, event hooks, environment proxies) is involved at all. The request URL carries the checked IP,
+    so the transport never resolves anything; ``Host`` and, for https, SNI + certificate verification
+    use the original name.
+    """
     request_url = target.url.copy_with(host=ip, fragment=None)
-    extensions: dict[str, str] = {}
+    timeout = httpx.Timeout(policy.timeout_s)
+    extensions: dict[str, object] = {"timeout": timeout.as_dict()}
     if target.url.scheme == "https" and not target.is_ip_literal:
-        extensions["sni_hostname"] = target.host  # SNI + certificate check against the name, not the IP
+        extensions["sni_hostname"] = target.host
     headers = {
         "Host": target.host_header,
         "User-Agent": _USER_AGENT,
         "Accept": "image/png, image/jpeg, image/webp, image/gif, image/bmp;q=0.9, */*;q=0.1",
         "Accept-Encoding": "identity",  # we read raw bytes: no transparent (bomb-able) decompression
+        "Connection": "close",
     }
-    # One client per hop: no connection reuse across differently-named hosts on the same IP, no cookies,
-    # no environment proxies (trust_env=False: a proxy would re-resolve the name), no auto-redirects.
-    async with httpx.AsyncClient(
-        follow_redirects=False,
-        trust_env=False,
-        verify=_make_ssl_context(),
-        timeout=httpx.Timeout(policy.timeout_s),
-    ) as client:
-        request = client.build_request("GET", request_url, headers=headers, extensions=extensions)
-        response = await client.send(request, stream=True)
+    request = httpx.Request("GET", request_url, headers=headers, extensions=extensions)
+    # A fresh transport (connection pool) per hop: no connection reuse across differently-named hosts that
+    # share an IP, and trust_env=False so no environment proxy (which would re-resolve the name) is used.
+    async with httpx.AsyncHTTPTransport(verify=_make_ssl_context(), trust_env=False, retries=0) as transport:
+        response = await transport.handle_async_request(request)
         try:
             status = response.status_code
             if status in _REDIRECT_STATUSES:
-                location: str | None = response.headers.get("location")
+                location = response.headers.get("location")
                 if not location:
-                    raise ImageFetchError(
-                        "image_fetch_failed", f"image_url redirected ({status}) without a Location"
-                    )
-                return location
+                    raise ImageFetchError("image_fetch_failed", f"image_url redirected ({status}) without a Location")
+                return str(location)
             if not 200 <= status < 300:
                 raise ImageFetchError("image_fetch_failed", f"image_url returned HTTP {status}")
             declared = response.headers.get("content-length")
@@ -495,18 +494,17 @@ async def _get_once(target: _Target, ip: str, policy: FetchPolicy) -> bytes | st
                 try:
                     declared_len = int(declared.strip())
                 except ValueError:
-                    raise ImageFetchError(
-                        "image_fetch_failed", "invalid Content-Length in response"
-                    ) from None
+                    raise ImageFetchError("image_fetch_failed", "invalid Content-Length in response") from None
                 if declared_len > policy.max_bytes:
                     raise _too_large(policy)
             encoding = response.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
-                raise ImageFetchError(
-                    "image_fetch_failed", "compressed (Content-Encoding) responses are not supported"
-                )
+                raise ImageFetchError("image_fetch_failed", "compressed (Content-Encoding) responses are not supported")
+            stream = response.stream
+            if not isinstance(stream, httpx.AsyncByteStream):  # pragma: no cover - the async transport's type
+                raise ImageFetchError("image_fetch_failed", "could not read the response")
             body = bytearray()
-            async for chunk in response.aiter_raw():
+            async for chunk in stream:
                 body += chunk
                 if len(body) > policy.max_bytes:
                     raise _too_large(policy)
@@ -515,9 +513,7 @@ async def _get_once(target: _Target, ip: str, policy: FetchPolicy) -> bytes | st
             await response.aclose()
 
 
-async def _download(
-    raw_url: str, policy: FetchPolicy, resolver: Resolver, forbidden: AddressPredicate
-) -> bytes:
+async def _download(raw_url: str, policy: FetchPolicy, resolver: Resolver, forbidden: AddressPredicate) -> bytes:
     what = "image_url"
     target = _parse_http_url(raw_url, what)
     for hop in range(policy.max_redirects + 1):
@@ -541,9 +537,7 @@ async def _download(
         except (httpx.InvalidURL, ValueError, TypeError):
             raise ImageFetchError("invalid_image_url", f"{what} is not a valid URL") from None
         target = _parse_http_url(next_url, what)
-    raise ImageFetchError(
-        "image_fetch_failed", f"image_url redirected more than {policy.max_redirects} times"
-    )
+    raise ImageFetchError("image_fetch_failed", f"image_url redirected more than {policy.max_redirects} times")
 
 
 async def fetch_image(
@@ -577,6 +571,7 @@ async def fetch_image(
         raise ImageFetchError(
             "image_fetch_timeout", f"fetching image_url took longer than {policy.timeout_s:g}s"
         ) from None
-    except (httpx.HTTPError, httpx.InvalidURL, OSError, ssl.SSLError):
-        raise ImageFetchError("image_fetch_failed", "could not fetch image_url") from None
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ssl.SSLError) as exc:
+        # Generic for the user (no internal detail), chained for the server's logs.
+        raise ImageFetchError("image_fetch_failed", "could not fetch image_url") from exc
     return await asyncio.to_thread(check_image, data)

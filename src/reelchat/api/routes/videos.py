@@ -1,0 +1,203 @@
+"""The OpenAI Videos API (/v1/videos) over the same tasks and videos as the chat API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from starlette.datastructures import UploadFile
+
+from ...domain import InputImage, Task, TaskStatus, VideoRequest
+from ...protocol.views import video_object
+from ...service.videos import MAX_PROMPT_CHARS
+from ..deps import AppState, StateDep, TenantDep
+from ..errors import ApiError, parse_json_body, validation_error
+from .media import serve_media
+
+router = APIRouter()
+
+DEFAULT_MODEL = "sora-2"
+
+
+class ImageReference(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    image_url: StrictStr
+
+
+class CreateVideoBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: StrictStr = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    model: StrictStr = DEFAULT_MODEL
+    seconds: int | None = None
+    size: StrictStr | None = None
+    input_reference: ImageReference | StrictStr | None = None
+    seed: int | None = None
+
+    @field_validator("seconds", mode="before")
+    @classmethod
+    def _seconds(cls, v: Any) -> Any:
+        # the SDK sends seconds as a string ("4", "8", "12"); JSON clients may send a number
+        if isinstance(v, str):
+            v = v.strip()
+            if not v.isdigit():
+                raise ValueError("seconds must be a whole number of seconds, e.g. \"10\"")
+            return int(v)
+        if isinstance(v, bool) or not isinstance(v, int | None):
+            raise ValueError("seconds must be a whole number of seconds, e.g. \"10\"")
+        return v
+
+
+class RemixBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    prompt: StrictStr = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+
+
+def _video(state: AppState, task: Task, source: Task | None) -> dict[str, Any]:
+    obj = video_object(task, source_video_id=source.video_id if source is not None else None)
+    # extras beyond OpenAI's shape, so a client can move to the chat API and the pages
+    obj["task_id"] = task.id
+    obj["sid"] = task.sid if task.status is TaskStatus.COMPLETED else None
+    return obj
+
+
+async def _source_of(state: AppState, task: Task) -> Task | None:
+    return await state.service.get(task.remixed_from) if task.remixed_from else None
+
+
+def _poll_headers(state: AppState, task: Task) -> dict[str, str]:
+    if task.status.finished:
+        return {}
+    return {"openai-poll-after-ms": str(state.settings.poll_after_ms)}
+
+
+async def _read_create(request: Request) -> tuple[CreateVideoBody, InputImage | None]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    image: InputImage | None = None
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        try:
+            form = await request.form(max_files=1, max_fields=50)
+        except Exception as e:  # malformed multipart
+            raise ApiError(400, f"Could not parse the form body: {e}", code="invalid_body") from e
+        data: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key != "input_reference":
+                    raise ApiError(400, f"Unexpected file field '{key}'.", param=key, code="invalid_value")
+                raw = await value.read()
+                image = InputImage(raw, value.content_type or "application/octet-stream")
+            elif key == "input_reference":
+                data[key] = {"image_url": value}
+            else:
+                data[key] = value
+    else:
+        body = parse_json_body(await request.body())
+        if not isinstance(body, dict):
+            raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+        data = body
+    try:
+        parsed = CreateVideoBody.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(e) from e
+    return parsed, image
+
+
+@router.post("/v1/videos")
+async def create_video(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
+    body, image = await _read_create(request)
+    ref = body.input_reference
+    image_url = ref.image_url if isinstance(ref, ImageReference) else ref
+    task = await state.service.submit(
+        tenant,
+        VideoRequest(
+            model=body.model,
+            prompt=body.prompt,
+            seconds=body.seconds,
+            size=body.size,
+            seed=body.seed,
+            image=image,
+            image_url=image_url if image is None else None,
+        ),
+        origin="videos",
+    )
+    return JSONResponse(_video(state, task, None), headers=_poll_headers(state, task))
+
+
+@router.get("/v1/videos")
+async def list_videos(
+    state: StateDep,
+    tenant: TenantDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Literal["asc", "desc"] = "desc",
+) -> dict[str, Any]:
+    if after is not None:
+        await state.service.get_video(tenant, after)  # 404 for an unknown cursor, not an empty page
+    page, has_more = await state.service.list_videos(tenant, after=after, limit=limit, order=order)
+    data = [_video(state, t, await _source_of(state, t)) for t in page]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+@router.get("/v1/videos/{video_id}")
+async def retrieve_video(video_id: str, state: StateDep, tenant: TenantDep) -> JSONResponse:
+    task = await state.service.get_video(tenant, video_id)
+    return JSONResponse(_video(state, task, await _source_of(state, task)), headers=_poll_headers(state, task))
+
+
+@router.delete("/v1/videos/{video_id}")
+async def delete_video(video_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+    task = await state.service.delete(tenant, video_id)
+    return {"id": task.video_id, "object": "video.deleted", "deleted": True}
+
+
+@router.get("/v1/videos/{video_id}/content")
+async def download_video(
+    video_id: str,
+    request: Request,
+    state: StateDep,
+    tenant: TenantDep,
+    variant: Literal["video", "thumbnail", "spritesheet"] = "video",
+) -> Response:
+    task = await state.service.get_video(tenant, video_id)
+    if task.status is not TaskStatus.COMPLETED:
+        raise ApiError(
+            400,
+            f"Video '{video_id}' is {task.status.value}; content is available once it is completed.",
+            param="video_id",
+            code="video_not_ready",
+        )
+    name = {"video": task.video_name, "thumbnail": task.thumbnail_name, "spritesheet": task.spritesheet_name}[variant]
+    if name is None:
+        raise ApiError(404, f"Video '{video_id}' has no {variant}.", param="variant", code="not_found")
+    ext = name.rsplit(".", 1)[-1]
+    return await serve_media(state.service.storage, name, request, download_name=f"{task.video_id}.{ext}")
+
+
+@router.post("/v1/videos/{video_id}/remix")
+async def remix_video(video_id: str, request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
+    source = await state.service.resolve_source(tenant, video_id=video_id)
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form = await request.form()
+        data: Any = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    else:
+        data = parse_json_body(raw)
+    if not isinstance(data, dict):
+        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    try:
+        body = RemixBody.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(e) from e
+    task = await state.service.submit(
+        tenant, VideoRequest(model=source.model, prompt=body.prompt), origin="videos", source=source
+    )
+    return JSONResponse(_video(state, task, source), headers=_poll_headers(state, task))
