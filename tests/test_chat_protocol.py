@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -436,6 +437,13 @@ def test_pasted_sid_wins_over_history() -> None:
     assert turn.prompt == "add rain"
 
 
+def test_pasted_ids_are_read_case_insensitively() -> None:
+    turn = read_turn(user(f"add rain {OUR_SID.upper()}"), allowed_seconds=ALLOWED)
+    assert turn.source_sid == OUR_SID and turn.prompt == "add rain"
+    turn = read_turn(user(f"add rain https://h.test/web/{OUR_TASK.upper()}"), allowed_seconds=ALLOWED)
+    assert turn.source_task_id == OUR_TASK and turn.prompt == "add rain"
+
+
 def test_pasted_sid_in_the_middle_stays_in_the_prompt() -> None:
     turn = read_turn(user(f"take {OUR_SID} and add rain"), allowed_seconds=ALLOWED)
     assert turn.source_sid == OUR_SID and turn.prompt == f"take {OUR_SID} and add rain"
@@ -782,3 +790,18 @@ def test_non_stream_completion_validates_as_openai() -> None:
     assert parsed.choices[0].message.content == content
     assert parsed.choices[0].finish_reason == "stop"
     assert parsed.usage is not None and parsed.usage.total_tokens == 0
+
+
+def test_huge_message_is_refused_quickly() -> None:
+    with pytest.raises(TurnError, match="32000"):
+        read_turn(user("a " * 100_000), allowed_seconds=ALLOWED)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a" + " " * 31_000 + "b", "a" + "," * 31_000 + "b", "x " + "https://" * 3_900, "x" + "\t " * 15_000 + OUR_SID],
+)
+def test_no_quadratic_regexes(text: str) -> None:
+    start = time.perf_counter()
+    read_turn(user(text), allowed_seconds=ALLOWED)
+    assert time.perf_counter() - start < 1.0

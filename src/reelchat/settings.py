@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     models_file: Path | None = Field(default=None, description="JSON or TOML file with model catalog entries")
     models_json: str | None = Field(default=None, description="JSON object of catalog overrides (REELCHAT_MODELS_JSON)")
+    max_queued: int = Field(default=1000, ge=1, description="tasks waiting at once before new ones get 429")
     workers: int = Field(default=1, ge=1, description="jobs run at once in-process")
     device: str | None = Field(default=None, description="torch device; default cuda when present, else cpu")
     dtype: str | None = Field(default=None, description="torch dtype; default bfloat16 on cuda, float32 on cpu")

@@ -91,7 +91,10 @@ def install(app: FastAPI) -> None:
 
     async def on_service_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServiceError)
-        return error_response(ApiError(exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type))
+        headers = {"Retry-After": "5"} if exc.status == 429 else None
+        return error_response(
+            ApiError(exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type, headers=headers)
+        )
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

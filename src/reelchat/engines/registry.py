@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Literal
 
 from ..catalog import DEMO_I2V_PIPELINE, DEMO_PIPELINE, ModelSpec
 from .base import Engine
@@ -27,7 +28,7 @@ class EngineRegistry:
         if value in (DEMO_PIPELINE, DEMO_I2V_PIPELINE):
             from .demo_model import ensure_demo_pipeline
 
-            kind = "i2v" if value == DEMO_I2V_PIPELINE else "t2v"
+            kind: Literal["t2v", "i2v"] = "i2v" if value == DEMO_I2V_PIPELINE else "t2v"
             return await asyncio.to_thread(ensure_demo_pipeline, self.models_dir / "demo", kind)
         return Path(value).expanduser()
 

@@ -168,12 +168,9 @@ def echo_text(fields: dict[str, object]) -> str:
 # --------------------------------------------------------------------------- the status lines
 
 
-_LINE_BREAKS = re.compile(r"\s*[\r\n\v\f\x85\u2028\u2029]+\s*")
-
-
 def _one_line(text: str) -> str:
-    """The text on one line: each run of line breaks (with the blanks around it) becomes a space."""
-    return _LINE_BREAKS.sub(" ", text).strip()
+    """The text on one line: its non-blank lines, each stripped, joined with a space."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 class ReplyRenderer:

@@ -75,6 +75,7 @@ __all__ = [
 ]
 
 MAX_PROMPT_CHARS = 32_000
+_MAX_TEXT_CHARS = 4 * MAX_PROMPT_CHARS  # a user message longer than this is refused unread
 
 # --------------------------------------------------------------------------- identifiers
 
@@ -88,8 +89,9 @@ TASK_ID_RE = re.compile(_TASK)
 
 _B = r"(?<![0-9A-Za-z_])"  # left boundary for ids
 _E = r"(?![0-9A-Za-z_])"  # right boundary for ids
-_SID_IN_TEXT = re.compile(_B + "(" + _SID + ")" + _E)
-_TASK_IN_TEXT = re.compile(_B + "(" + _TASK + ")" + _E)
+# Ids the user typed: case-insensitive (Crockford base32 and hex are), lower-cased when read.
+_SID_IN_TEXT = re.compile(_B + "(" + _SID + ")" + _E, re.IGNORECASE)
+_TASK_IN_TEXT = re.compile(_B + "(" + _TASK + ")" + _E, re.IGNORECASE)
 # The done line of one of our replies: "> sid: s_…" (tolerates `code`, ** and a full-width colon).
 _SID_LABEL = re.compile(
     r"(?<![0-9A-Za-z_\"'])sid\**\s*[:：]\s*\**\s*`?(" + _SID + ")" + _E,
@@ -263,8 +265,9 @@ def _find_json_block(text: str) -> tuple[dict[str, Any], str] | None:
     return None
 
 
-_SECONDS_STR = re.compile(r"^\s*(\d{1,4})\s*(?:s|sec|secs|seconds?|秒)?\s*$", re.IGNORECASE)
-_SIZE_STR = re.compile(r"^\s*(\d{2,5})\s*[xX*×]\s*(\d{2,5})\s*$")
+# Matched with fullmatch on the stripped value (no two adjacent unbounded runs: linear time).
+_SECONDS_STR = re.compile(r"(\d{1,4})\s*(?:s|sec|secs|seconds?|秒)?", re.IGNORECASE)
+_SIZE_STR = re.compile(r"(\d{2,5})\s*[xX*×]\s*(\d{2,5})")
 _MAX_SEED = 2**63 - 1
 
 
@@ -283,7 +286,7 @@ def _json_seconds(key: str, value: object, allowed_seconds: Sequence[int]) -> in
     elif isinstance(value, float) and value.is_integer():
         n = int(value)
     elif isinstance(value, str):
-        m = _SECONDS_STR.match(value)
+        m = _SECONDS_STR.fullmatch(value.strip())
         n = int(m.group(1)) if m else None
     if n is None:
         raise TurnError(f'JSON "{key}" must be a whole number of seconds ({_allowed_text(allowed_seconds)}).')
@@ -302,7 +305,7 @@ def _json_orientation(value: object) -> Orientation:
 
 def _json_size(value: object) -> str:
     if isinstance(value, str):
-        m = _SIZE_STR.match(value)
+        m = _SIZE_STR.fullmatch(value.strip())
         if m:
             return f"{int(m.group(1))}x{int(m.group(2))}"
     raise TurnError('JSON "size" must be a string "WIDTHxHEIGHT", e.g. "720x1280".')
@@ -423,25 +426,33 @@ def _seconds_from_words(text: str, allowed_seconds: Sequence[int]) -> int | None
 # ---- pasted references
 
 _REF_STOP = r"[^\s<>()\[\]`'\"，。、；：！？]"
-_URL_REF = r"(?:https?://" + _REF_STOP + r"*?)?/(?:web|source)/" + _TASK + r"(?:[/?#]" + _REF_STOP + r"*)?"
+# A link to one of our pages, with or without scheme and host: "https://h/web/task_…", "h:8000/source/task_…".
+_URL_REF = r"(?:https?://)?" + _REF_STOP + r"*?/(?:web|source)/" + _TASK + r"(?:[/?#]" + _REF_STOP + r"*)?"
 _REF = r"(?:" + _URL_REF + "|" + _SID + "|" + _TASK + ")"
-_WRAPPED = r"(?:<" + _REF + r">|`" + _REF + r"`|" + _REF + r")" + _E
+_WRAPPED = _B + r"(?:<" + _REF + r">|`" + _REF + r"`|" + _REF + r")" + _E
 _LABEL = r"(?:(?<![0-9A-Za-z_])(?:sid|id|task[ _]?id)\s*[:：=]\s*)?"
-_LEADING_REF = re.compile(r"^\s*" + _LABEL + _WRAPPED + r"\s*[,，:：;；、.。-]*\s*", re.IGNORECASE)
-_TRAILING_REF = re.compile(r"[\s,，:：;；、-]*" + _LABEL + _WRAPPED + r"\s*[.。]?\s*$", re.IGNORECASE)
+_LEADING_REF = re.compile(r"\s*" + _LABEL + _WRAPPED + r"\s*[,，:：;；、.。-]*\s*", re.IGNORECASE)
+_TRAILING_REF = re.compile(_LABEL + _WRAPPED + r"[.。]?$", re.IGNORECASE)
+_TRAILING_SEPARATORS = " \t\r\n,，:：;；、-"
+_TAIL_WINDOW = 1024  # a trailing reference is looked for in the text's last characters only
 
 
 def _strip_edge_refs(text: str) -> str:
-    """Remove a bare id or link (and its label) from the start and the end of the text."""
+    """Remove a bare id or link (and its label) from the start and the end of the text.
+
+    Linear in the text's length: the leading pattern is anchored, the trailing one only searched
+    for in a bounded tail window.
+    """
     text = text.strip()
     while True:
         before = text
         m = _LEADING_REF.match(text)
         if m:
-            text = text[m.end() :]
-        m = _TRAILING_REF.search(text)
+            text = text[m.end() :].strip()
+        cut = max(0, len(text) - _TAIL_WINDOW)
+        m = _TRAILING_REF.search(text, cut)
         if m:
-            text = text[: m.start()]
+            text = text[: m.start()].rstrip(_TRAILING_SEPARATORS)
         text = text.strip()
         if text == before:
             return text
@@ -451,10 +462,10 @@ def _pasted_source(text: str) -> tuple[str | None, str | None]:
     """(sid, task id) the user pasted in the text; at most one is set, a sid wins."""
     sids = _SID_IN_TEXT.findall(text)
     if sids:
-        return sids[-1], None
+        return str(sids[-1]).lower(), None
     tasks = _TASK_IN_TEXT.findall(text)
     if tasks:
-        return None, tasks[-1]
+        return None, str(tasks[-1]).lower()
     return None, None
 
 
@@ -480,6 +491,10 @@ def read_turn(messages: Sequence[ChatMessage], *, allowed_seconds: Sequence[int]
     message = messages[turn_index]
     text = message_text(message)
     image_urls = message_images(message)
+    if len(text) > _MAX_TEXT_CHARS:  # surely over the limit: do not parse it
+        raise TurnError(
+            f"The last user message is {len(text)} characters long; the prompt limit is {MAX_PROMPT_CHARS} characters."
+        )
 
     block = _find_json_block(text)
     json_keys: dict[str, object] = {}

@@ -30,3 +30,8 @@ class NotFound(ServiceError):
 
 class UnknownModel(ServiceError):
     status = 404
+
+
+class Busy(ServiceError):
+    status = 429
+    type = "rate_limit_error"

@@ -32,8 +32,9 @@ class InProcessExecutor:
             self._queued.add(task_id)
             self._queue.put_nowait(task_id)
 
-    def position(self, task_id: str) -> int | None:
-        return None
+    def pending(self) -> int:
+        """Tasks waiting for a worker."""
+        return len(self._queued)
 
     async def _work(self, runner: Runner) -> None:
         while True:

@@ -24,7 +24,7 @@ from ..media.storage import Storage, new_media_name
 from ..net.fetch import FetchPolicy, ImageFetchError, check_image, fetch_image
 from ..settings import Settings
 from ..store.tasks import Store
-from .errors import InvalidRequest, NotFound, UnknownModel
+from .errors import Busy, InvalidRequest, NotFound, UnknownModel
 from .events import EventBus
 from .executor import InProcessExecutor
 from .reporter import TaskReporter
@@ -121,6 +121,11 @@ class VideoService:
     ) -> Task:
         """Validate a request and build its task (nothing is queued yet; an input image is stored)."""
         spec = self.spec(req.model)
+        if self.executor.pending() >= self.settings.max_queued:
+            raise Busy(
+                f"{self.executor.pending()} videos are already waiting; try again later.",
+                code="rate_limit_exceeded",
+            )
         prompt = req.prompt.strip()
         if not prompt:
             raise InvalidRequest("A prompt is required.", param="prompt", code="missing_prompt")
@@ -375,14 +380,14 @@ class VideoService:
     async def _store_media(self, result: EngineResult) -> tuple[str, str, str | None]:
         if result.frames is not None:
             frames = result.frames
-            video = await asyncio.to_thread(encode.encode_mp4, frames, result.fps)
+            video: bytes = await asyncio.to_thread(encode.encode_mp4, frames, result.fps)
         elif result.video is not None:
-            video = result.video
+            video = bytes(result.video)
             frames = await asyncio.to_thread(encode.decode_mp4, video)
         else:
             raise EngineError("The engine returned no video.", code="engine_error")
-        thumbnail = result.thumbnail or await asyncio.to_thread(encode.encode_webp, encode.pick_thumbnail_frame(frames))
-        spritesheet = await asyncio.to_thread(encode.encode_spritesheet, frames)
+        thumbnail: bytes = result.thumbnail or await asyncio.to_thread(encode.encode_webp, encode.pick_thumbnail_frame(frames))
+        spritesheet: bytes = await asyncio.to_thread(encode.encode_spritesheet, frames)
         names = (new_media_name("mp4"), new_media_name("webp"), new_media_name("jpg"))
         for name, data in zip(names, (video, thumbnail, spritesheet), strict=True):
             await self.storage.save(name, data)

@@ -43,10 +43,10 @@ class CreateVideoBody(BaseModel):
         if isinstance(v, str):
             v = v.strip()
             if not v.isdigit():
-                raise ValueError("seconds must be a whole number of seconds, e.g. \"10\"")
+                raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
             return int(v)
         if isinstance(v, bool) or not isinstance(v, int | None):
-            raise ValueError("seconds must be a whole number of seconds, e.g. \"10\"")
+            raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
         return v
 
 
