@@ -366,7 +366,10 @@ def test_whole_text_json_object() -> None:
     turn = read_turn(user(json.dumps({"prompt": "a red fox", "seconds": 15, "sid": OUR_SID})), allowed_seconds=ALLOWED)
     assert turn.prompt == "a red fox" and turn.seconds == 15
     assert turn.source_sid == OUR_SID and turn.pasted_reference
-    # a JSON-looking text without our keys is just words
+    # JSON without our keys is just words, fenced or not
+    fenced = 'animate this:\n```\n{"a": 1}\n```'
+    assert read_turn(user(fenced), allowed_seconds=ALLOWED).prompt == fenced
+    assert read_turn(user('```\n{"seconds": 15}\n```\na cat'), allowed_seconds=ALLOWED).seconds == 15
     assert read_turn(user('{"a cat": 1}'), allowed_seconds=ALLOWED).prompt == '{"a cat": 1}'
 
 

@@ -37,6 +37,9 @@ class UpstreamSpec(BaseModel):
     deadline_s: float = 1800.0
     request_timeout_s: float = 30.0
     max_retries: int = 4
+    # poll cadence when the upstream sends no `openai-poll-after-ms`, and the first retry's backoff (doubling)
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    retry_backoff_s: float = Field(default=1.0, gt=0)
 
     def api_key(self) -> str:
         import os

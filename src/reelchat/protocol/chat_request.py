@@ -20,8 +20,8 @@ Decisions made where the brief was silent (kept in one place so that they are ea
   `task id:` and wrapped in backticks or `<>`) at the very start or end of the text, which is
   stripped together with the punctuation that separates it from the words.
 - JSON block: the last fenced block tagged ```json (case-insensitive), or an untagged fenced block
-  whose body is a JSON object, or the whole text when it is a JSON object carrying at least one
-  known key. A tagged block that is not a JSON object is an error. Keys with `null` are treated
+  whose body is a JSON object with at least one known key, or the whole text when it is such an
+  object. A tagged block that is not a JSON object is an error. Keys with `null` are treated
   as absent; unknown keys are ignored. `seconds`/`duration` accept an int or a numeric string
   ("10", "10s"); `seed` an int or a digit string (0 <= seed < 2**63); `size` is "WxH"
   (also "W*H", "W×H", upper-case X), normalised to "WxH".
@@ -29,7 +29,10 @@ Decisions made where the brief was silent (kept in one place so that they are ea
   video/mode/orientation/format/… are strong; a bare English word (portrait, vertical, …) is
   weak. A strong mention beats a weak one; among equals the last mention wins. Words are
   looked for in the prompt and in the text outside the JSON block, with ids and URLs blanked.
+  (So "a mountain landscape" alone does give landscape, as the brief's word list asks.)
 - Durations from words: the last mention whose value is allowed wins.
+- Pasted ids are read case-insensitively and lower-cased. Images come from the latest user
+  message only. A user message over 4 x MAX_PROMPT_CHARS is refused without being parsed.
 - `json_keys` holds the recognised keys of the JSON block with their *normalised* values,
   under canonical names (`duration` → `seconds`), in the JSON's order.
 """
@@ -246,7 +249,7 @@ def _find_json_block(text: str) -> tuple[dict[str, Any], str] | None:
                 obj = json.loads(body)
             except ValueError:
                 continue
-            if not isinstance(obj, dict):
+            if not isinstance(obj, dict) or not any(k in obj for k in _KNOWN_KEYS):
                 continue
         else:
             continue
@@ -324,10 +327,10 @@ def _json_seed(value: object) -> int:
 
 def _json_sid(value: object) -> str:
     if isinstance(value, str):
-        v = value.strip()
+        v = value.strip().lower()
         if looks_like_sid(v) or looks_like_task_id(v):
             return v
-    raise TurnError('JSON "sid" must be a video id "s_" followed by 32 lowercase hex digits.')
+    raise TurnError('JSON "sid" must be a video id ("s_" and 32 hex digits) or a task id ("task_…").')
 
 
 def _read_json_keys(obj: dict[str, Any], allowed_seconds: Sequence[int]) -> dict[str, object]:

@@ -386,7 +386,9 @@ class VideoService:
             frames = await asyncio.to_thread(encode.decode_mp4, video)
         else:
             raise EngineError("The engine returned no video.", code="engine_error")
-        thumbnail: bytes = result.thumbnail or await asyncio.to_thread(encode.encode_webp, encode.pick_thumbnail_frame(frames))
+        thumbnail = result.thumbnail
+        if thumbnail is None:
+            thumbnail = await asyncio.to_thread(encode.encode_webp, encode.pick_thumbnail_frame(frames))
         spritesheet: bytes = await asyncio.to_thread(encode.encode_spritesheet, frames)
         names = (new_media_name("mp4"), new_media_name("webp"), new_media_name("jpg"))
         for name, data in zip(names, (video, thumbnail, spritesheet), strict=True):
