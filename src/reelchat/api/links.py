@@ -30,7 +30,7 @@ class LinkBuilder:
             return self.public_base_url
         headers = request.headers
         scheme = request.url.scheme
-        host = headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+        host = headers.get("host") or _server_host(request)
         if self._trusted_peer(request):
             fwd_host = headers.get("x-forwarded-host")
             fwd_proto = headers.get("x-forwarded-proto")
@@ -39,7 +39,18 @@ class LinkBuilder:
             if fwd_proto:
                 scheme = fwd_proto.split(",")[0].strip().lower()
         if not _HOST_RE.match(host):  # a Host that would break or inject into our links
-            host = f"{request.url.hostname or 'localhost'}:{request.url.port or 80}"
+            host = _server_host(request)  # (request.url is built from that same Host: don't parse it)
         if scheme not in ("http", "https"):
             scheme = "http"
         return f"{scheme}://{host}"
+
+
+def _server_host(request: Request) -> str:
+    """host:port of the socket the request came in on, from the ASGI scope (never from headers)."""
+    server = request.scope.get("server")
+    if not server:
+        return "localhost"
+    name, port = str(server[0]), server[1]
+    if ":" in name:
+        name = f"[{name}]"
+    return f"{name}:{port}" if port else name

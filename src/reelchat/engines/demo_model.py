@@ -67,6 +67,81 @@ def _build_tokenizer() -> Any:
     )
 
 
+# The demo VAE is not random: a random decoder ignores its latents (every video would look alike) and
+# a random encoder/decoder pair does not round-trip (a remix would not resemble its source). Its
+# weights are set so that it is a block-average codec: a latent frame holds the mean colour of each
+# 8x8-pixel, 4-frame block (mixed into 16 channels), and decoding paints those colours back.
+_CARRIER = 1000.0  # a constant channel that keeps every RMS norm on the main path (nearly) linear
+_SILU_IN = 1e-3  # colour amplitude entering the head SiLUs, where silu(v) ~ v / 2 (error < 0.05%)
+_LATENT_STD = 0.5  # decoded colour = 0.5 * normalised latent: N(0, 1) latents stay mostly in range
+
+
+def _codec_vae(d: Any, torch: Any) -> Any:
+    """A tiny AutoencoderKLWan hand-wired as a block-average codec (see above).
+
+    Channels 0-2 carry RGB in [-1, 1], channel 3 the constant carrier; every residual branch and
+    attention is zeroed, so the blocks reduce to their shortcuts (identity).
+    """
+    vae = d.AutoencoderKLWan(
+        base_dim=4,  # encoder: RGB + carrier
+        decoder_base_dim=8,  # the decoder's upsamplers halve the channels: 8 -> 4 = RGB + carrier
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=0,  # residual blocks would be identities anyway: skip what can be skipped
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.0] * 16,
+        latents_std=[_LATENT_STD] * 16,
+    )
+    mix = torch.linalg.qr(torch.randn(16, 3))[0]  # RGB -> 16 latent channels, orthonormal columns
+    rgb = range(3)
+
+    def carry(conv: Any, *, offset: int = 0, taps: Any = None) -> None:
+        """Copy RGB through `conv` (current frame, centre pixel, or the given 2-D taps); carrier via bias."""
+        w = conv.weight
+        for c in rgb:
+            if taps is not None:
+                w[offset + c, c][taps] = 1.0 / w[offset + c, c][taps].numel()
+            elif w.dim() == 5:  # causal conv3d: the last time tap is the current frame
+                w[offset + c, c, -1, w.shape[3] // 2, w.shape[4] // 2] = 1.0
+            else:
+                w[offset + c, c, w.shape[2] // 2, w.shape[3] // 2] = 1.0
+        conv.bias[offset + 3] = _CARRIER
+
+    def head(norm: Any, conv: Any, out: Any) -> None:
+        """RMS norm -> SiLU -> conv: with the carrier dominating the norm, this is linear in RGB."""
+        norm.gamma[:3] = _SILU_IN * _CARRIER / norm.gamma.shape[0] ** 0.5  # RGB enters SiLU at _SILU_IN
+        for c in rgb:
+            conv.weight[: out.shape[0], c, -1, 1, 1] = out[:, c] * 2.0 / _SILU_IN  # undo silu(v) ~ v/2
+
+    enc, dec = vae.encoder, vae.decoder
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.zero_()
+        carry(enc.conv_in)
+        for layer in enc.down_blocks:
+            if getattr(layer, "mode", "").startswith("downsample"):
+                carry(layer.resample[1], taps=(slice(0, 2), slice(0, 2)))  # 2x2 mean (no padding reached)
+                if hasattr(layer, "time_conv"):  # mean of the two newest frames (taps: older .. newer)
+                    carry(layer.time_conv, taps=(slice(1, 3), 0, 0))
+        head(enc.norm_out, enc.conv_out, mix)  # mean = mix @ rgb; log-variance stays 0 (unused: argmax)
+        vae.quant_conv.weight[:, :, 0, 0, 0] = torch.eye(32)
+        vae.post_quant_conv.weight[:, :, 0, 0, 0] = torch.eye(16)
+        for c in rgb:
+            dec.conv_in.weight[c, :, -1, 1, 1] = mix[:, c]  # back to RGB (mix^T mix = I)
+        dec.conv_in.bias[3] = _CARRIER
+        for block in dec.up_blocks:
+            for resnet in block.resnets:
+                if resnet.in_dim != resnet.out_dim:
+                    carry(resnet.conv_shortcut)
+            for up in block.upsamplers or []:
+                carry(up.resample[1])  # nearest-neighbour upsampling
+                if hasattr(up, "time_conv"):  # one frame in, two copies out
+                    carry(up.time_conv)
+                    carry(up.time_conv, offset=up.time_conv.weight.shape[0] // 2)
+        head(dec.norm_out, dec.conv_out, torch.eye(3))
+    return vae
+
+
 def _build(kind: DemoKind) -> Any:
     import torch
 
@@ -93,13 +168,7 @@ def _build(kind: DemoKind) -> Any:
         )
     )
     torch.manual_seed(_SEED + 1)
-    vae = d.AutoencoderKLWan(
-        base_dim=3,
-        z_dim=16,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],
-    )
+    vae = _codec_vae(d, torch)
     torch.manual_seed(_SEED + 2)
     transformer = d.WanTransformer3DModel(
         patch_size=(1, 2, 2),

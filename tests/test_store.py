@@ -1,0 +1,311 @@
+"""The task and key store, on SQLite and on PostgreSQL: the same behaviour on both.
+
+PostgreSQL comes from REELCHAT_TEST_PG_URL (default postgresql+asyncpg://postgres@127.0.0.1:5432/test);
+each test gets a fresh database, dropped afterwards. Unreachable PostgreSQL skips those tests,
+except under CI (CI env var set), where it fails them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from reelchat.domain import Orientation, Task, TaskStatus
+from reelchat.ids import new_sid, new_task_id, new_video_id
+from reelchat.service.keys import authenticate, create_key, hash_key
+from reelchat.store.schema import MIGRATIONS
+from reelchat.store.tasks import Store
+
+PG_URL = os.environ.get("REELCHAT_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_connect_args(url: URL, database: str) -> dict[str, Any]:
+    return {
+        "host": url.host or "127.0.0.1",
+        "port": url.port or 5432,
+        "user": url.username or "postgres",
+        "password": url.password,
+        "database": database,
+        "timeout": 5,
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        return
+    import asyncpg
+
+    server = make_url(PG_URL)
+    try:
+        admin = await asyncpg.connect(**_pg_connect_args(server, "postgres"))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as e:
+        message = f"PostgreSQL at {server.render_as_string(hide_password=True)} is unreachable: {e!r}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"reelchat_test_{secrets.token_hex(6)}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = Store(db_url)
+    await s.migrate()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_task(tenant: str = "alice", *, created: datetime | None = None, **kw: Any) -> Task:
+    fields: dict[str, Any] = dict(
+        id=new_task_id(),
+        video_id=new_video_id(),
+        sid=new_sid(),
+        tenant=tenant,
+        model="sora-2",
+        prompt="cows and horses dancing",
+        engine_prompt="cows and horses dancing",
+        orientation=Orientation.PORTRAIT,
+        seconds=10,
+        size="96x160",
+        width=96,
+        height=160,
+        fps=4,
+        frames=41,
+        steps=4,
+        seed=12345,
+        created_at=created or datetime.now(UTC),
+    )
+    fields.update(kw)
+    return Task(**fields)
+
+
+async def test_migrate_twice_is_idempotent(db_url: str) -> None:
+    s = Store(db_url)
+    try:
+        assert await s.migrate() == [v for v, _, _ in MIGRATIONS]
+        task = make_task()
+        await s.insert_task(task)
+        assert await s.migrate() == []
+    finally:
+        await s.close()
+    again = Store(db_url)  # another process starting on the same database
+    try:
+        assert await again.migrate() == []
+        assert await again.get_task(task.id) is not None  # nothing was dropped or rebuilt
+    finally:
+        await again.close()
+
+
+async def test_insert_and_get_round_trip(store: Store) -> None:
+    task = make_task(
+        prompt="让牛的头上顶着光圈 <b>&</b>",
+        engine_prompt="source. 让牛的头上顶着光圈",
+        orientation=Orientation.LANDSCAPE,
+        size="160x96",
+        width=160,
+        height=96,
+        seed=2**31 + 7,
+        has_image=True,
+        image_name="0123456789abcdef0123456789abcdef.png",
+        params={"strength": 0.6},
+        created=T0,
+    )
+    await store.insert_task(task)
+    got = await store.get_task(task.id)
+    assert got is not None
+    assert got == task  # every field, unicode, big seed, params and the aware timestamp come back
+    assert got.created_at == T0 and got.created_at.tzinfo is not None
+    assert (await store.get_by_sid(task.sid)) == task
+    assert (await store.get_by_video_id(task.video_id)) == task
+    assert await store.get_task(new_task_id()) is None
+    assert await store.get_by_sid(new_sid()) is None
+
+
+async def test_claim_is_exclusive_across_two_stores(db_url: str) -> None:
+    """Two workers (two processes, two connection pools) race for the same tasks: one wins each."""
+    a, b = Store(db_url), Store(db_url)
+    await a.migrate()
+    try:
+        tasks = [make_task() for _ in range(4)]
+        for t in tasks:
+            await a.insert_task(t)
+        for t in tasks:
+            results = await asyncio.gather(a.claim(t.id), b.claim(t.id), a.claim(t.id))
+            winners = [r for r in results if r is not None]
+            assert len(winners) == 1, results
+            assert winners[0].status is TaskStatus.IN_PROGRESS and winners[0].attempt == 1
+            assert winners[0].started_at is not None
+            stored = await b.get_task(t.id)
+            assert stored is not None and stored.attempt == 1 and stored.status is TaskStatus.IN_PROGRESS
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_fenced_complete_and_fail(store: Store) -> None:
+    task = make_task()
+    await store.insert_task(task)
+    assert not await store.complete(task.id, 0, video_name="a.mp4", thumbnail_name="a.webp", spritesheet_name=None)
+    claimed = await store.claim(task.id)
+    assert claimed is not None and claimed.attempt == 1
+    assert await store.claim(task.id) is None  # already taken
+
+    # a stale attempt can neither finish nor fail the task, nor move its progress
+    assert not await store.complete(task.id, 2, video_name="x.mp4", thumbnail_name="x.webp", spritesheet_name=None)
+    assert not await store.fail(task.id, 0, code="boom", message="stale worker")
+    assert not await store.set_progress(task.id, 7, 50)
+    unchanged = await store.get_task(task.id)
+    assert unchanged is not None
+    assert (unchanged.status, unchanged.progress, unchanged.video_name, unchanged.error_code) == (
+        TaskStatus.IN_PROGRESS,
+        0,
+        None,
+        None,
+    )
+
+    assert await store.set_progress(task.id, 1, 40)
+    assert await store.complete(task.id, 1, video_name="v.mp4", thumbnail_name="v.webp", spritesheet_name="v.jpg")
+    done = await store.get_task(task.id)
+    assert done is not None and done.status is TaskStatus.COMPLETED and done.progress == 100
+    assert (done.video_name, done.thumbnail_name, done.spritesheet_name) == ("v.mp4", "v.webp", "v.jpg")
+    assert done.completed_at is not None and done.started_at is not None and done.completed_at >= done.started_at
+    # a finished task stays finished, whatever a late worker says
+    assert not await store.fail(task.id, 1, code="late", message="too late")
+    assert not await store.complete(task.id, 1, video_name="w.mp4", thumbnail_name="w.webp", spritesheet_name=None)
+    final = await store.get_task(task.id)
+    assert final is not None and final.status is TaskStatus.COMPLETED and final.video_name == "v.mp4"
+
+    other = make_task()
+    await store.insert_task(other)
+    assert await store.claim(other.id) is not None
+    assert await store.fail(other.id, 1, code="engine_unavailable", message="no pipeline")
+    failed = await store.get_task(other.id)
+    assert failed is not None and failed.status is TaskStatus.FAILED
+    assert (failed.error_code, failed.error_message) == ("engine_unavailable", "no pipeline")
+
+
+async def test_requeue_interrupted(store: Store) -> None:
+    running, finished, waiting = (
+        make_task(created=T0),
+        make_task(created=T0 + timedelta(seconds=1)),
+        make_task(created=T0 + timedelta(seconds=2)),
+    )
+    for t in (running, finished, waiting):
+        await store.insert_task(t)
+    assert await store.claim(running.id) is not None
+    assert await store.claim(finished.id) is not None
+    assert await store.complete(finished.id, 1, video_name="f.mp4", thumbnail_name="f.webp", spritesheet_name=None)
+
+    assert await store.requeue_interrupted() == 1  # only the task a dead process left running
+    back = await store.get_task(running.id)
+    assert back is not None and back.status is TaskStatus.QUEUED and back.attempt == 1
+    assert await store.queued_ids() == [running.id, waiting.id]  # oldest first
+    done = await store.get_task(finished.id)
+    assert done is not None and done.status is TaskStatus.COMPLETED  # never regenerated
+
+    rerun = await store.claim(running.id)
+    assert rerun is not None and rerun.attempt == 2
+    # the dead process's attempt can't overwrite the new run
+    assert not await store.complete(running.id, 1, video_name="old.mp4", thumbnail_name="o.webp", spritesheet_name=None)
+    assert await store.complete(running.id, 2, video_name="new.mp4", thumbnail_name="n.webp", spritesheet_name=None)
+    assert await store.requeue_interrupted() == 0
+
+
+async def test_list_tasks_pages_in_order_within_a_tenant(store: Store) -> None:
+    mine = [make_task("alice", created=T0 + timedelta(seconds=i)) for i in range(5)]
+    theirs = [make_task("bob", created=T0 + timedelta(seconds=i, milliseconds=500)) for i in range(2)]
+    for t in mine + theirs:
+        await store.insert_task(t)
+    ids = [t.video_id for t in mine]
+
+    page, more = await store.list_tasks("alice", after=None, limit=2, order="desc")
+    assert [t.video_id for t in page] == ids[::-1][:2] and more
+    page, more = await store.list_tasks("alice", after=page[-1].video_id, limit=2, order="desc")
+    assert [t.video_id for t in page] == ids[::-1][2:4] and more
+    page, more = await store.list_tasks("alice", after=page[-1].video_id, limit=2, order="desc")
+    assert [t.video_id for t in page] == ids[::-1][4:] and not more
+
+    page, more = await store.list_tasks("alice", after=None, limit=3, order="asc")
+    assert [t.video_id for t in page] == ids[:3] and more
+    page, more = await store.list_tasks("alice", after=page[-1].video_id, limit=3, order="asc")
+    assert [t.video_id for t in page] == ids[3:] and not more
+
+    page, more = await store.list_tasks("bob", after=None, limit=10, order="desc")
+    assert [t.video_id for t in page] == [t.video_id for t in theirs[::-1]] and not more
+    # another tenant's id as the cursor never leaks their videos
+    page, _ = await store.list_tasks("bob", after=ids[2], limit=10, order="desc")
+    assert {t.tenant for t in page} == {"bob"}
+    assert (await store.list_tasks("carol", after=None, limit=10, order="desc")) == ([], False)
+
+
+async def test_soft_delete(store: Store) -> None:
+    queued = make_task(created=T0)
+    completed = make_task(created=T0 + timedelta(seconds=1))
+    await store.insert_task(queued)
+    await store.insert_task(completed)
+    assert await store.claim(completed.id) is not None
+    assert await store.complete(completed.id, 1, video_name="c.mp4", thumbnail_name="c.webp", spritesheet_name=None)
+
+    assert await store.mark_deleted(queued.id) is not None
+    assert await store.is_deleted(queued.id)
+    gone = await store.get_task(queued.id)
+    assert gone is not None and gone.status is TaskStatus.CANCELLED  # the row stays: lineage still points at it
+    assert await store.claim(queued.id) is None  # and no worker will run it
+    assert queued.id not in await store.queued_ids()
+
+    assert await store.mark_deleted(completed.id) is not None
+    kept = await store.get_task(completed.id)
+    assert kept is not None and kept.status is TaskStatus.COMPLETED and await store.is_deleted(completed.id)
+    assert (await store.list_tasks("alice", after=None, limit=10, order="desc")) == ([], False)
+    assert await store.mark_deleted(new_task_id()) is None
+    assert not await store.is_deleted(new_task_id())
+
+
+async def test_api_keys_add_lookup_revoke(store: Store) -> None:
+    assert await store.active_key_count() == 0
+    alice, secret = await create_key(store, "alice")
+    bob, bob_secret = await create_key(store, "bob", "team-b")
+    assert secret != bob_secret and secret.startswith(alice.prefix)
+    assert (alice.tenant, bob.tenant) == ("alice", "team-b")
+
+    found = await store.key_by_hash(hash_key(secret))
+    assert found is not None and (found.id, found.name, found.tenant) == (alice.id, "alice", "alice")
+    assert (await authenticate(store, bob_secret)) is not None
+    assert await authenticate(store, secret + "x") is None
+    assert await authenticate(store, "") is None
+    assert await store.active_key_count() == 2
+    assert [k.name for k in await store.list_keys()] == ["alice", "bob"]
+
+    # only a hash is stored: the secret is nowhere in the database
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(sa.text("SELECT * FROM api_keys"))).fetchall()
+    assert secret not in repr(rows) and bob_secret not in repr(rows)
+
+    assert await store.revoke_key("alice") == 1
+    assert await authenticate(store, secret) is None
+    assert await store.revoke_key("alice") == 0
+    assert await store.revoke_key(bob.id) == 1  # by id as well as by name
+    assert await store.active_key_count() == 0
+    listed = {k.name: k for k in await store.list_keys()}
+    assert listed["alice"].revoked_at is not None and listed["bob"].revoked_at is not None
