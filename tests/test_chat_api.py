@@ -369,6 +369,15 @@ async def test_media_bad_or_unknown_names_are_404(client: httpx.AsyncClient, nam
     assert b"SQLite" not in r.content and b"root:" not in r.content
 
 
+async def test_media_never_serves_the_database_even_when_media_dir_is_home(make_home: Callable[[str], Path]) -> None:
+    home = make_home("media-is-home")
+    application = create_app(Settings(home=home, media_dir=home))
+    async with application.router.lifespan_context(application), make_client(application) as c:
+        assert (home / "reelchat.db").is_file()
+        r = await c.get("/media/reelchat.db")
+        assert r.status_code == 404 and b"SQLite" not in r.content
+
+
 # --------------------------------------------------------------------------- models
 
 

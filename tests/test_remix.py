@@ -141,7 +141,7 @@ def test_remix_keeps_size_seconds_and_seed_unless_the_turn_changes_them(
     server: KeyedServer, conv: Conversation
 ) -> None:
     s1, s2, s3 = conv.sources
-    r1, r2, r3 = conv.replies
+    _, r2, r3 = conv.replies
     assert (s1["size"], s1["orientation"], s1["seconds"]) == ("96x160", "portrait", 10)
     # turn 2 said nothing about the shape: everything is the source's
     for key in ("size", "orientation", "seconds", "seed", "fps", "frames"):
@@ -224,9 +224,7 @@ def random_sid() -> str:
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
-def test_other_tenants_sid_is_refused_like_a_missing_one(
-    bob: openai.OpenAI, conv: Conversation, stream: bool
-) -> None:
+def test_other_tenants_sid_is_refused_like_a_missing_one(bob: openai.OpenAI, conv: Conversation, stream: bool) -> None:
     r1 = conv.replies[0]
     fake = random_sid()
     # bob resends alice's conversation (her sid in the history) ...

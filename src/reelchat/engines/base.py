@@ -45,6 +45,8 @@ class EngineJob:
     # upstream engines: the source video's upstream id (for upstream remix) and its mp4 bytes
     source_upstream_id: str | None = None
     source_video: bytes | None = None
+    # a remix's own words (job.prompt already combines them with the source's prompt)
+    remix_instruction: str | None = None
     seconds: int = 0
     model: str = ""
 

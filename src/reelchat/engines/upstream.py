@@ -176,7 +176,8 @@ class _Run:
             raise EngineError("This upstream model does not accept an input image.", code="image_unsupported")
         if job.source_upstream_id and self.spec.supports_remix and await self._same_shape(job):
             try:
-                return await self._remix(job.source_upstream_id, job.prompt)
+                # the upstream combines its own source prompt with the modification: send only the turn's words
+                return await self._remix(job.source_upstream_id, job.remix_instruction or job.prompt)
             except UpstreamRejected as e:
                 # The upstream forgot the source (expired or deleted): a reference frame still works.
                 if e.status != 404 or not (self.spec.supports_reference and job.source_video):

@@ -41,6 +41,8 @@ def check_media_name(name: str) -> str:
     """Return ``name`` if it is a plain file name like ``3f9a...c1.mp4``, else raise StorageError."""
     if not isinstance(name, str) or not _SAFE_NAME.match(name):
         raise StorageError(f"invalid media name: {name!r}")
+    if name.rsplit(".", 1)[1] not in MEDIA_EXTENSIONS:  # e.g. reelchat.db when the media dir is the home
+        raise StorageError(f"unsupported media extension: {name!r}")
     return name
 
 

@@ -371,6 +371,7 @@ class VideoService:
             image=image,
             source_upstream_id=source_upstream_id,
             source_video=source_video,
+            remix_instruction=task.prompt if task.remixed_from is not None else None,
             seconds=task.seconds,
             model=task.model,
         )

@@ -118,10 +118,8 @@ async def _reply(
             except TimeoutError:
                 event = None
             if event is None:
-                if renderer.phase in ("queued", "generating"):
-                    yield renderer.keepalive()
-                else:
-                    yield KEEPALIVE
+                # a dot, as the seed does while queued, generating and between progress numbers
+                yield renderer.keepalive() or KEEPALIVE
                 continue
             if event.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
                 current = await service.get(task.id) or current

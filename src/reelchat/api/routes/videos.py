@@ -88,8 +88,9 @@ async def _read_create(request: Request) -> tuple[CreateVideoBody, InputImage | 
                     raise ApiError(400, f"Unexpected file field '{key}'.", param=key, code="invalid_value")
                 raw = await value.read()
                 image = InputImage(raw, value.content_type or "application/octet-stream")
-            elif key == "input_reference":
-                data[key] = {"image_url": value}
+            elif key in ("input_reference", "input_reference[image_url]"):
+                # a plain field, or the object form {"image_url": ...} as form encoders flatten it
+                data["input_reference"] = {"image_url": value}
             else:
                 data[key] = value
     else:
