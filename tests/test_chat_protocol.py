@@ -808,3 +808,24 @@ def test_no_quadratic_regexes(text: str) -> None:
     start = time.perf_counter()
     read_turn(user(text), allowed_seconds=ALLOWED)
     assert time.perf_counter() - start < 1.0
+
+
+def test_malformed_pasted_sid_is_an_error_not_a_fresh_video() -> None:
+    msgs = [ChatMessage(role="user", content="modify s_0123456789abcdef0123456789abcde please")]
+    with pytest.raises(TurnError, match="malformed"):
+        read_turn(msgs, allowed_seconds=[10])
+
+
+def test_malformed_history_sid_is_an_error() -> None:
+    msgs = [
+        ChatMessage(role="user", content="a cow"),
+        ChatMessage(role="assistant", content="> sid: s_0123456789abcdef0123456789abcdeZ\n"),
+        ChatMessage(role="user", content="now with a halo"),
+    ]
+    with pytest.raises(TurnError, match="malformed"):
+        read_turn(msgs, allowed_seconds=[10])
+
+
+def test_words_with_s_underscore_are_not_sids() -> None:
+    msgs = [ChatMessage(role="user", content="cats_and_dogs playing, variable s_x")]
+    assert read_turn(msgs, allowed_seconds=[10]).source_sid is None

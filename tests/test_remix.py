@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -206,7 +206,7 @@ def chat_error(client: openai.OpenAI, messages: list[dict[str, Any]], *, stream:
     with pytest.raises(openai.APIStatusError) as info:
         chat_text(client, messages, stream=stream, locale="en")
     err = info.value
-    assert_openai_error(err.response, err.status_code)
+    assert_openai_error(cast(httpx.Response, err.response), err.status_code)  # the SDK vendors its own httpx
     body: dict[str, Any] = err.response.json()["error"]
     return err.status_code, body
 
@@ -226,6 +226,7 @@ def random_sid() -> str:
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
 def test_other_tenants_sid_is_refused_like_a_missing_one(bob: openai.OpenAI, conv: Conversation, stream: bool) -> None:
     r1 = conv.replies[0]
+    assert r1.sid is not None
     fake = random_sid()
     # bob resends alice's conversation (her sid in the history) ...
     status, err = chat_error(bob, [*conv.history(1), user(TURN2)], stream=stream)
@@ -271,11 +272,12 @@ def deleted_video(server: KeyedServer, alice: openai.OpenAI) -> dict[str, Any]:
     assert video.status == "completed", video
     extra = video.model_extra or {}
     assert alice.videos.delete(video.id).deleted
-    return {"sid": extra["sid"], "task_id": extra["task_id"], "video_id": video.id}
+    return {"sid": str(extra["sid"]), "task_id": str(extra["task_id"]), "video_id": video.id}
 
 
 def _json_turn(sid: str) -> dict[str, Any]:
-    return user(f'```json\n{{"prompt": "{TURN2}", "sid": "{sid}"}}\n```')
+    turn: dict[str, Any] = user(f'```json\n{{"prompt": "{TURN2}", "sid": "{sid}"}}\n```')
+    return turn
 
 
 def _history_turn(sid: str) -> list[dict[str, Any]]:
@@ -310,7 +312,7 @@ def test_tampered_sids_are_client_errors(
     # and the server keeps serving
     assert server.proc.proc is not None and server.proc.proc.poll() is None
     assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
-    assert alice.videos.list(limit=1).object == "list"
+    assert len(alice.videos.list(limit=1).data) == 1
 
 
 def test_malformed_sid_is_not_mistaken_for_a_video(server: KeyedServer, alice: openai.OpenAI) -> None:
@@ -322,7 +324,7 @@ def test_malformed_sid_is_not_mistaken_for_a_video(server: KeyedServer, alice: o
             content = chat_text(alice, messages, stream=True, locale="en")
         except openai.APIStatusError as e:
             assert 400 <= e.status_code < 500, e
-            assert_openai_error(e.response, e.status_code)
+            assert_openai_error(cast(httpx.Response, e.response), e.status_code)
             continue
         match = re.search(r"\A```json\n(\{.*?\})\n```", content, re.DOTALL)
         assert match, content

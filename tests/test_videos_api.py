@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -333,7 +333,7 @@ def test_image_fetch_refusals(url: str, code: str, http: httpx.Client, client: o
 def test_image_file_that_is_not_an_image(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.videos.create(prompt="a cow", input_reference=("a.png", b"hello, not a png", "image/png"))
-    err = assert_openai_error(info.value.response, 400, "invalid_image")
+    err = assert_openai_error(cast(httpx.Response, info.value.response), 400, "invalid_image")
     assert err["param"] == "input_reference"
 
 
@@ -430,7 +430,7 @@ def test_bad_fields_through_the_sdk(client: openai.OpenAI, made: Any) -> None:
     with pytest.raises(openai.BadRequestError):
         client.videos.remix(made.id, prompt="")
     with pytest.raises(openai.NotFoundError) as nf:
-        client.videos.create(prompt="x", model="sora-9")  # type: ignore[arg-type]
+        client.videos.create(prompt="x", model="sora-9")
     assert nf.value.code == "model_not_found"
 
 

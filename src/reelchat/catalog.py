@@ -96,7 +96,11 @@ class ModelSpec(BaseModel):
         return 4 * max(1, round(seconds * self.fps / 4)) + 1
 
     def remix_prompt(self, source_prompt: str, prompt: str) -> str:
-        return self.remix_prompt_template.replace("{source_prompt}", source_prompt).replace("{prompt}", prompt)
+        template = self.remix_prompt_template
+        source_prompt = source_prompt.rstrip()
+        if source_prompt.endswith((".", "!", "?", "。", "！", "？")):
+            template = template.replace("{source_prompt}.", "{source_prompt}")  # no "dancing.. now"
+        return template.replace("{source_prompt}", source_prompt).replace("{prompt}", prompt)
 
 
 def parse_size(size: str) -> tuple[int, int]:

@@ -102,6 +102,20 @@ _SID_LABEL = re.compile(
 )
 
 
+# Something meant as a sid that isn't one (truncated, padded, non-hex): an error, not a fresh video.
+_SID_LIKE = re.compile(_B + r"(s_[0-9A-Za-z]{8,})" + _E)
+_SID_LABEL_ANY = re.compile(r"(?<![0-9A-Za-z_\"'])sid\**\s*[:：]\s*\**\s*`?(s_\S*?)`?(?=\s|$)", re.IGNORECASE)
+
+
+def _reject_malformed(candidates: list[str], where: str) -> None:
+    for value in candidates:
+        if not SID_RE.fullmatch(value.lower()):
+            raise TurnError(
+                f"{where} names the video id '{value[:80]}', which is malformed: "
+                "a video id is 's_' followed by 32 hex digits."
+            )
+
+
 def looks_like_sid(s: str) -> bool:
     """True when `s` is exactly a video sid (`s_` + 32 lowercase hex)."""
     return SID_RE.fullmatch(s) is not None
@@ -466,6 +480,7 @@ def _pasted_source(text: str) -> tuple[str | None, str | None]:
     sids = _SID_IN_TEXT.findall(text)
     if sids:
         return str(sids[-1]).lower(), None
+    _reject_malformed(_SID_LIKE.findall(text), "The latest message")
     tasks = _TASK_IN_TEXT.findall(text)
     if tasks:
         return None, str(tasks[-1]).lower()
@@ -476,9 +491,11 @@ def _history_sid(messages: Sequence[ChatMessage]) -> str | None:
     for message in reversed(messages):
         if message.role != "assistant":
             continue
-        sids = _SID_LABEL.findall(message_text(message))
+        text = message_text(message)
+        sids = _SID_LABEL.findall(text)
         if sids:
             return str(sids[-1]).lower()
+        _reject_malformed(_SID_LABEL_ANY.findall(text), "The conversation")
     return None
 
 
