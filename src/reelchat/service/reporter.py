@@ -31,6 +31,7 @@ class TaskReporter:
         self._last_published = -1
         self._last_written = task.progress
         self._latest = task.progress
+        self._stopped = False
 
     def progress(self, percent: int) -> None:
         self._loop.call_soon_threadsafe(self._on_progress, max(0, min(99, int(percent))))
@@ -43,7 +44,11 @@ class TaskReporter:
         self._bus.publish(TaskEvent(self._task.id, TaskStatus.IN_PROGRESS, percent))
 
     def cancelled(self) -> bool:
-        return self._task.id in self._cancelled
+        return self._stopped or self._task.id in self._cancelled
+
+    def stop(self) -> None:
+        """Ask the engine to stop at its next step (deadline passed, or the server is shutting down)."""
+        self._stopped = True
 
     @property
     def upstream_job_id(self) -> str | None:

@@ -53,7 +53,8 @@ class VideoService:
         self.engines = engines
         self.executor = executor
         self.bus = bus or EventBus()
-        self._cancelled: set[str] = set()
+        self._cancelled: set[str] = set()  # tasks whose engine should stop at its next step
+        self._running: dict[str, TaskReporter] = {}
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -67,6 +68,10 @@ class VideoService:
         return len(queued)
 
     async def stop(self) -> None:
+        # Ask running engines to stop at their next step so shutdown doesn't wait for a whole video;
+        # their tasks stay in_progress in the store and run again on the next start.
+        for running in self._running.values():
+            running.stop()
         await self.executor.stop()
         await self.engines.close()
 
@@ -295,6 +300,14 @@ class VideoService:
             return  # finished, deleted, or claimed by another worker
         self.bus.publish(TaskEvent(task.id, TaskStatus.IN_PROGRESS, 0))
         reporter = TaskReporter(self.store, self.bus, task, asyncio.get_running_loop(), self._cancelled)
+        self._running[task.id] = reporter
+        try:
+            await self._run(task, reporter)
+        finally:
+            self._running.pop(task.id, None)
+            self._cancelled.discard(task.id)
+
+    async def _run(self, task: Task, reporter: TaskReporter) -> None:
         try:
             async with asyncio.timeout(self.settings.job_deadline_s):
                 result = await self._generate(task, reporter)
@@ -306,6 +319,7 @@ class VideoService:
             await self._fail(task, e.code, str(e))
             return
         except TimeoutError:
+            reporter.stop()  # the engine's thread may still be running: stop it at its next step
             await self._fail(task, "timeout", f"The generation took longer than {self.settings.job_deadline_s:.0f} s.")
             return
         except Exception as e:
@@ -327,7 +341,6 @@ class VideoService:
             for name in names:
                 if name:
                     await self.storage.delete(name)
-        self._cancelled.discard(task.id)
 
     async def _fail(self, task: Task, code: str, message: str) -> None:
         if await self.store.fail(task.id, task.attempt, code=code, message=message):
