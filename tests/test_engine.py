@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +83,7 @@ def png(color: tuple[int, int, int], size: tuple[int, int] = (96, 64), stripes: 
 
 
 def test_demo_pipeline_is_built_once_and_reloads(demo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from diffusers import WanImageToVideoPipeline, WanPipeline
+    diffusers: Any = importlib.import_module("diffusers")
 
     def no_rebuild(kind: str) -> Any:
         raise AssertionError("rebuilt an existing demo pipeline")
@@ -91,14 +93,23 @@ def test_demo_pipeline_is_built_once_and_reloads(demo_root: Path, monkeypatch: p
     assert ensure_demo_pipeline(demo_root, "i2v") == demo_root / "i2v"
     assert not [p for p in demo_root.iterdir() if p.name.startswith(".")]  # no build leftovers
 
-    t2v = WanPipeline.from_pretrained(demo_root / "t2v")
+    t2v = diffusers.WanPipeline.from_pretrained(demo_root / "t2v")
     assert type(t2v.vae).__name__ == "AutoencoderKLWan"
     assert type(t2v.transformer).__name__ == "WanTransformer3DModel"
-    i2v = WanImageToVideoPipeline.from_pretrained(demo_root / "i2v")
+    i2v = diffusers.WanImageToVideoPipeline.from_pretrained(demo_root / "i2v")
     assert i2v.config.expand_timesteps and i2v.image_encoder is None
 
 
-def test_demo_weights_are_deterministic(tmp_path: Path) -> None:
+def test_outdated_demo_build_is_replaced(tmp_path: Path) -> None:
+    target = ensure_demo_pipeline(tmp_path, "t2v")
+    (target / demo_model._STAMP).write_text('{"recipe": 0}')  # built by an older reelchat
+    (target / "leftover").write_text("x")
+    assert ensure_demo_pipeline(tmp_path, "t2v") == target
+    assert demo_model._is_current(target) and not (target / "leftover").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["t2v"]
+
+
+def test_demo_weights_are_deterministic() -> None:
     import torch
 
     a, b = demo_model._build("t2v"), demo_model._build("t2v")
@@ -155,7 +166,7 @@ async def test_portrait_and_landscape(engine: DiffusersEngine) -> None:
     ],
 )
 async def test_invalid_jobs_are_refused(engine: DiffusersEngine, kw: dict[str, Any], words: str) -> None:
-    with pytest.raises(EngineError, match=words) as err:
+    with pytest.raises(EngineError, match=re.escape(words)) as err:
         await engine.generate(job(**kw), FakeReporter())
     assert err.value.code == "invalid_request"
 
@@ -176,7 +187,10 @@ async def test_diffusers_failure_is_an_engine_error(demo_root: Path) -> None:
 
 # -- remix (video-to-video) ------------------------------------------------------------------------
 
-# Strength 0.6 of 4 steps runs int(4 * 0.6) = 2 steps, starting at sigma 0.6 (flow shift 3).
+# A remix runs the job's steps over the last 60% of a stretched schedule. Measured over 5 prompt pairs
+# x 3 seeds, the remix beats a same-seed regeneration at every strength <= 0.6 (worst ratio 0.96 at
+# 48x32, 0.88 at 96x160x41 frames; closest for a prompt that only appends a few words); from 0.7 up
+# it no longer does reliably.
 REMIX_STRENGTH = 0.6
 
 
@@ -199,15 +213,26 @@ async def test_remix_stays_close_to_its_source(engine: DiffusersEngine, source: 
     assert d_remix > 1  # the remix did change the video
     assert d_remix < d_other
     assert d_remix < d_same
-    assert reporter.values == [50, 99]  # progress over the steps a remix actually runs
+    assert reporter.values == [25, 50, 75, 99]  # a remix runs the job's steps, too
+
+
+async def test_remix_strength_is_how_far_it_moves(engine: DiffusersEngine) -> None:
+    src = await frames(engine, job())
+    d = [
+        dist(src, await frames(engine, job("a dog on a beach", source_frames=src, strength=s))) for s in (0.2, 0.5, 0.8)
+    ]
+    print("remix distance at strength 0.2/0.5/0.8:", [round(x, 1) for x in d])
+    assert 1 < d[0] < d[1] < d[2]
 
 
 async def test_remix_resamples_source_to_the_job(engine: DiffusersEngine) -> None:
     src = await frames(engine, job(width=96, height=64, frames=13))  # other size and length
     out = await frames(engine, job("a dog", source_frames=src, strength=0.6))
     assert out.shape == (F, H, W, 3)
-    low = await frames(engine, job("a dog", source_frames=src[:F, ::2, ::2], strength=0.1))  # >= 1 step
+    reporter = FakeReporter()
+    low = await frames(engine, job("a dog", source_frames=src[:F, ::2, ::2], strength=0.05), reporter)
     assert low.shape == (F, H, W, 3)
+    assert len(reporter.values) == STEPS
 
 
 # -- image-to-video --------------------------------------------------------------------------------

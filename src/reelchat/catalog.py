@@ -128,6 +128,8 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "landscape_sizes": ["160x96"],
         "fps": 4,
         "steps": 4,
+        # tuned for the demo model; set your checkpoint's own strength with its pipeline
+        "remix_strength": 0.3,
     },
     "sora-2-pro": {
         "description": "Pro: 15 s, high definition",
@@ -137,6 +139,8 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "landscape_sizes": ["256x144"],
         "fps": 4,
         "steps": 6,
+        # tuned for the demo model; set your checkpoint's own strength with its pipeline
+        "remix_strength": 0.3,
     },
 }
 

@@ -1,13 +1,16 @@
-"""A tiny Wan pipeline with random weights, built locally and saved like a real checkpoint.
+"""A tiny Wan pipeline, built locally (no downloads) and saved like a real checkpoint.
 
 It exercises exactly the code path of a real Wan checkpoint (`from_pretrained` on a directory with
-`model_index.json`) while running in seconds on a CPU: the frames are abstract, but they depend on the
-prompt, the seed, the source video (remix) and the input image (image-to-video) the way a real model's do.
+`model_index.json`) while running in seconds on a CPU. The text encoder and transformer are random
+(with a few weights scaled so the prompt shows); the VAE is wired by hand as a block-average codec.
+The frames are abstract mosaics, but they depend on the prompt, the seed, the source video (remix)
+and the input image (image-to-video) the way a real model's do.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +20,9 @@ from typing import Any, Literal
 DemoKind = Literal["t2v", "i2v"]
 
 _SEED = 20240229  # fixed: the demo weights are the same on every machine and every build
+# Bump when the demo's weights or layout change: builds stamped with an older recipe are replaced.
+_RECIPE = 2
+_STAMP = "reelchat-demo.json"
 
 # Tokenizer: T5-style special ids (pad=0, eos=1, unk=2), then the 256 byte-level symbols. Every prompt,
 # in any script, maps to distinct ids, so the prompt really conditions the model.
@@ -27,25 +33,44 @@ def ensure_demo_pipeline(root: Path, kind: DemoKind = "t2v") -> Path:
     """Return `root/<kind>`, building and saving the demo pipeline there first if it is missing.
 
     The build goes into a temporary directory beside the target and is renamed into place, so a crash
-    or a concurrent builder never leaves a half-written pipeline behind.
+    or a concurrent builder never leaves a half-written pipeline behind. Blocking (about a second).
     """
     if kind not in ("t2v", "i2v"):
         raise ValueError(f"unknown demo pipeline kind {kind!r}")
     target = Path(root) / kind
-    if (target / "model_index.json").is_file():
+    if _is_current(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-build-", dir=target.parent))
+    old = target.parent / f".{kind}-old-{os.getpid()}"
     try:
         _build(kind).save_pretrained(tmp, safe_serialization=True)
+        (tmp / _STAMP).write_text(_stamp())
+        tmp.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
         try:
-            os.replace(tmp, target)  # atomic; fails if another builder won the race (target non-empty)
+            os.replace(tmp, target)  # atomic; fails when the target exists and is not empty
         except OSError:
-            if not (target / "model_index.json").is_file():
-                raise
+            if _is_current(target):  # another builder won the race
+                return target
+            os.replace(target, old)  # an outdated or broken build: move it aside, then ours in
+            os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _stamp() -> str:
+    # transformers' major version too: v5 saves tokenizers under a class name v4 cannot load
+    major = importlib.import_module("transformers").__version__.split(".")[0]
+    return json.dumps({"recipe": _RECIPE, "transformers": major})
+
+
+def _is_current(target: Path) -> bool:
+    try:
+        return (target / "model_index.json").is_file() and (target / _STAMP).read_text() == _stamp()
+    except OSError:
+        return False
 
 
 def _build_tokenizer() -> Any:
@@ -149,6 +174,11 @@ def _build(kind: DemoKind) -> Any:
     d: Any = importlib.import_module("diffusers")
     t: Any = importlib.import_module("transformers")
 
+    with torch.random.fork_rng(devices=[]):  # seed for determinism without touching the caller's RNG
+        return _build_seeded(kind, d, t, torch)
+
+
+def _build_seeded(kind: DemoKind, d: Any, t: Any, torch: Any) -> Any:
     # Sizes follow diffusers' own Wan pipeline tests (tests/pipelines/wan/test_wan.py).
     torch.manual_seed(_SEED)
     tokenizer = _build_tokenizer()
@@ -193,14 +223,17 @@ def _build(kind: DemoKind) -> Any:
             block.attn2.norm_k.weight.mul_(16.0)
             block.attn2.to_out[0].weight.mul_(64.0)
         transformer.patch_embedding.weight.mul_(0.5)
-    scheduler = d.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    # shift 1: a remix at strength s re-noises its source to noise level s (a shift > 1 would push it
+    # much higher, and the random denoiser would then keep little of the source)
+    scheduler = d.FlowMatchEulerDiscreteScheduler(shift=1.0)
     parts: dict[str, Any] = dict(
         tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
     )
     for module in (text_encoder, vae, transformer):
         module.eval()
+    # Wan 2.2 TI2V-5B style (expand_timesteps=True): one set of weights for text- and image-to-video, no
+    # CLIP image encoder; for i2v the image's latent replaces the first latent frame, so the image
+    # conditions the video directly. Both kinds hold the same weights.
     if kind == "t2v":
-        return d.WanPipeline(**parts)
-    # Wan 2.2 TI2V style: no CLIP image encoder; the image's latent replaces the first latent frame
-    # (expand_timesteps=True), so the image conditions the video directly.
+        return d.WanPipeline(**parts, expand_timesteps=True)
     return d.WanImageToVideoPipeline(**parts, image_encoder=None, image_processor=None, expand_timesteps=True)

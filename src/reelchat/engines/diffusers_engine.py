@@ -11,6 +11,7 @@ import gc
 import importlib
 import io
 import logging
+import math
 import os
 import threading
 from pathlib import Path
@@ -56,8 +57,9 @@ class DiffusersEngine:
             raise ValueError(f"dtype must be one of {_DTYPES}, not {dtype!r}")
         self.dtype = dtype
         if not on_cuda and "OMP_NUM_THREADS" not in os.environ:
-            # one generation at a time per engine: let it use every core (torch may default to fewer)
-            torch.set_num_threads(os.cpu_count() or 1)
+            # one generation at a time: let it use the cores this process may run on (torch may pick
+            # fewer); an explicit OMP_NUM_THREADS wins
+            torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
         self._lock = asyncio.Lock()  # one generation at a time on this device
         self._load_lock = threading.Lock()  # pipelines load in worker threads
         self._t2v: Any = None
@@ -165,9 +167,7 @@ class DiffusersEngine:
         )
         if job.source_frames is not None:
             pipe = self._text_pipes()[1]
-            # diffusers keeps int(steps * strength) of the schedule: make sure at least one step runs
-            steps = max(job.steps, int(np.ceil(1 / job.strength)))
-            common.update(video=_source_video(job), strength=job.strength, num_inference_steps=steps)
+            common.update(video=_source_video(job), strength=job.strength, num_inference_steps=_remix_schedule(job))
         elif job.image is not None:
             pipe = self._image_pipe()
             common.update(image=_decode_image(job), num_frames=job.frames)
@@ -242,9 +242,23 @@ def _progress_callback(reporter: Reporter, stop: threading.Event) -> Any:
     return on_step_end
 
 
+def _remix_schedule(job: EngineJob) -> int:
+    """The schedule length for a remix that runs `job.steps` denoising steps.
+
+    diffusers runs only the last int(n * strength) steps of an n-step schedule. Taken literally, a
+    4-step remix at strength 0.6 would run 2 steps, and one below 0.5 a single step at the very end of
+    the schedule (sigma ~ 0: the source comes back unchanged). Stretching the schedule instead keeps
+    the step count, and so the quality, of a fresh generation, and makes strength finer-grained.
+    """
+    n = max(job.steps, math.ceil(job.steps / job.strength))
+    while int(n * job.strength) < job.steps:  # float rounding
+        n += 1
+    return n
+
+
 def _check_job(job: EngineJob) -> None:
     if job.frames < 1 or (job.frames - 1) % 4:
-        raise EngineError(f"Wan needs 4k+1 frames (5, 9, ..., 81); got {job.frames}", "invalid_request")
+        raise EngineError(f"Wan needs 4k+1 frames (5, 9, 13, ...); got {job.frames}", "invalid_request")
     if job.width < 16 or job.height < 16 or job.width % 16 or job.height % 16:
         raise EngineError(f"width and height must be multiples of 16; got {job.width}x{job.height}", "invalid_request")
     if job.steps < 1:
