@@ -136,6 +136,8 @@ class DiffusersEngine:
                         await asyncio.wait({work})
                     except asyncio.CancelledError:
                         continue
+                if not work.cancelled():
+                    work.exception()  # retrieved: asyncio must not log "exception was never retrieved"
                 raise
         return EngineResult(frames=frames, fps=job.fps)
 
