@@ -88,7 +88,8 @@ def test_history_strip_links_every_version(server: KeyedServer, chromium: str) -
         assert captions == ["a red barn", "now at night"]
         # the source's thumbnail shows (the page's own is drawn when it completes, on the next load)
         assert browser.wait_for(
-            "(() => { const i = document.querySelector('#lineage img'); return i && i.complete && i.naturalWidth > 0 })()"
+            "(() => { const i = document.querySelector('#lineage img');"
+            " return i && i.complete && i.naturalWidth > 0 })()"
         )
         # follow the strip back to the first version
         browser.open(hrefs[0])
