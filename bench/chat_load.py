@@ -351,6 +351,8 @@ async def one_stream(
         r.error = f"{type(e).__name__}: {e}"[:300]
     except asyncio.CancelledError:
         r.error = "cancelled (max wait reached)"
+    except Exception as e:  # anything else (e.g. httpx.StreamError): record it, never lose the wave
+        r.error = f"{type(e).__name__}: {e}"[:300]
     finally:
         r.t_end = time.time()
     text = "".join(content)

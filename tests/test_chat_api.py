@@ -236,10 +236,15 @@ async def test_x_forwarded_host_from_a_trusted_proxy_steers_links(client: httpx.
     assert reply.thumbnail_url is not None and reply.thumbnail_url.startswith(f"{front}/media/")
 
 
-async def test_an_untrusted_client_cannot_steer_links(app: Any) -> None:
-    async with make_client(app, peer="203.0.113.5") as stranger:
+async def test_an_untrusted_client_cannot_steer_links(make_home: Callable[[str], Path]) -> None:
+    # a server that trusts only its proxy at 10.0.0.2: a direct (loopback) caller can't set X-Forwarded-*
+    settings = Settings(
+        home=make_home("untrusted-links"), models_json=json.dumps(CATALOG), trusted_proxies=["10.0.0.2/32"]
+    )
+    application = create_app(settings)
+    async with application.router.lifespan_context(application), make_client(application) as direct:
         stream = await chat_stream(
-            stranger,
+            direct,
             [user(SEED_ZH_TURN)],
             headers={"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"},
         )
@@ -247,6 +252,14 @@ async def test_an_untrusted_client_cannot_steer_links(app: Any) -> None:
     assert "evil.example" not in reply.content
     assert reply.web_url == f"{BASE}/web/{reply.task_id}"
     assert reply.video_url is not None and reply.video_url.startswith(f"{BASE}/media/")
+
+
+async def test_open_mode_serves_loopback_callers_only(app: Any) -> None:
+    # no keys exist: a caller from another address is refused, even if the server listens there
+    async with make_client(app, peer="203.0.113.5") as stranger:
+        r = await stranger.post("/v1/chat/completions", json={"model": "sora-2", "messages": [user("x")]})
+        assert_openai_error(r, 401)
+        assert (await stranger.get("/v1/videos")).status_code == 401
 
 
 async def test_a_hostile_host_header_does_not_inject_into_links(client: httpx.AsyncClient) -> None:

@@ -72,3 +72,13 @@ def test_sigkill_then_restart_finishes_every_task(make_home: Callable[[str], Pat
         assert urlsplit(old["url"]).path == media_path
         after = httpx.get(f"{second.base_url}{media_path}").content
         assert hashlib.sha256(after).digest() == hashlib.sha256(before).digest()
+
+
+def test_a_second_server_on_the_same_home_refuses_to_start(make_home: Callable[[str], Path]) -> None:
+    # it would take the first one's running tasks for its own interrupted work and run them twice
+    home = make_home("one-home")
+    with ServerProcess(home) as first:
+        second = ServerProcess(home)
+        with pytest.raises(RuntimeError, match="already serving"):
+            second.start(timeout=30)
+        assert httpx.get(f"{first.base_url}/healthz").status_code == 200

@@ -232,6 +232,27 @@ async def test_requeue_interrupted(store: Store) -> None:
     assert await store.requeue_interrupted() == 0
 
 
+async def test_requeue_never_takes_a_live_servers_work(store: Store) -> None:
+    """Two servers share one database: a restarting server re-runs its own interrupted tasks and
+    those whose server stopped renewing its lease, never a live server's running task."""
+    mine, theirs_live, theirs_dead = (make_task(created=T0 + timedelta(seconds=i)) for i in range(3))
+    for t in (mine, theirs_live, theirs_dead):
+        await store.insert_task(t)
+    assert await store.claim(mine.id, owner="node-a") is not None
+    assert await store.claim(theirs_live.id, owner="node-b") is not None
+    assert await store.claim(theirs_dead.id, owner="node-c") is not None
+    await asyncio.sleep(1.2)
+    assert await store.heartbeat(theirs_live.id, 1)  # node-b is alive and renewing
+
+    assert await store.requeue_interrupted(owner="node-a", lease_s=1.0) == 2
+    states = {t.id: (await store.get_task(t.id)).status for t in (mine, theirs_live, theirs_dead)}  # type: ignore[union-attr]
+    assert states == {
+        mine.id: TaskStatus.QUEUED,
+        theirs_live.id: TaskStatus.IN_PROGRESS,
+        theirs_dead.id: TaskStatus.QUEUED,
+    }
+
+
 async def test_list_tasks_pages_in_order_within_a_tenant(store: Store) -> None:
     mine = [make_task("alice", created=T0 + timedelta(seconds=i)) for i in range(5)]
     theirs = [make_task("bob", created=T0 + timedelta(seconds=i, milliseconds=500)) for i in range(2)]

@@ -48,7 +48,7 @@ class VideoRequest:
 
     model: str
     prompt: str
-    orientation: Orientation = Orientation.PORTRAIT
+    orientation: Orientation | None = None  # None: the source's (a remix) or portrait
     seconds: int | None = None
     size: str | None = None  # "WxH"
     seed: int | None = None

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     image_fetch_timeout_s: float = Field(default=10.0, gt=0)
     allow_private_image_urls: bool = False
+    node_id: str | None = Field(
+        default=None, description="this server process's name in task leases; default <hostname>:<home>"
+    )
+    lease_s: float = Field(default=120.0, gt=0, description="a running task whose server is silent this long is re-run")
+    max_attempts: int = Field(default=3, ge=1, description="runs of one task before it fails as interrupted")
     job_deadline_s: float = Field(default=3600.0, gt=0, description="a job running longer than this fails")
 
     @field_validator("public_base_url")
@@ -55,6 +60,12 @@ class Settings(BaseSettings):
     @property
     def resolved_media_dir(self) -> Path:
         return self.media_dir or self.home / "media"
+
+    @property
+    def resolved_node_id(self) -> str:
+        import socket
+
+        return self.node_id or f"{socket.gethostname()}:{self.home.resolve()}"
 
     @property
     def models_dir(self) -> Path:

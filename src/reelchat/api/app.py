@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from ..catalog import load_catalog
 from ..engines.registry import EngineRegistry
+from ..homelock import HomeLock
 from ..media.storage import LocalStorage
 from ..service.executor import InProcessExecutor
 from ..service.videos import VideoService
@@ -37,21 +38,32 @@ def build_service(settings: Settings) -> VideoService:
     )
 
 
+@asynccontextmanager
+async def _serving(service: VideoService) -> AsyncIterator[None]:
+    await service.store.migrate()
+    resumed = await service.start()
+    if resumed:
+        log.info("resuming %d task(s) left queued or running by an earlier process", resumed)
+    try:
+        yield
+    finally:
+        await service.stop()
+        await service.store.close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     service = build_service(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await service.store.migrate()
-        resumed = await service.start()
-        if resumed:
-            log.info("resuming %d task(s) left queued or running by an earlier process", resumed)
+        lock = HomeLock(settings.home)
+        lock.acquire()
         try:
-            yield
+            async with _serving(service):
+                yield
         finally:
-            await service.stop()
-            await service.store.close()
+            lock.release()
 
     app = FastAPI(title="reelchat", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.reelchat = AppState(

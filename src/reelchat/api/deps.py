@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -52,7 +53,13 @@ async def get_tenant(request: Request, state: StateDep) -> str:
         if key is not None:
             return key.tenant
     if not await state.keys_exist():
-        return OPEN_TENANT  # open mode: only ever served on a loopback address (checked at startup)
+        # open mode serves loopback callers only: `serve` refuses other addresses without keys, and a
+        # server whose last key was revoked must not become open to the network
+        if _is_loopback_peer(request):
+            return OPEN_TENANT
+        raise ApiError(
+            401, "This server has no active API keys; create one with `reelchat keys create`.", code="invalid_api_key"
+        )
     if not token:
         raise ApiError(
             401, "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
@@ -62,3 +69,12 @@ async def get_tenant(request: Request, state: StateDep) -> str:
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def _is_loopback_peer(request: Request) -> bool:
+    if request.client is None:
+        return False
+    try:
+        return ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False

@@ -80,7 +80,7 @@ def parse_json_body(raw: bytes) -> Any:
         raise ApiError(400, "The request body is empty; expected a JSON object.", code="invalid_json")
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ApiError(400, f"We could not parse the JSON body of your request: {e}.", code="invalid_json") from e
 
 

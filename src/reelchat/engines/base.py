@@ -49,6 +49,7 @@ class EngineJob:
     remix_instruction: str | None = None
     seconds: int = 0
     model: str = ""
+    task_id: str = ""  # stable across attempts: upstream idempotency keys
 
 
 @dataclass

@@ -51,7 +51,8 @@ class EngineRegistry:
 
         t2v = await self._resolve_dir(spec.pipeline)
         i2v = await self._resolve_dir(spec.i2v_pipeline) if spec.i2v_pipeline else None
-        return DiffusersEngine(t2v, i2v_pipeline_dir=i2v, device=self.device, dtype=self.dtype)
+        # the constructor imports torch and probes CUDA: seconds, off the event loop
+        return await asyncio.to_thread(DiffusersEngine, t2v, i2v_pipeline_dir=i2v, device=self.device, dtype=self.dtype)
 
     def supports_image(self, spec: ModelSpec) -> bool:
         if spec.engine == "upstream":

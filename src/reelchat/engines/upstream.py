@@ -177,7 +177,9 @@ class _Run:
         if job.source_upstream_id and self.spec.supports_remix and await self._same_shape(job):
             try:
                 # the upstream combines its own source prompt with the modification: send only the turn's words
-                return await self._remix(job.source_upstream_id, job.remix_instruction or job.prompt)
+                return await self._remix(
+                    job.source_upstream_id, job.remix_instruction or job.prompt, _idempotency_key(job)
+                )
             except UpstreamRejected as e:
                 # The upstream forgot the source (expired or deleted): a reference frame still works.
                 if e.status != 404 or not (self.spec.supports_reference and job.source_video):
@@ -224,7 +226,7 @@ class _Run:
     async def _create(self, job: EngineJob, reference: bytes | None) -> Video:
         # One key for every retry of this create: an upstream that honours it won't start (and
         # bill) a second job when the first attempt reached it but the answer got lost.
-        headers = {"Idempotency-Key": f"reelchat-{uuid.uuid4().hex}"}
+        headers = {"Idempotency-Key": _idempotency_key(job)}
         videos = self.client.videos
         size = cast(VideoSize, f"{job.width}x{job.height}")  # the SDK's Literal lists only OpenAI's sizes
         seconds: VideoSeconds | openai.Omit = cast(VideoSeconds, str(job.seconds)) if job.seconds else openai.omit
@@ -252,9 +254,9 @@ class _Run:
             ),
         )
 
-    async def _remix(self, source_id: str, prompt: str) -> Video:
+    async def _remix(self, source_id: str, prompt: str, key: str) -> Video:
         videos = self.client.videos
-        headers = {"Idempotency-Key": f"reelchat-{uuid.uuid4().hex}"}
+        headers = {"Idempotency-Key": key}
         return await self.call(
             "remix", lambda t: videos.remix(source_id, prompt=prompt, extra_headers=headers, timeout=t)
         )
@@ -537,3 +539,10 @@ def _as_webp(data: bytes) -> bytes | None:
             return out.getvalue()
     except (OSError, ValueError):
         return None
+
+
+def _idempotency_key(job: EngineJob) -> str:
+    """The same key for every try of one task, across restarts: a process killed between the upstream's
+    create and our durable record of its id re-sends the same key, and an upstream honouring it starts
+    (and bills) no second job."""
+    return f"reelchat-{job.task_id}" if job.task_id else f"reelchat-{uuid.uuid4().hex}"

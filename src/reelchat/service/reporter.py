@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from ..domain import Task, TaskEvent, TaskStatus
 from ..store.tasks import Store
 from .events import EventBus
+
+log = logging.getLogger("reelchat.service")
 
 FLUSH_INTERVAL_S = 0.25
 
@@ -21,8 +25,15 @@ class TaskReporter:
     """
 
     def __init__(
-        self, store: Store, bus: EventBus, task: Task, loop: asyncio.AbstractEventLoop, cancelled: set[str]
+        self,
+        store: Store,
+        bus: EventBus,
+        task: Task,
+        loop: asyncio.AbstractEventLoop,
+        cancelled: set[str],
+        heartbeat_s: float = 30.0,
     ) -> None:
+        self._heartbeat_s = heartbeat_s
         self._store = store
         self._bus = bus
         self._task = task
@@ -60,18 +71,29 @@ class TaskReporter:
         self._task.upstream_job_id = job_id
 
     async def flush(self) -> None:
+        """Write the latest progress. Advisory: a failed write is logged, never fatal to the job."""
         if self._latest != self._last_written:
             self._last_written = self._latest
-            await self._store.set_progress(self._task.id, self._task.attempt, self._latest)
+            try:
+                await self._store.set_progress(self._task.id, self._task.attempt, self._latest)
+            except Exception:
+                log.warning("could not record progress of %s", self._task.id, exc_info=True)
 
     @asynccontextmanager
     async def flushing(self) -> AsyncIterator[None]:
         """Write progress to the store in the background while the engine runs."""
 
         async def loop() -> None:
+            last_beat = time.monotonic()
             while True:
                 await asyncio.sleep(FLUSH_INTERVAL_S)
                 await self.flush()
+                if time.monotonic() - last_beat >= self._heartbeat_s:  # renew this server's lease
+                    last_beat = time.monotonic()
+                    try:
+                        await self._store.heartbeat(self._task.id, self._task.attempt)
+                    except Exception:
+                        log.warning("could not renew the lease of %s", self._task.id, exc_info=True)
 
         flusher = asyncio.create_task(loop())
         try:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,23 +55,44 @@ class VideoService:
         self.bus = bus or EventBus()
         self._cancelled: set[str] = set()  # tasks whose engine should stop at its next step
         self._running: dict[str, TaskReporter] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> int:
         """Requeue what a dead process left behind and start the workers; returns tasks resumed."""
-        await self.store.requeue_interrupted()
-        queued = await self.store.queued_ids()
+        queued = await self._requeue()
         self.executor.start(self.execute)
+        self._sweeper = asyncio.create_task(self._sweep(), name="reelchat-lease-sweeper")
+        return queued
+
+    async def _requeue(self) -> int:
+        node = self.settings.resolved_node_id
+        await self.store.requeue_interrupted(owner=node, lease_s=self.settings.lease_s)
+        queued = await self.store.queued_ids()
         for task_id in queued:
-            self.executor.submit(task_id)
+            self.executor.submit(task_id)  # a no-op for ids already waiting here
         return len(queued)
+
+    async def _sweep(self) -> None:
+        """Every lease period: re-run tasks of servers that died (their leases ran out), and pick up
+        tasks other servers queued but never ran. Claims are exclusive, so sharing a queue is safe."""
+        while True:
+            await asyncio.sleep(self.settings.lease_s / 2)
+            try:
+                await self._requeue()
+            except Exception:
+                log.warning("lease sweep failed", exc_info=True)
 
     async def stop(self) -> None:
         # Ask running engines to stop at their next step so shutdown doesn't wait for a whole video;
         # their tasks stay in_progress in the store and run again on the next start.
         for running in self._running.values():
             running.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.executor.stop()
         await self.engines.close()
 
@@ -235,6 +256,12 @@ class VideoService:
         )
         try:
             if req.image is not None:
+                if len(req.image.data) > self.settings.image_max_bytes:
+                    raise InvalidRequest(
+                        f"The input image is larger than {self.settings.image_max_bytes} bytes.",
+                        param="input_reference",
+                        code="image_too_large",
+                    )
                 checked = await asyncio.to_thread(check_image, req.image.data)
             else:
                 assert req.image_url is not None
@@ -276,8 +303,9 @@ class VideoService:
 
     async def delete(self, tenant: str, video_id: str) -> Task:
         task = await self.get_video(tenant, video_id)
-        self._cancelled.add(task.id)
-        await self.store.mark_deleted(task.id)
+        if task.id in self._running:
+            self._cancelled.add(task.id)  # the engine stops at its next step
+        task = await self.store.mark_deleted(task.id) or task
         for name in (task.video_name, task.thumbnail_name, task.spritesheet_name, task.image_name):
             if name:
                 await self.storage.delete(name)
@@ -295,11 +323,19 @@ class VideoService:
     # ---- running a task ------------------------------------------------------------------------
 
     async def execute(self, task_id: str) -> None:
-        task = await self.store.claim(task_id)
+        task = await self.store.claim(task_id, owner=self.settings.resolved_node_id)
         if task is None:
             return  # finished, deleted, or claimed by another worker
+        if task.attempt > self.settings.max_attempts:
+            # the server died this many times while making it (out of memory, say): stop the crash loop
+            await self._fail(
+                task, "interrupted", f"The server stopped {task.attempt - 1} times while making this video."
+            )
+            return
         self.bus.publish(TaskEvent(task.id, TaskStatus.IN_PROGRESS, 0))
-        reporter = TaskReporter(self.store, self.bus, task, asyncio.get_running_loop(), self._cancelled)
+        reporter = TaskReporter(
+            self.store, self.bus, task, asyncio.get_running_loop(), self._cancelled, self.settings.lease_s / 4
+        )
         self._running[task.id] = reporter
         try:
             await self._run(task, reporter)
@@ -387,6 +423,7 @@ class VideoService:
             remix_instruction=task.prompt if task.remixed_from is not None else None,
             seconds=task.seconds,
             model=task.model,
+            task_id=task.id,
         )
         async with reporter.flushing():
             return await engine.generate(job, reporter)

@@ -38,6 +38,9 @@ tasks = sa.Table(
     sa.Column("thumbnail_name", sa.String(200), nullable=True),
     sa.Column("spritesheet_name", sa.String(200), nullable=True),
     sa.Column("upstream_job_id", sa.String(200), nullable=True),
+    # which server process runs it, and when that process last said it was alive (its lease)
+    sa.Column("owner", sa.String(300), nullable=True),
+    sa.Column("heartbeat_at", sa.Float, nullable=True),
     sa.Column("error_code", sa.String(100), nullable=True),
     sa.Column("error_message", sa.Text, nullable=True),
     sa.Column("params", sa.JSON, nullable=False),

@@ -166,8 +166,8 @@ class Store:
         page = [_row_to_task(r) for r in rows[:limit]]
         return page, len(rows) > limit
 
-    async def claim(self, task_id: str) -> Task | None:
-        """queued -> in_progress with attempt+1; None when the task isn't queued (someone else has it)."""
+    async def claim(self, task_id: str, owner: str = "local") -> Task | None:
+        """queued -> in_progress with attempt+1, owned by `owner`; None when the task isn't queued."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 tasks.update()
@@ -177,6 +177,8 @@ class Store:
                     attempt=tasks.c.attempt + 1,
                     started_at=time.time(),
                     progress=0,
+                    owner=owner,
+                    heartbeat_at=time.time(),
                 )
             )
             if result.rowcount != 1:
@@ -200,6 +202,9 @@ class Store:
 
     async def set_progress(self, task_id: str, attempt: int, progress: int) -> bool:
         return await self._fenced_update(task_id, attempt, progress=progress)
+
+    async def heartbeat(self, task_id: str, attempt: int) -> bool:
+        return await self._fenced_update(task_id, attempt, heartbeat_at=time.time())
 
     async def set_upstream_job(self, task_id: str, attempt: int, job_id: str) -> bool:
         return await self._fenced_update(task_id, attempt, upstream_job_id=job_id)
@@ -228,12 +233,17 @@ class Store:
             completed_at=time.time(),
         )
 
-    async def requeue_interrupted(self) -> int:
-        """Tasks left in_progress by a dead process go back to queued (single-writer deployments)."""
+    async def requeue_interrupted(self, owner: str = "local", lease_s: float | None = None) -> int:
+        """Tasks a dead process left in_progress go back to queued: those `owner` (this node, just
+        restarted) held, and, with `lease_s`, any other node's whose heartbeat is older than that.
+        A live node's running work is never taken."""
+        mine = (tasks.c.owner == owner) | tasks.c.owner.is_(None)
+        if lease_s is not None:
+            mine = mine | (tasks.c.heartbeat_at < time.time() - lease_s)
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 tasks.update()
-                .where(tasks.c.status == TaskStatus.IN_PROGRESS.value, tasks.c.deleted == sa.false())
+                .where(tasks.c.status == TaskStatus.IN_PROGRESS.value, tasks.c.deleted == sa.false(), mine)
                 .values(status=TaskStatus.QUEUED.value)
             )
         return int(result.rowcount)
@@ -249,15 +259,21 @@ class Store:
 
     async def mark_deleted(self, task_id: str) -> Task | None:
         """Soft-delete: the row stays (lineage of later remixes still points at it), media go."""
+        unfinished = tasks.c.status.in_([TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value])
         async with self.engine.begin() as conn:
+            # one UPDATE decides, then the row is read inside the same transaction: a completion that
+            # committed first shows its media names (to delete), one that comes later is fenced out
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id)
+                .values(
+                    deleted=True,
+                    status=sa.case((unfinished, TaskStatus.CANCELLED.value), else_=tasks.c.status),
+                    completed_at=sa.case((unfinished, time.time()), else_=tasks.c.completed_at),
+                )
+            )
             row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
-            if row is None:
-                return None
-            values: dict[str, Any] = {"deleted": True}
-            if not TaskStatus(row._mapping["status"]).finished:
-                values.update(status=TaskStatus.CANCELLED.value, completed_at=time.time())
-            await conn.execute(tasks.update().where(tasks.c.id == task_id).values(**values))
-        return _row_to_task(row)
+        return _row_to_task(row) if row is not None else None
 
     async def count_by_status(self) -> dict[str, int]:
         async with self.engine.connect() as conn:

@@ -63,7 +63,7 @@ async def _build_task(service: VideoService, tenant: str, req: ChatCompletionReq
     request = VideoRequest(
         model=spec.name,
         prompt=turn.prompt,
-        orientation=turn.orientation,  # type: ignore[arg-type]  # None: keep the source's / default
+        orientation=turn.orientation,
         seconds=turn.seconds,
         size=turn.size,
         seed=turn.seed,
@@ -94,41 +94,56 @@ async def _reply(
     renderer: ReplyRenderer,
     links: Links,
     keepalive_s: float,
+    give_up_s: float,
 ) -> AsyncIterator[str | None]:
     """The reply's content pieces as the task moves; None marks a keep-alive with nothing to add."""
     for piece in echo_pieces(echo):
         yield piece
     try:
-        await service.enqueue(task)  # the row is durable before the client sees the ID
+        # shielded: a client that leaves mid-insert must not strand a stored task outside the queue
+        await asyncio.shield(service.enqueue(task))  # the row is durable before the client sees the ID
     except Exception as e:  # a store outage mid-stream: say so in the reply, never a torn stream
         log.exception("could not store task %s", task.id)
         yield renderer.failed(f"the task could not be stored ({type(e).__name__})")
         return
     yield renderer.header(task.id, links.web(task.id), links.source(task.id))
-    async with service.watch(task.id) as events:
-        current = await service.get(task.id) or task
-        while True:
-            text = _render_state(renderer, current, links)
-            if text:
-                yield text
-            if current.status.finished:
-                return
-            try:
-                event: TaskEvent | None = await asyncio.wait_for(events.get(), timeout=keepalive_s)
-            except TimeoutError:
-                event = None
-            if event is None:
-                # a dot, as the seed does while queued, generating and between progress numbers
-                yield renderer.keepalive() or KEEPALIVE
-                continue
-            if event.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
-                current = await service.get(task.id) or current
-                if event.status is TaskStatus.CANCELLED:
-                    current.status = TaskStatus.CANCELLED
-                    current.error_message = event.error_message
-            else:
-                current.status = event.status
-                current.progress = max(current.progress, event.progress)
+    give_up_at = time.monotonic() + give_up_s
+    try:
+        async with service.watch(task.id) as events:
+            current = await service.get(task.id) or task
+            while True:
+                text = _render_state(renderer, current, links)
+                if text:
+                    yield text
+                if current.status.finished:
+                    return
+                if time.monotonic() > give_up_at:
+                    yield renderer.failed(f"no result after {give_up_s:.0f} s; the task's page has its state")
+                    return
+                try:
+                    event: TaskEvent | None = await asyncio.wait_for(events.get(), timeout=keepalive_s)
+                except TimeoutError:
+                    event = None
+                if event is None:
+                    # a dot, as the seed does while queued, generating and between progress numbers
+                    yield renderer.keepalive() or KEEPALIVE
+                    # events are an optimisation; the store is the truth (another worker, a lost event)
+                    stored = await service.get(task.id)
+                    if stored is not None:
+                        stored.progress = max(stored.progress, current.progress)
+                        current = stored
+                    continue
+                if event.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
+                    current = await service.get(task.id) or current
+                    if event.status is TaskStatus.CANCELLED:
+                        current.status = TaskStatus.CANCELLED
+                        current.error_message = event.error_message
+                else:
+                    current.status = event.status
+                    current.progress = max(current.progress, event.progress)
+    except Exception as e:  # e.g. the store went away mid-stream: end the reply properly, never torn
+        log.exception("lost track of task %s", task.id)
+        yield renderer.failed(f"the server lost track of this task ({type(e).__name__}); its page has its state")
 
 
 def _render_state(renderer: ReplyRenderer, task: Task, links: Links) -> str:
@@ -171,7 +186,8 @@ async def chat_completions(request: Request, state: StateDep, tenant: TenantDep)
     keepalive_s = state.settings.keepalive_s
     completion_id = new_completion_id()
     created = int(time.time())
-    pieces = _reply(service, task, echo, renderer, links, keepalive_s)
+    give_up_s = state.settings.job_deadline_s * 2 + 600  # well past any job's own deadline, queue included
+    pieces = _reply(service, task, echo, renderer, links, keepalive_s, give_up_s)
 
     if req.stream:
 

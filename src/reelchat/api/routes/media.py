@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import BinaryIO
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -27,9 +27,8 @@ CONTENT_TYPES = {
 CHUNK = 256 * 1024
 
 
-def _iter_file(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
+def _iter_file(f: BinaryIO, start: int, end: int) -> AsyncIterator[bytes]:
     async def gen() -> AsyncIterator[bytes]:
-        f = await asyncio.to_thread(open, path, "rb")
         try:
             await asyncio.to_thread(f.seek, start)
             remaining = end - start + 1
@@ -45,7 +44,9 @@ def _iter_file(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
     return gen()
 
 
-async def serve_media(storage: Storage, name: str, request: Request, *, download_name: str | None = None) -> Response:
+async def serve_media(
+    storage: Storage, name: str, request: Request, *, download_name: str | None = None, private: bool = False
+) -> Response:
     """A stored file by name, honouring Range; 404 for names that are unknown or not plain file names."""
     try:
         path = storage.local_path(name)
@@ -55,31 +56,43 @@ async def serve_media(storage: Storage, name: str, request: Request, *, download
     if not exists:
         raise ApiError(404, "No such media file.", code="not_found")
     ext = name.rsplit(".", 1)[-1].lower()
-    headers = {"Accept-Ranges": "bytes", "Cache-Control": "public, max-age=31536000, immutable"}
+    # /media names are public and immutable; /v1/videos content answers an authenticated request,
+    # which no shared cache may keep (it would serve it without the tenant check, even after DELETE)
+    cache = "private, no-store" if private else "public, max-age=31536000, immutable"
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": cache}
     if download_name:
         headers["Content-Disposition"] = f'inline; filename="{download_name}"'
     media_type = CONTENT_TYPES.get(ext, "application/octet-stream")
-    if path is None:  # a remote store: whole body, ranges sliced in memory
-        data = await storage.load(name)
-        size = len(data)
-    else:
-        data = None
-        size = (await asyncio.to_thread(os.stat, path)).st_size
+    data: bytes | None = None
+    f: BinaryIO | None = None
+    try:
+        if path is None:  # a remote store: whole body, ranges sliced in memory
+            data = await storage.load(name)
+            size = len(data)
+        else:  # opened now, so a file deleted a moment ago is a 404, not a broken stream
+            f = await asyncio.to_thread(open, path, "rb")
+            size = (await asyncio.to_thread(os.fstat, f.fileno())).st_size
+    except FileNotFoundError:
+        raise ApiError(404, "No such media file.", code="not_found") from None
     try:
         rng = parse_range(request.headers.get("range"), size)
     except RangeNotSatisfiable:
+        if f is not None:
+            f.close()
         return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", **headers})
     start, end = rng if rng is not None else (0, size - 1)
     status = 206 if rng is not None else 200
     if rng is not None:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1 if size else 0)
-    if request.method == "HEAD":
+    if request.method == "HEAD" or size == 0:
+        if f is not None:
+            f.close()
         return Response(status_code=status, headers=headers, media_type=media_type)
     if data is not None:
         return Response(data[start : end + 1], status_code=status, headers=headers, media_type=media_type)
-    assert path is not None
-    return StreamingResponse(_iter_file(path, start, end), status_code=status, headers=headers, media_type=media_type)
+    assert f is not None
+    return StreamingResponse(_iter_file(f, start, end), status_code=status, headers=headers, media_type=media_type)
 
 
 @router.api_route("/media/{name}", methods=["GET", "HEAD"])

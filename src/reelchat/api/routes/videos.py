@@ -34,7 +34,7 @@ class CreateVideoBody(BaseModel):
     seconds: int | None = None
     size: StrictStr | None = None
     input_reference: ImageReference | StrictStr | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
     @field_validator("seconds", mode="before")
     @classmethod
@@ -79,6 +79,8 @@ async def _read_create(request: Request) -> tuple[CreateVideoBody, InputImage | 
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
             form = await request.form(max_files=1, max_fields=50)
+        except ApiError:  # e.g. 413 from the body size limit
+            raise
         except Exception as e:  # malformed multipart
             raise ApiError(400, f"Could not parse the form body: {e}", code="invalid_body") from e
         data: dict[str, Any] = {}
@@ -179,7 +181,7 @@ async def download_video(
     if name is None:
         raise ApiError(404, f"Video '{video_id}' has no {variant}.", param="variant", code="not_found")
     ext = name.rsplit(".", 1)[-1]
-    return await serve_media(state.service.storage, name, request, download_name=f"{task.video_id}.{ext}")
+    return await serve_media(state.service.storage, name, request, download_name=f"{task.video_id}.{ext}", private=True)
 
 
 @router.post("/v1/videos/{video_id}/remix")
