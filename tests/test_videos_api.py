@@ -190,6 +190,16 @@ def test_remix(made: Any, remixed: Any, client: openai.OpenAI, server: KeyedServ
     assert src["seed"] == source(server, extra(made)["task_id"])["seed"]
 
 
+def test_remix_of_a_landscape_video_stays_landscape(client: openai.OpenAI, server: KeyedServer) -> None:
+    wide = wait_video(client, client.videos.create(prompt="a wide field", model="sora-2", size="160x96").id)
+    assert wide.status == "completed" and wide.size == "160x96"
+    remix = wait_video(client, client.videos.remix(wide.id, prompt="with a rainbow").id)
+    assert remix.status == "completed" and remix.size == "160x96"
+    mp4 = client.videos.download_content(remix.id, variant="video").content
+    info = probe_mp4(mp4)
+    assert (info.width, info.height) == (160, 96)
+
+
 def test_delete(remixed: Any, client: openai.OpenAI, http: httpx.Client) -> None:
     gone = client.videos.delete(remixed.id)
     assert (gone.id, gone.object, gone.deleted) == (remixed.id, "video.deleted", True)
