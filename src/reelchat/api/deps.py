@@ -36,7 +36,7 @@ class AppState:
         return self._keys_exist
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:  # async: a plain def would hop to a thread per request
     state: AppState = request.app.state.reelchat
     return state
 
