@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from dataclasses import dataclass, field
@@ -26,14 +27,21 @@ class AppState:
     started_at: float = field(default_factory=time.time)
     _keys_checked_at: float = 0.0
     _keys_exist: bool = False
+    _keys_query: asyncio.Task[bool] | None = None
 
     async def keys_exist(self) -> bool:
-        # cached for a second: the open/closed decision must not cost a query per request under load
-        now = time.monotonic()
-        if now - self._keys_checked_at > 1.0:
-            self._keys_exist = await self.service.store.active_key_count() > 0
-            self._keys_checked_at = now
-        return self._keys_exist
+        # Cached for a second, and one query at a time: when the cache lapses under a burst of 100
+        # requests, they all wait on the same query instead of each running its own.
+        if time.monotonic() - self._keys_checked_at <= 1.0:
+            return self._keys_exist
+        if self._keys_query is None or self._keys_query.done():
+            self._keys_query = asyncio.create_task(self._count_keys())
+        return await asyncio.shield(self._keys_query)
+
+    async def _count_keys(self) -> bool:
+        exist = await self.service.store.active_key_count() > 0
+        self._keys_exist, self._keys_checked_at = exist, time.monotonic()
+        return exist
 
 
 async def get_state(request: Request) -> AppState:  # async: a plain def would hop to a thread per request

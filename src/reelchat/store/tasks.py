@@ -6,6 +6,7 @@ is fenced by `attempt`: only the attempt that claimed a task can finish it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -70,12 +71,15 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {}
+        # a burst of streams each writes its task at once: keep connections open rather than churn them
+        kwargs: dict[str, Any] = {"pool_size": 10, "max_overflow": 20}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._pending_inserts: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._insert_writer: asyncio.Task[None] | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
@@ -101,6 +105,8 @@ class Store:
     # ---- tasks -------------------------------------------------------------------------------
 
     async def insert_task(self, task: Task) -> None:
+        """Durable when this returns. Concurrent inserts share one transaction (group commit): SQLite
+        has one write lock, and a burst of 100 separate commits would queue on it one by one."""
         values = {
             "id": task.id,
             "video_id": task.video_id,
@@ -128,8 +134,33 @@ class Store:
             "params": task.params,
             "created_at": _ts(task.created_at) or time.time(),
         }
-        async with self.engine.begin() as conn:
-            await conn.execute(tasks.insert().values(**values))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_inserts.append((values, done))
+        if self._insert_writer is None or self._insert_writer.done():
+            self._insert_writer = asyncio.create_task(self._write_inserts())
+        await asyncio.shield(done)  # a caller that goes away doesn't abort the others' commit
+
+    async def _write_inserts(self) -> None:
+        while self._pending_inserts:
+            batch, self._pending_inserts = self._pending_inserts, []
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(tasks.insert(), [values for values, _ in batch])
+            except Exception as e:
+                if len(batch) == 1:
+                    batch[0][1].set_exception(e)
+                    continue
+                # one bad row must not fail its neighbours: retry them one by one
+                for values, done in batch:
+                    try:
+                        async with self.engine.begin() as conn:
+                            await conn.execute(tasks.insert(), [values])
+                        done.set_result(None)
+                    except Exception as one:
+                        done.set_exception(one)
+                continue
+            for _, done in batch:
+                done.set_result(None)
 
     async def _one(self, where: sa.ColumnElement[bool]) -> Task | None:
         async with self.engine.connect() as conn:

@@ -90,27 +90,25 @@ def _echo_fields(task: Task, turn: Turn, source: Task | None) -> dict[str, objec
 async def _reply(
     service: VideoService,
     task: Task,
-    echo: dict[str, object],
     renderer: ReplyRenderer,
     links: Links,
     keepalive_s: float,
     give_up_s: float,
 ) -> AsyncIterator[str | None]:
-    """The reply's content pieces as the task moves; None marks a keep-alive with nothing to add."""
-    for piece in echo_pieces(echo):
-        yield piece
-    try:
-        # shielded: a client that leaves mid-insert must not strand a stored task outside the queue
-        await asyncio.shield(service.enqueue(task))  # the row is durable before the client sees the ID
-    except Exception as e:  # a store outage mid-stream: say so in the reply, never a torn stream
-        log.exception("could not store task %s", task.id)
-        yield renderer.failed(f"the task could not be stored ({type(e).__name__})")
-        return
-    yield renderer.header(task.id, links.web(task.id), links.source(task.id))
+    """The reply after its echo, as the task moves; None marks a keep-alive with nothing to add."""
     give_up_at = time.monotonic() + give_up_s
     try:
+        # subscribed before the task is queued, so no event can slip past: no need to re-read it
         async with service.watch(task.id) as events:
-            current = await service.get(task.id) or task
+            try:
+                # shielded: a client that leaves mid-insert must not strand a stored task outside the queue
+                await asyncio.shield(service.enqueue(task))  # durable before the client sees the ID
+            except Exception as e:  # a store outage: say so in the reply, never a torn stream
+                log.exception("could not store task %s", task.id)
+                yield renderer.failed(f"the task could not be stored ({type(e).__name__})")
+                return
+            yield renderer.header(task.id, links.web(task.id), links.source(task.id))
+            current = task
             while True:
                 text = _render_state(renderer, current, links)
                 if text:
@@ -187,12 +185,15 @@ async def chat_completions(request: Request, state: StateDep, tenant: TenantDep)
     completion_id = new_completion_id()
     created = int(time.time())
     give_up_s = state.settings.job_deadline_s * 2 + 600  # well past any job's own deadline, queue included
-    pieces = _reply(service, task, echo, renderer, links, keepalive_s, give_up_s)
+    pieces = _reply(service, task, renderer, links, keepalive_s, give_up_s)
 
     if req.stream:
 
         async def stream() -> AsyncIterator[bytes]:
-            yield sse(chunk(completion_id, created, req.model, role="assistant", content=""))
+            # the role chunk and the echo's many small chunks leave in one write
+            yield sse(chunk(completion_id, created, req.model, role="assistant", content="")) + b"".join(
+                sse(chunk(completion_id, created, req.model, content=piece)) for piece in echo_pieces(echo)
+            )
             async for piece in pieces:
                 if piece is None:
                     yield b": keep-alive\n\n"
@@ -207,7 +208,7 @@ async def chat_completions(request: Request, state: StateDep, tenant: TenantDep)
 
     async def whole() -> AsyncIterator[bytes]:
         # JSON allows leading whitespace: a space per keep-alive holds the connection open on long waits
-        parts: list[str] = []
+        parts: list[str] = echo_pieces(echo)
         last_sent = time.monotonic()
         async for piece in pieces:
             if piece:
