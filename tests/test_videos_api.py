@@ -200,6 +200,21 @@ def test_remix_of_a_landscape_video_stays_landscape(client: openai.OpenAI, serve
     assert (info.width, info.height) == (160, 96)
 
 
+def test_a_deleted_source_leaves_no_words_or_pictures_in_its_remixes_history(
+    client: openai.OpenAI, server: KeyedServer
+) -> None:
+    parent = wait_video(client, client.videos.create(prompt="a secret garden", model="sora-2").id)
+    child = wait_video(client, client.videos.remix(parent.id, prompt="in autumn").id)
+    client.videos.delete(parent.id)
+    history = source(server, extra(child)["task_id"])["lineage"]
+    assert [e["video_id"] for e in history] == [parent.id, child.id]
+    assert (history[0]["prompt"], history[0]["thumbnail_url"], history[0]["status"]) == ("(deleted)", None, "deleted")
+    page = httpx.get(f"{server.url}/web/{extra(child)['task_id']}", timeout=30).text
+    assert "a secret garden" not in page and "in autumn" in page
+    gone = source(server, extra(parent)["task_id"])
+    assert gone["deleted"] is True and gone["prompt"] == "(deleted)" and gone["url"] is None
+
+
 def test_delete(remixed: Any, client: openai.OpenAI, http: httpx.Client) -> None:
     gone = client.videos.delete(remixed.id)
     assert (gone.id, gone.object, gone.deleted) == (remixed.id, "video.deleted", True)

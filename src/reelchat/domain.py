@@ -91,6 +91,7 @@ class Task:
     upstream_job_id: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    deleted: bool = False  # soft-deleted: gone from the APIs, kept so later remixes' lineage resolves
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None

@@ -37,6 +37,16 @@ def error_of(task: Task) -> dict[str, str] | None:
 
 
 def lineage_entry(task: Task, base: str, media_url: MediaUrl) -> dict[str, Any]:
+    if task.deleted:  # its owner deleted it: the history keeps its place, not its words or pictures
+        return {
+            "id": task.id,
+            "sid": None,
+            "video_id": task.video_id,
+            "prompt": "(deleted)",
+            "status": "deleted",
+            "web_url": f"{base}/web/{task.id}",
+            "thumbnail_url": None,
+        }
     return {
         "id": task.id,
         "sid": task.sid if task.status is TaskStatus.COMPLETED else None,
@@ -60,8 +70,8 @@ def source_view(
         "status": task.status.value,
         "progress": task.progress,
         "model": task.model,
-        "prompt": task.prompt,
-        "engine_prompt": task.engine_prompt,
+        "prompt": "(deleted)" if deleted else task.prompt,
+        "engine_prompt": "(deleted)" if deleted else task.engine_prompt,
         "orientation": task.orientation.value,
         "seconds": task.seconds,
         "size": task.size,

@@ -121,7 +121,7 @@ class VideoService:
         elif video_id is not None:
             task = await self.store.get_by_video_id(video_id)
         ref = sid or task_id or video_id
-        if task is None or task.tenant != tenant or await self.store.is_deleted(task.id):
+        if task is None or task.tenant != tenant or task.deleted:
             raise NotFound(
                 f"No video found with id '{ref}'.", param="sid" if sid else "video_id", code="video_not_found"
             )
@@ -280,7 +280,7 @@ class VideoService:
 
     async def get_video(self, tenant: str, video_id: str) -> Task:
         task = await self.store.get_by_video_id(video_id)
-        if task is None or task.tenant != tenant or await self.store.is_deleted(task.id):
+        if task is None or task.tenant != tenant or task.deleted:
             raise NotFound(f"No video found with id '{video_id}'.", param="video_id", code="video_not_found")
         return task
 
@@ -311,9 +311,6 @@ class VideoService:
                 await self.storage.delete(name)
         self.bus.publish(TaskEvent(task.id, TaskStatus.CANCELLED, task.progress, "deleted", "The video was deleted."))
         return task
-
-    async def is_deleted(self, task_id: str) -> bool:
-        return await self.store.is_deleted(task_id)
 
     @asynccontextmanager
     async def watch(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
@@ -390,7 +387,7 @@ class VideoService:
         source_upstream_id: str | None = None
         if task.remixed_from is not None:
             source = await self.store.get_task(task.remixed_from)
-            if source is None or source.video_name is None or await self.store.is_deleted(source.id):
+            if source is None or source.video_name is None or source.deleted:
                 raise EngineError("The source video no longer exists.", code="source_missing")
             source_video = await self.storage.load(source.video_name)
             if spec.engine == "upstream":

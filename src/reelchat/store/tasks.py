@@ -7,6 +7,7 @@ is fenced by `attempt`: only the attempt that claimed a task can finish it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,43 +29,30 @@ def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
+_TIMES = ("created_at", "started_at", "completed_at")  # datetimes in the domain, unix seconds in the table
+_FIELDS = [f.name for f in dataclasses.fields(Task)]
+
+
 def _row_to_task(row: sa.Row[Any]) -> Task:
     m = row._mapping
-    return Task(
-        id=m["id"],
-        video_id=m["video_id"],
-        sid=m["sid"],
-        tenant=m["tenant"],
-        model=m["model"],
-        prompt=m["prompt"],
-        engine_prompt=m["engine_prompt"],
+    values: dict[str, Any] = {name: m[name] for name in _FIELDS}
+    values.update({name: _dt(m[name]) for name in _TIMES})
+    values.update(
         orientation=Orientation(m["orientation"]),
-        seconds=m["seconds"],
-        size=m["size"],
-        width=m["width"],
-        height=m["height"],
-        fps=m["fps"],
-        frames=m["frames"],
-        steps=m["steps"],
-        seed=m["seed"],
         status=TaskStatus(m["status"]),
-        progress=m["progress"],
-        attempt=m["attempt"],
-        origin=m["origin"],
-        remixed_from=m["remixed_from"],
         has_image=bool(m["has_image"]),
-        image_name=m["image_name"],
-        video_name=m["video_name"],
-        thumbnail_name=m["thumbnail_name"],
-        spritesheet_name=m["spritesheet_name"],
-        upstream_job_id=m["upstream_job_id"],
-        error_code=m["error_code"],
-        error_message=m["error_message"],
-        created_at=_dt(m["created_at"]),
-        started_at=_dt(m["started_at"]),
-        completed_at=_dt(m["completed_at"]),
+        deleted=bool(m["deleted"]),
         params=dict(m["params"] or {}),
     )
+    return Task(**values)
+
+
+def _task_to_row(task: Task) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(task, name) for name in _FIELDS}
+    values.update({name: _ts(getattr(task, name)) for name in _TIMES})
+    values.update(orientation=task.orientation.value, status=task.status.value)
+    values["created_at"] = values["created_at"] or time.time()
+    return values
 
 
 class Store:
@@ -107,33 +95,7 @@ class Store:
     async def insert_task(self, task: Task) -> None:
         """Durable when this returns. Concurrent inserts share one transaction (group commit): SQLite
         has one write lock, and a burst of 100 separate commits would queue on it one by one."""
-        values = {
-            "id": task.id,
-            "video_id": task.video_id,
-            "sid": task.sid,
-            "tenant": task.tenant,
-            "model": task.model,
-            "prompt": task.prompt,
-            "engine_prompt": task.engine_prompt,
-            "orientation": task.orientation.value,
-            "seconds": task.seconds,
-            "size": task.size,
-            "width": task.width,
-            "height": task.height,
-            "fps": task.fps,
-            "frames": task.frames,
-            "steps": task.steps,
-            "seed": task.seed,
-            "status": task.status.value,
-            "progress": task.progress,
-            "attempt": task.attempt,
-            "origin": task.origin,
-            "remixed_from": task.remixed_from,
-            "has_image": task.has_image,
-            "image_name": task.image_name,
-            "params": task.params,
-            "created_at": _ts(task.created_at) or time.time(),
-        }
+        values = _task_to_row(task)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_inserts.append((values, done))
         if self._insert_writer is None or self._insert_writer.done():

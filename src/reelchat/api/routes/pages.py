@@ -28,8 +28,7 @@ async def _source(state: AppState, request: Request, task_id: str) -> tuple[Task
         raise ApiError(404, f"No task found with id '{task_id}'.", param="task_id", code="task_not_found")
     base = state.links.base(request)
     lineage = await state.service.lineage(task)
-    deleted = await state.service.is_deleted(task.id)
-    view = source_view(task, lineage, base, lambda name: f"{base}/media/{name}", deleted=deleted)
+    view = source_view(task, lineage, base, lambda name: f"{base}/media/{name}", deleted=task.deleted)
     return task, view
 
 
