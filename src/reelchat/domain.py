@@ -96,6 +96,8 @@ class Task:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # the input image, held between prepare and enqueue (never stored in the row)
+    image_data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

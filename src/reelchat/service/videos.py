@@ -139,6 +139,10 @@ class VideoService:
         return task
 
     async def enqueue(self, task: Task) -> None:
+        if task.image_name is not None and task.image_data is not None:
+            # saved only now: a request that never reaches its insert leaves no image behind
+            await self.storage.save(task.image_name, task.image_data)
+            task.image_data = None
         await self.store.insert_task(task)  # durable before any work starts
         self.executor.submit(task.id)
 
@@ -213,7 +217,6 @@ class VideoService:
                 )
             image_bytes, content_type = await self._load_image(req)
             image_name = new_media_name(_EXT.get(content_type, "png"))
-            await self.storage.save(image_name, image_bytes)
 
         if req.seed is not None:
             seed = req.seed
@@ -243,6 +246,7 @@ class VideoService:
             remixed_from=source.id if source is not None else None,
             has_image=image_name is not None,
             image_name=image_name,
+            image_data=image_bytes,
             created_at=datetime.now(UTC),
             params={"strength": spec.remix_strength} if source is not None else {},
         )

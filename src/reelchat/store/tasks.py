@@ -30,7 +30,7 @@ def _dt(ts: float | None) -> datetime | None:
 
 
 _TIMES = ("created_at", "started_at", "completed_at")  # datetimes in the domain, unix seconds in the table
-_FIELDS = [f.name for f in dataclasses.fields(Task)]
+_FIELDS = [f.name for f in dataclasses.fields(Task) if f.name in tasks.c]
 
 
 def _row_to_task(row: sa.Row[Any]) -> Task:
