@@ -33,7 +33,7 @@ def describe_model(spec: ModelSpec) -> str:
         assert spec.upstream is not None
         return f"{spec.name} -> upstream {spec.upstream.base_url} model {spec.upstream.model}"
     where = (
-        "built-in demo Wan model (tiny, RANDOM WEIGHTS: output is noise)"
+        "built-in demo Wan model (tiny, RANDOM WEIGHTS: renders coloured mosaics, not scenes)"
         if spec.pipeline == DEMO_PIPELINE
         else f"diffusers pipeline {spec.pipeline}"
     )
