@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+MAX_PROMPT_CHARS = 32_000  # the longest prompt either API accepts
+
 
 class TaskStatus(enum.StrEnum):
     """A task's life: queued -> in_progress -> completed | failed (| cancelled by DELETE)."""

@@ -5,10 +5,27 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from starlette.requests import Request
 
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
+@dataclass(frozen=True)
+class Links:
+    """The absolute links of one request: pages and media."""
+
+    base: str
+
+    def web(self, task_id: str) -> str:
+        return f"{self.base}/web/{task_id}"
+
+    def source(self, task_id: str) -> str:
+        return f"{self.base}/source/{task_id}"
+
+    def media(self, name: str) -> str:
+        return f"{self.base}/media/{name}"
 
 
 class LinkBuilder:
@@ -24,6 +41,9 @@ class LinkBuilder:
         except ValueError:
             return False
         return any(addr in net for net in self.trusted)
+
+    def for_request(self, request: Request) -> Links:
+        return Links(self.base(request))
 
     def base(self, request: Request) -> str:
         if self.public_base_url:

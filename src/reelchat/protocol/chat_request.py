@@ -55,7 +55,8 @@ from pydantic import (
     Tag,
 )
 
-from reelchat.domain import Orientation
+from ..domain import MAX_PROMPT_CHARS, Orientation
+from ..ids import SID_PATTERN, SID_RE, TASK_ID_PATTERN, TASK_ID_RE
 
 __all__ = [
     "MAX_PROMPT_CHARS",
@@ -77,18 +78,12 @@ __all__ = [
     "read_turn",
 ]
 
-MAX_PROMPT_CHARS = 32_000
 _MAX_TEXT_CHARS = 4 * MAX_PROMPT_CHARS  # a user message longer than this is refused unread
 
 # --------------------------------------------------------------------------- identifiers
 
-_SID = r"s_[0-9a-f]{32}"
-_TASK = r"task_[0-9a-hjkmnp-tv-z]{26}"  # lowercase Crockford base32 (no i, l, o, u)
-
-#: A video's remix handle, `s_` + 32 lowercase hex. Use `.fullmatch` to check a whole string.
-SID_RE = re.compile(_SID)
-#: A generation task id, `task_` + 26 lowercase Crockford base32 chars (a ULID).
-TASK_ID_RE = re.compile(_TASK)
+_SID = SID_PATTERN
+_TASK = TASK_ID_PATTERN
 
 _B = r"(?<![0-9A-Za-z_])"  # left boundary for ids
 _E = r"(?![0-9A-Za-z_])"  # right boundary for ids

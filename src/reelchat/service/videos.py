@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..catalog import ModelSpec, orientation_of, parse_size
-from ..domain import Orientation, Task, TaskEvent, TaskStatus, VideoRequest
+from ..domain import MAX_PROMPT_CHARS, Orientation, Task, TaskEvent, TaskStatus, VideoRequest
 from ..engines.base import EngineCancelled, EngineError, EngineJob, EngineResult
 from ..engines.registry import EngineRegistry
 from ..ids import SID_RE, new_sid, new_task_id, new_video_id
@@ -31,7 +31,6 @@ from .reporter import TaskReporter
 
 log = logging.getLogger("reelchat.service")
 
-MAX_PROMPT_CHARS = 32_000
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "png", "image/bmp": "png"}
 
 
@@ -115,7 +114,7 @@ class VideoService:
         """A finished video of this tenant, by sid, task id or video id; NotFound alike for 'not yours'."""
         task: Task | None = None
         if sid is not None:
-            task = await self.store.get_by_sid(sid) if SID_RE.match(sid) else None
+            task = await self.store.get_by_sid(sid) if SID_RE.fullmatch(sid) else None
         elif task_id is not None:
             task = await self.store.get_task(task_id)
         elif video_id is not None:

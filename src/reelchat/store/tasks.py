@@ -268,11 +268,6 @@ class Store:
             row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
         return _row_to_task(row) if row is not None else None
 
-    async def count_by_status(self) -> dict[str, int]:
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status))
-            return {status: int(n) for status, n in rows.tuples()}
-
     # ---- api keys ----------------------------------------------------------------------------
 
     async def add_key(self, key: ApiKey, key_hash: str) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -28,25 +27,12 @@ from ...protocol.chat_request import ChatCompletionRequest, Turn, TurnError, rea
 from ...service.videos import VideoService
 from ..deps import StateDep, TenantDep
 from ..errors import ApiError, parse_json_body, validation_error
+from ..links import Links
 
 log = logging.getLogger("reelchat.api.chat")
 router = APIRouter()
 
 KEEPALIVE = None  # a tick with nothing new to say
-
-
-@dataclass(frozen=True)
-class Links:
-    base: str
-
-    def web(self, task_id: str) -> str:
-        return f"{self.base}/web/{task_id}"
-
-    def source(self, task_id: str) -> str:
-        return f"{self.base}/source/{task_id}"
-
-    def media(self, name: str) -> str:
-        return f"{self.base}/media/{name}"
 
 
 async def _build_task(service: VideoService, tenant: str, req: ChatCompletionRequest, turn: Turn) -> Task:
@@ -180,7 +166,7 @@ async def chat_completions(request: Request, state: StateDep, tenant: TenantDep)
     source = await service.get(task.remixed_from) if task.remixed_from else None
     echo = _echo_fields(task, turn, source)
     renderer = ReplyRenderer(pick_locale(request.headers.get("accept-language"), state.settings.locale))
-    links = Links(state.links.base(request))
+    links = state.links.for_request(request)
     keepalive_s = state.settings.keepalive_s
     completion_id = new_completion_id()
     created = int(time.time())

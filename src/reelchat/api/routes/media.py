@@ -10,7 +10,7 @@ from typing import BinaryIO
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from ...media.ranges import RangeNotSatisfiable, parse_range
+from ...media.ranges import RangeNotSatisfiable, content_range, parse_range
 from ...media.storage import Storage, StorageError
 from ..deps import StateDep
 from ..errors import ApiError
@@ -76,14 +76,14 @@ async def serve_media(
         raise ApiError(404, "No such media file.", code="not_found") from None
     try:
         rng = parse_range(request.headers.get("range"), size)
-    except RangeNotSatisfiable:
+    except RangeNotSatisfiable as e:
         if f is not None:
             f.close()
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", **headers})
+        return Response(status_code=416, headers={"Content-Range": e.content_range, **headers})
     start, end = rng if rng is not None else (0, size - 1)
     status = 206 if rng is not None else 200
     if rng is not None:
-        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Range"] = content_range(start, end, size)
     headers["Content-Length"] = str(end - start + 1 if size else 0)
     if request.method == "HEAD" or size == 0:
         if f is not None:

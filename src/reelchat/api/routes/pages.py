@@ -23,12 +23,12 @@ router = APIRouter()
 
 
 async def _source(state: AppState, request: Request, task_id: str) -> tuple[Task, dict[str, Any]]:
-    task = await state.service.get(task_id) if TASK_ID_RE.match(task_id) else None
+    task = await state.service.get(task_id) if TASK_ID_RE.fullmatch(task_id) else None
     if task is None:
         raise ApiError(404, f"No task found with id '{task_id}'.", param="task_id", code="task_not_found")
-    base = state.links.base(request)
+    links = state.links.for_request(request)
     lineage = await state.service.lineage(task)
-    view = source_view(task, lineage, base, lambda name: f"{base}/media/{name}", deleted=task.deleted)
+    view = source_view(task, lineage, links.base, links.media, deleted=task.deleted)
     return task, view
 
 

@@ -9,9 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 from starlette.datastructures import UploadFile
 
-from ...domain import InputImage, Task, TaskStatus, VideoRequest
+from ...domain import MAX_PROMPT_CHARS, InputImage, Task, TaskStatus, VideoRequest
 from ...protocol.views import video_object
-from ...service.videos import MAX_PROMPT_CHARS
 from ..deps import AppState, StateDep, TenantDep
 from ..errors import ApiError, parse_json_body, validation_error
 from .media import serve_media
@@ -55,7 +54,7 @@ class RemixBody(BaseModel):
     prompt: StrictStr = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
 
 
-def _video(state: AppState, task: Task, source: Task | None) -> dict[str, Any]:
+def _video(task: Task, source: Task | None) -> dict[str, Any]:
     obj = video_object(task, source_video_id=source.video_id if source is not None else None)
     # extras beyond OpenAI's shape, so a client can move to the chat API and the pages
     obj["task_id"] = task.id
@@ -125,7 +124,7 @@ async def create_video(request: Request, state: StateDep, tenant: TenantDep) -> 
         ),
         origin="videos",
     )
-    return JSONResponse(_video(state, task, None), headers=_poll_headers(state, task))
+    return JSONResponse(_video(task, None), headers=_poll_headers(state, task))
 
 
 @router.get("/v1/videos")
@@ -139,7 +138,7 @@ async def list_videos(
     if after is not None:
         await state.service.get_video(tenant, after)  # 404 for an unknown cursor, not an empty page
     page, has_more = await state.service.list_videos(tenant, after=after, limit=limit, order=order)
-    data = [_video(state, t, await _source_of(state, t)) for t in page]
+    data = [_video(t, await _source_of(state, t)) for t in page]
     return {
         "object": "list",
         "data": data,
@@ -152,7 +151,7 @@ async def list_videos(
 @router.get("/v1/videos/{video_id}")
 async def retrieve_video(video_id: str, state: StateDep, tenant: TenantDep) -> JSONResponse:
     task = await state.service.get_video(tenant, video_id)
-    return JSONResponse(_video(state, task, await _source_of(state, task)), headers=_poll_headers(state, task))
+    return JSONResponse(_video(task, await _source_of(state, task)), headers=_poll_headers(state, task))
 
 
 @router.delete("/v1/videos/{video_id}")
@@ -203,4 +202,4 @@ async def remix_video(video_id: str, request: Request, state: StateDep, tenant: 
     task = await state.service.submit(
         tenant, VideoRequest(model=source.model, prompt=body.prompt), origin="videos", source=source
     )
-    return JSONResponse(_video(state, task, source), headers=_poll_headers(state, task))
+    return JSONResponse(_video(task, source), headers=_poll_headers(state, task))
