@@ -639,20 +639,14 @@ def main(argv: list[str] | None = None) -> int:
             sampler = RssSampler(server_pid, args.rss_interval)
             sampler.start()
         hz_file = work / "healthz.txt"
-        poller = spawn(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--_poll",
-                url,
-                "--_out",
-                str(hz_file),
-                "--healthz-interval",
-                str(args.healthz_interval),
-            ],
-            dict(os.environ),
-            work / "poller.log",
-        )
+
+        def start_poller(url: str) -> subprocess.Popen[bytes]:
+            """The /healthz poller, in its own process so the load generator can't delay it."""
+            argv = [sys.executable, str(Path(__file__).resolve()), "--_poll", url, "--_out", str(hz_file)]
+            argv += ["--healthz-interval", str(args.healthz_interval)]
+            return spawn(argv, dict(os.environ), work / "poller.log")
+
+        poller = start_poller(url)
 
         if not args.no_warmup:
             print("warm-up: one video (loads the engine)...", flush=True)
@@ -707,20 +701,7 @@ def main(argv: list[str] | None = None) -> int:
                 sampler = RssSampler(server_pid, args.rss_interval)
                 sampler.start()
                 _kill(poller)
-                poller = spawn(
-                    [
-                        sys.executable,
-                        str(Path(__file__).resolve()),
-                        "--_poll",
-                        url,
-                        "--_out",
-                        str(hz_file),
-                        "--healthz-interval",
-                        str(args.healthz_interval),
-                    ],
-                    dict(os.environ),
-                    work / "poller.log",
-                )
+                poller = start_poller(url)
 
         # ---- report
         rows = [r.summary() for r in results]
