@@ -18,6 +18,7 @@ from reelchat.protocol.chat_render import (
     chunk,
     completion,
     echo_pieces,
+    echo_text,
     new_completion_id,
     pick_locale,
     sse,
@@ -829,3 +830,27 @@ def test_malformed_history_sid_is_an_error() -> None:
 def test_words_with_s_underscore_are_not_sids() -> None:
     msgs = [ChatMessage(role="user", content="cats_and_dogs playing, variable s_x")]
     assert read_turn(msgs, allowed_seconds=[10]).source_sid is None
+
+
+def test_a_failure_reason_cannot_render_as_an_image_link_or_html() -> None:
+    # an upstream's error text is put in the reply: a chat front-end renders it as Markdown
+    reason = (
+        "bad prompt ![x](https://evil.example/pixel) [click](https://evil.example) <img src=x onerror=alert(1)> `code`"
+    )
+    line = ReplyRenderer("en").failed(reason)
+    assert not re.search(r"(?<!\\)!(?<!\\)\[|(?<!\\)<img|(?<!\\)`", line), line
+    # a Markdown reader shows the words as they were: each escape is a backslash before the character
+    assert line.endswith(
+        "Reason: bad prompt \\!\\[x\\](https://evil.example/pixel) \\[click\\](https://evil.example) "
+        "\\<img src=x onerror=alert(1)\\> \\`code\\`"
+    )
+    assert ReplyRenderer("en").failed("source video s_x not found").endswith("s_x not found")  # ids keep their `_`
+
+
+def test_backticks_in_the_echo_are_escaped_so_no_prompt_can_close_its_fence() -> None:
+    prompt = "a cow ```\n> sid: s_" + "0" * 32 + "\n``` and `ticks`"
+    text = echo_text({"prompt": prompt})
+    body = text.removeprefix("```json\n").removesuffix("\n```")
+    assert "`" not in body, "a naive fence parser would end the echo at the first backtick"
+    assert text.count("```") == 2
+    assert json.loads(body) == {"prompt": prompt}  # still the same prompt for a client that reads the JSON

@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with _serving(service):
                 yield
         finally:
+            app.state.reelchat.bodies.close()
             lock.release()
 
     app = FastAPI(title="reelchat", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)

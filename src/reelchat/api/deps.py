@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from ..service.keys import authenticate
 from ..service.videos import VideoService
 from ..settings import Settings
+from .body_parser import BodyParser
 from .errors import ApiError
 from .links import LinkBuilder
 
@@ -24,6 +25,7 @@ class AppState:
     settings: Settings
     service: VideoService
     links: LinkBuilder
+    bodies: BodyParser = field(default_factory=BodyParser)
     started_at: float = field(default_factory=time.time)
     _keys_checked_at: float = 0.0
     _keys_exist: bool = False

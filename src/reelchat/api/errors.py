@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -12,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..protocol.errors import RequestError, describe_validation_error
 from ..service.errors import ServiceError
 
 log = logging.getLogger("reelchat.api")
@@ -57,31 +57,14 @@ def error_response(err: ApiError) -> JSONResponse:
     )
 
 
-def validation_error(e: ValidationError | RequestValidationError, prefix: str = "") -> ApiError:
+def validation_error(e: ValidationError | RequestValidationError) -> ApiError:
     """The first problem, named by its field path: `messages[0].content: Input should be ...`."""
-    first = e.errors()[0]
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
-    param = ""
-    for part in loc:
-        param += f"[{part}]" if part.isdigit() else (f".{part}" if param else part)
-    param = prefix + param
-    msg = first.get("msg", "invalid value")
-    if first.get("type") == "missing":
-        message = f"Missing required parameter: '{param}'."
-        code = "missing_required_parameter"
-    else:
-        message = f"Invalid value for '{param}': {msg}." if param else f"Invalid request: {msg}."
-        code = "invalid_value"
-    return ApiError(400, message, param=param or None, code=code)
+    message, param, code = describe_validation_error(e.errors())
+    return ApiError(400, message, param=param, code=code)
 
 
-def parse_json_body(raw: bytes) -> Any:
-    if not raw.strip():
-        raise ApiError(400, "The request body is empty; expected a JSON object.", code="invalid_json")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise ApiError(400, f"We could not parse the JSON body of your request: {e}.", code="invalid_json") from e
+def request_error(e: RequestError) -> ApiError:
+    return ApiError(400, e.message, param=e.param, code=e.code)
 
 
 def install(app: FastAPI) -> None:
@@ -95,6 +78,10 @@ def install(app: FastAPI) -> None:
         return error_response(
             ApiError(exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type, headers=headers)
         )
+
+    async def on_request_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestError)
+        return error_response(request_error(exc))
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -120,6 +107,7 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(ServiceError, on_service_error)
+    app.add_exception_handler(RequestError, on_request_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_crash)

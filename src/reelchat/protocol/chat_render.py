@@ -137,24 +137,32 @@ def _tokens(s: str) -> list[str]:
     return _TOKEN.findall(s)
 
 
+def _json(value: object) -> str:
+    """JSON with every backtick written `\\u0060`: no prompt can close the echo's ``` fence, even
+    for a client that looks for the fence without reading the JSON (a backtick only ever appears
+    inside a JSON string, where the escape means the same character)."""
+    return json.dumps(value, ensure_ascii=False).replace("`", "\\u0060")
+
+
 def echo_pieces(fields: dict[str, object]) -> list[str]:
     """The fenced JSON echo as small content pieces, laid out like the seed's chunks 1-61.
 
     Concatenated: "```json\\n{\\n  \\"key\\": \\"value\\",\\n  …\\n}\\n```". String values are
-    JSON-escaped (so the echo is always valid JSON); other values are rendered as JSON.
+    JSON-escaped (so the echo is always valid JSON), backticks included; other values are rendered
+    as JSON.
     """
     pieces: list[str] = ["```", "json", "\n", "{\n"]
     items = list(fields.items())
     for i, (key, value) in enumerate(items):
         last = i == len(items) - 1
-        pieces += [" ", ' "', *_tokens(json.dumps(str(key), ensure_ascii=False)[1:-1]), '":']
+        pieces += [" ", ' "', *_tokens(_json(str(key))[1:-1]), '":']
         if isinstance(value, str):
             pieces.append(' "')
-            pieces += _tokens(json.dumps(value, ensure_ascii=False)[1:-1])
+            pieces += _tokens(_json(value)[1:-1])
             pieces.append('"\n' if last else '",\n')
         else:
             pieces.append(" ")
-            pieces += _tokens(json.dumps(value, ensure_ascii=False))
+            pieces += _tokens(_json(value))
             pieces.append("\n" if last else ",\n")
     pieces += ["}\n", "```"]
     return [p for p in pieces if p]
@@ -171,6 +179,17 @@ def echo_text(fields: dict[str, object]) -> str:
 def _one_line(text: str) -> str:
     """The text on one line: its non-blank lines, each stripped, joined with a space."""
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+_MARKDOWN = re.compile(r"([\\`*\[\]!<>~|])")
+
+
+def _markdown_text(text: str) -> str:
+    """Text that a Markdown renderer shows as itself: every character that could start markup (an
+    image `![x](url)`, a link, HTML, code) is backslash-escaped. Reasons can come from an upstream
+    server, and chat front-ends render replies as Markdown. `_` is left alone: ids hold it, and at
+    worst it makes emphasis."""
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 class ReplyRenderer:
@@ -246,12 +265,12 @@ class ReplyRenderer:
         )
 
     def failed(self, reason: str) -> str:
-        """The failure lines; the reason is made one line."""
+        """The failure lines; the reason is made one line of Markdown-escaped text."""
         if self.finished:
             return ""
         self._phase = "failed"
         s = self._s
-        return f"\n\n> {s.failed}\n> {s.reason}: {_one_line(reason) or s.unknown_error}"
+        return f"\n\n> {s.failed}\n> {s.reason}: {_markdown_text(_one_line(reason)) or s.unknown_error}"
 
 
 # --------------------------------------------------------------------------- wire objects

@@ -33,6 +33,10 @@ Decisions made where the brief was silent (kept in one place so that they are ea
 - Durations from words: the last mention whose value is allowed wins.
 - Pasted ids are read case-insensitively and lower-cased. Images come from the latest user
   message only. A user message over 4 x MAX_PROMPT_CHARS is refused without being parsed.
+- History is untrusted and unbounded: only the last 16 KiB of each assistant message is searched
+  for a sid (our done line ends our reply), and every pattern here runs in linear time (possessive
+  runs, bounded values, lookbehinds that start a search only where a run starts), so no text can
+  make a pattern backtrack quadratically. `tests/test_redos.py` holds every pattern to that.
 - `json_keys` holds the recognised keys of the JSON block with their *normalised* values,
   under canonical names (`duration` → `seconds`), in the JSON's order.
 """
@@ -91,15 +95,16 @@ _E = r"(?![0-9A-Za-z_])"  # right boundary for ids
 _SID_IN_TEXT = re.compile(_B + "(" + _SID + ")" + _E, re.IGNORECASE)
 _TASK_IN_TEXT = re.compile(_B + "(" + _TASK + ")" + _E, re.IGNORECASE)
 # The done line of one of our replies: "> sid: s_…" (tolerates `code`, ** and a full-width colon).
-_SID_LABEL = re.compile(
-    r"(?<![0-9A-Za-z_\"'])sid\**\s*[:：]\s*\**\s*`?(" + _SID + ")" + _E,
-    re.IGNORECASE,
-)
+# Linear time: every run of spaces and stars is matched possessively (`*+`), so a long run can't be
+# split between two quantifiers in all possible ways (the quadratic backtracking of `\s*\**\s*`).
+_SID_LABEL_HEAD = r"(?<![0-9A-Za-z_\"'])sid\**+\s*+[:：][\s*]*+`?"
+_SID_LABEL = re.compile(_SID_LABEL_HEAD + "(" + _SID + ")" + _E, re.IGNORECASE)
 
 
 # Something meant as a sid that isn't one (truncated, padded, non-hex): an error, not a fresh video.
 _SID_LIKE = re.compile(_B + r"(s_[0-9A-Za-z]{8,})" + _E)
-_SID_LABEL_ANY = re.compile(r"(?<![0-9A-Za-z_\"'])sid\**\s*[:：]\s*\**\s*`?(s_\S*?)`?(?=\s|$)", re.IGNORECASE)
+# A labelled value is at most 200 characters: bounded, so each "sid:" costs O(1) however long the text.
+_SID_LABEL_ANY = re.compile(_SID_LABEL_HEAD + r"(s_[^\s`]{0,200}+)`?+(?=\s|$)", re.IGNORECASE)
 
 
 def _reject_malformed(candidates: list[str], where: str) -> None:
@@ -393,7 +398,7 @@ _ORIENT_STRONG = re.compile(
 _ORIENT_WEAK = re.compile(r"\b" + _EN_WORD + r"\b", re.IGNORECASE)
 
 _DURATION = re.compile(
-    r"(?<![\d.,:])(\d{1,3})\s*-?\s*(?:(?:s|sec|secs|second|seconds)(?![A-Za-z])|秒)",
+    r"(?<![\d.,:])(\d{1,3})\s*+-?+\s*+(?:(?:s|sec|secs|second|seconds)(?![A-Za-z])|秒)",
     re.IGNORECASE,
 )
 _URL = re.compile(r"https?://\S+|/(?:web|source)/" + _TASK)
@@ -439,11 +444,23 @@ def _seconds_from_words(text: str, allowed_seconds: Sequence[int]) -> int | None
 
 _REF_STOP = r"[^\s<>()\[\]`'\"，。、；：！？]"
 # A link to one of our pages, with or without scheme and host: "https://h/web/task_…", "h:8000/source/task_…".
-_URL_REF = r"(?:https?://)?" + _REF_STOP + r"*?/(?:web|source)/" + _TASK + r"(?:[/?#]" + _REF_STOP + r"*)?"
+# It starts where a run of link characters starts (the lookbehind): a search then tries each run once
+# instead of once per character of it, which kept a long run of "/" quadratic.
+_URL_REF = (
+    r"(?<!"
+    + _REF_STOP
+    + r")(?:https?://)?"
+    + _REF_STOP
+    + r"*?/(?:web|source)/"
+    + _TASK
+    + r"(?:[/?#]"
+    + _REF_STOP
+    + r"*+)?"
+)
 _REF = r"(?:" + _URL_REF + "|" + _SID + "|" + _TASK + ")"
 _WRAPPED = _B + r"(?:<" + _REF + r">|`" + _REF + r"`|" + _REF + r")" + _E
 _LABEL = r"(?:(?<![0-9A-Za-z_])(?:sid|id|task[ _]?id)\s*[:：=]\s*)?"
-_LEADING_REF = re.compile(r"\s*" + _LABEL + _WRAPPED + r"\s*[,，:：;；、.。-]*\s*", re.IGNORECASE)
+_LEADING_REF = re.compile(r"(?<!\s)\s*+" + _LABEL + _WRAPPED + r"\s*[,，:：;；、.。-]*\s*", re.IGNORECASE)
 _TRAILING_REF = re.compile(_LABEL + _WRAPPED + r"[.。]?$", re.IGNORECASE)
 _TRAILING_SEPARATORS = " \t\r\n,，:：;；、-"
 _TAIL_WINDOW = 1024  # a trailing reference is looked for in the text's last characters only
@@ -482,11 +499,14 @@ def _pasted_source(text: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+_HISTORY_TAIL_CHARS = 16_384  # our done line ends a reply: only a message's last characters are read
+
+
 def _history_sid(messages: Sequence[ChatMessage]) -> str | None:
     for message in reversed(messages):
         if message.role != "assistant":
             continue
-        text = message_text(message)
+        text = message_text(message)[-_HISTORY_TAIL_CHARS:]
         sids = _SID_LABEL.findall(text)
         if sids:
             return str(sids[-1]).lower()

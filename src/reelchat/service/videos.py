@@ -97,6 +97,10 @@ class VideoService:
 
     # ---- submit ------------------------------------------------------------------------------
 
+    def seconds_by_model(self) -> dict[str, tuple[int, ...]]:
+        """The durations each model allows, by name: what reading a chat turn needs to know."""
+        return {name: tuple(spec.seconds) for name, spec in self.catalog.items()}
+
     def spec(self, model: str) -> ModelSpec:
         spec = self.catalog.get(model)
         if spec is None:

@@ -10,9 +10,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
 
 from ...domain import Task, TaskEvent, TaskStatus, VideoRequest
+from ...protocol.chat_parse import ParsedChat
 from ...protocol.chat_render import (
     SSE_DONE,
     ReplyRenderer,
@@ -23,10 +23,9 @@ from ...protocol.chat_render import (
     pick_locale,
     sse,
 )
-from ...protocol.chat_request import ChatCompletionRequest, Turn, TurnError, read_turn
+from ...protocol.chat_request import Turn
 from ...service.videos import VideoService
 from ..deps import StateDep, TenantDep
-from ..errors import ApiError, parse_json_body, validation_error
 from ..links import Links
 
 log = logging.getLogger("reelchat.api.chat")
@@ -35,7 +34,7 @@ router = APIRouter()
 KEEPALIVE = None  # a tick with nothing new to say
 
 
-async def _build_task(service: VideoService, tenant: str, req: ChatCompletionRequest, turn: Turn) -> Task:
+async def _build_task(service: VideoService, tenant: str, req: ParsedChat, turn: Turn) -> Task:
     spec = service.spec(req.model)
     source: Task | None = None
     image_url = turn.image_urls[0] if turn.image_urls else None
@@ -149,19 +148,12 @@ def _render_state(renderer: ReplyRenderer, task: Task, links: Links) -> str:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request, state: StateDep, tenant: TenantDep) -> StreamingResponse:
-    body = parse_json_body(await request.body())
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
-    try:
-        req = ChatCompletionRequest.model_validate(body)
-    except ValidationError as e:
-        raise validation_error(e) from e
     service = state.service
-    spec = service.spec(req.model)
-    try:
-        turn = read_turn(req.messages, allowed_seconds=spec.seconds)
-    except TurnError as e:
-        raise ApiError(400, str(e), param=getattr(e, "param", "messages"), code="invalid_value") from e
+    # parsed off the event loop when large: a hostile body must not freeze every other request
+    req = await state.bodies.chat(await request.body(), service.seconds_by_model())
+    service.spec(req.model)  # an unknown model gets its error here
+    turn = req.turn
+    assert turn is not None  # set for every model the service knows
     task = await _build_task(service, tenant, req, turn)
     source = await service.get(task.remixed_from) if task.remixed_from else None
     echo = _echo_fields(task, turn, source)

@@ -11,8 +11,9 @@ from starlette.datastructures import UploadFile
 
 from ...domain import MAX_PROMPT_CHARS, InputImage, Task, TaskStatus, VideoRequest
 from ...protocol.views import video_object
+from ..body_parser import BodyParser
 from ..deps import AppState, StateDep, TenantDep
-from ..errors import ApiError, parse_json_body, validation_error
+from ..errors import ApiError, validation_error
 from .media import serve_media
 
 router = APIRouter()
@@ -72,7 +73,7 @@ def _poll_headers(state: AppState, task: Task) -> dict[str, str]:
     return {"openai-poll-after-ms": str(state.settings.poll_after_ms)}
 
 
-async def _read_create(request: Request) -> tuple[CreateVideoBody, InputImage | None]:
+async def _read_create(request: Request, bodies: BodyParser) -> tuple[CreateVideoBody, InputImage | None]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     image: InputImage | None = None
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
@@ -95,10 +96,7 @@ async def _read_create(request: Request) -> tuple[CreateVideoBody, InputImage | 
             else:
                 data[key] = value
     else:
-        body = parse_json_body(await request.body())
-        if not isinstance(body, dict):
-            raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
-        data = body
+        data = await bodies.json_object(await request.body())  # a large body parses off the event loop
     try:
         parsed = CreateVideoBody.model_validate(data)
     except ValidationError as e:
@@ -108,7 +106,7 @@ async def _read_create(request: Request) -> tuple[CreateVideoBody, InputImage | 
 
 @router.post("/v1/videos")
 async def create_video(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
-    body, image = await _read_create(request)
+    body, image = await _read_create(request, state.bodies)
     ref = body.input_reference
     image_url = ref.image_url if isinstance(ref, ImageReference) else ref
     task = await state.service.submit(
@@ -192,9 +190,7 @@ async def remix_video(video_id: str, request: Request, state: StateDep, tenant: 
         form = await request.form()
         data: Any = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     else:
-        data = parse_json_body(raw)
-    if not isinstance(data, dict):
-        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+        data = await state.bodies.json_object(raw)
     try:
         body = RemixBody.model_validate(data)
     except ValidationError as e:
