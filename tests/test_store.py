@@ -8,9 +8,9 @@ except under CI (CI env var set), where it fails them.
 from __future__ import annotations
 
 import asyncio
-import time
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
