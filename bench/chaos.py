@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         drain_timeout_s=args.drain_timeout,
         seed=args.seed,
         home=args.home,
+        say=lambda line: print(line, flush=True),
     )
     print(result.report())
     return 0 if result.ok else 1
