@@ -4,9 +4,10 @@
 
 It starts `reelchat serve` in a fresh REELCHAT_HOME (the demo model, made small and fast), submits
 videos through `POST /v1/videos` at a bounded rate, and SIGKILLs the server 0.5-6 s after each
-(re)start became ready (/healthz), N times, restarting it each time. Between kills it watches the
-videos through the list endpoint (`GET /v1/videos`, paged) and hashes each mp4 the first time it is
-seen completed. Then it lets the last server drain the queue, stops it gracefully, and reports:
+(re)start became ready (/readyz: models loaded, workers taking tasks), N times, restarting it each
+time. Between kills it watches the videos through the list endpoint (`GET /v1/videos`, paged) and
+hashes each mp4 the first time it is seen completed. Then it lets the last server drain the queue,
+stops it gracefully, and reports:
 
 - acked: videos the server answered 200 for; completed; failed (by error code);
 - lost: acked but missing from the list; regenerated: an mp4 whose bytes changed after it was first
@@ -75,7 +76,7 @@ class Server:
         atexit.register(self.kill)
 
     def start(self, timeout_s: float = 120.0) -> float:
-        """Start and wait for /healthz; returns the seconds it took."""
+        """Start and wait for /readyz (models loaded, workers taking tasks); returns the seconds it took."""
         started = time.monotonic()
         cmd = [sys.executable, "-m", "reelchat.cli", "serve", "--host", HOST, "--port", str(self.port)]
         with self.log_path.open("ab") as log:
@@ -93,7 +94,7 @@ class Server:
                     tail = self.log_path.read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"reelchat exited with {self.proc.returncode}:\n{tail}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if c.get(self.url + "/healthz").status_code == 200:
+                    if c.get(self.url + "/readyz").status_code == 200:
                         return time.monotonic() - started
                 time.sleep(0.05)
         self.kill()

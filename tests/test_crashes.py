@@ -69,11 +69,13 @@ def test_kills_while_the_model_loads_never_fail_a_video(make_home: Callable[[str
         proc = server(home, demo_models, FAST, REELCHAT_MAX_ATTEMPTS="1").start()
         video_id = video_id or submit(proc)
         assert video(proc, video_id)["status"] == "queued"  # not claimed while the model loads
+        assert httpx.get(f"{proc.base_url}/readyz").json()["error"]["code"] == "loading"
         assert proc.kill() == -signal.SIGKILL
         assert "workers started" not in proc.log(), "killed too late"
     with server(home, demo_models, FAST, REELCHAT_MAX_ATTEMPTS="1") as proc:
         done = wait_finished(proc, video_id)
         assert done["status"] == "completed" and done["error"] is None, done
+        assert httpx.get(f"{proc.base_url}/readyz").json() == {"status": "ready"}
         log = proc.log()
         # the model is loaded before the workers take the waiting video
         assert log.index("model sora-2 loaded") < log.index("workers started: 1 task(s) waiting")

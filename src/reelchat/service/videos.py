@@ -65,6 +65,11 @@ class VideoService:
         self._opener = asyncio.create_task(self._open(), name="reelchat-open")
         return queued
 
+    @property
+    def ready(self) -> bool:
+        """Models loaded and workers taking tasks."""
+        return self._sweeper is not None
+
     async def _open(self) -> None:
         await self.engines.preload(self.catalog.values())
         self.executor.start(self.runner.execute)
