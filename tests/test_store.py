@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -220,7 +221,7 @@ async def test_requeue_interrupted(store: Store) -> None:
     assert await store.requeue_interrupted() == 1  # only the task a dead process left running
     back = await store.get_task(running.id)
     assert back is not None and back.status is TaskStatus.QUEUED and back.attempt == 1
-    assert await store.queued_ids() == [running.id, waiting.id]  # oldest first
+    assert [i for i, _ in await store.queued()] == [running.id, waiting.id]  # oldest first
     done = await store.get_task(finished.id)
     assert done is not None and done.status is TaskStatus.COMPLETED  # never regenerated
 
@@ -251,6 +252,54 @@ async def test_requeue_never_takes_a_live_servers_work(store: Store) -> None:
         theirs_live.id: TaskStatus.IN_PROGRESS,
         theirs_dead.id: TaskStatus.QUEUED,
     }
+
+
+async def test_a_death_before_the_engine_started_counts_no_crash(store: Store) -> None:
+    """Claimed, then the process died (loading a model, reading the source): ten times over, the
+    task is still an innocent one, ready at once."""
+    task = make_task(created=T0)
+    await store.insert_task(task)
+    for attempt in range(1, 11):
+        claimed = await store.claim(task.id)
+        assert claimed is not None and claimed.attempt == attempt and claimed.crashes == 0
+        assert await store.requeue_interrupted() == 1
+    assert await store.queued() == [(task.id, None)]
+
+
+async def test_a_death_in_the_engine_counts_a_crash_and_holds_the_task_back(store: Store) -> None:
+    task = make_task(created=T0)
+    await store.insert_task(task)
+    for crashes in (1, 2):
+        claimed = await store.claim(task.id)
+        assert claimed is not None
+        assert await store.engine_started(task.id, claimed.attempt)
+        assert await store.requeue_interrupted(backoff=lambda n: 0.3 * n) == 1
+        back = await store.get_task(task.id)
+        assert back is not None and back.status is TaskStatus.QUEUED and back.crashes == crashes
+        [(_, not_before)] = await store.queued()
+        assert not_before is not None and not_before > time.time()
+        assert await store.claim(task.id) is None  # not yet
+        await asyncio.sleep(not_before - time.time() + 0.05)
+    # the third run gets through its engine: the streak ends, the media names to come are recorded
+    claimed = await store.claim(task.id)
+    assert claimed is not None and claimed.crashes == 2
+    assert await store.engine_started(task.id, claimed.attempt)
+    assert await store.engine_returned(task.id, claimed.attempt, ["v.mp4", "t.webp", "s.jpg"])
+    assert await store.requeue_interrupted() == 1  # died while writing them: no crash
+    again = await store.claim(task.id)
+    assert again is not None and again.crashes == 0 and again.media_pending == ["v.mp4", "t.webp", "s.jpg"]
+
+
+async def test_release_puts_a_task_back_as_it_was(store: Store) -> None:
+    task = make_task(created=T0)
+    await store.insert_task(task)
+    claimed = await store.claim(task.id)
+    assert claimed is not None and await store.engine_started(task.id, claimed.attempt)
+    assert await store.release(task.id, claimed.attempt)  # a graceful stop mid-run
+    assert await store.requeue_interrupted() == 0
+    back = await store.claim(task.id)
+    assert back is not None and back.crashes == 0
+    assert not await store.release(task.id, claimed.attempt)  # fenced: the old run can't touch the new one
 
 
 async def test_list_tasks_pages_in_order_within_a_tenant(store: Store) -> None:
@@ -293,7 +342,7 @@ async def test_soft_delete(store: Store) -> None:
     gone = await store.get_task(queued.id)
     assert gone is not None and gone.status is TaskStatus.CANCELLED  # the row stays: lineage still points at it
     assert await store.claim(queued.id) is None  # and no worker will run it
-    assert queued.id not in await store.queued_ids()
+    assert queued.id not in [i for i, _ in await store.queued()]
 
     assert await store.mark_deleted(completed.id) is not None
     kept = await store.get_task(completed.id)

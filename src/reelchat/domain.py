@@ -82,7 +82,8 @@ class Task:
     seed: int
     status: TaskStatus = TaskStatus.QUEUED
     progress: int = 0
-    attempt: int = 0
+    attempt: int = 0  # claims so far: the fencing token of the run that holds the task
+    crashes: int = 0  # runs in a row during which the server died while the engine was making this video
     origin: str = "chat"  # "chat" | "videos"
     remixed_from: str | None = None  # source task id
     has_image: bool = False
@@ -98,6 +99,7 @@ class Task:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    media_pending: list[str] = field(default_factory=list)  # names a run was about to write
     # the input image, held between prepare and enqueue (never stored in the row)
     image_data: bytes | None = field(default=None, repr=False, compare=False)
 

@@ -45,7 +45,14 @@ class Settings(BaseSettings):
         default=None, description="this server process's name in task leases; default <hostname>:<home>"
     )
     lease_s: float = Field(default=120.0, gt=0, description="a running task whose server is silent this long is re-run")
-    max_attempts: int = Field(default=3, ge=1, description="runs of one task before it fails as interrupted")
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="times in a row the server may die while a video is being made before it fails as crash_loop",
+    )
+    crash_backoff_s: float = Field(
+        default=5.0, ge=0, description="wait before re-running a video the server died making; doubles each time"
+    )
     job_deadline_s: float = Field(default=3600.0, gt=0, description="a job running longer than this fails")
 
     @field_validator("public_base_url")

@@ -83,6 +83,10 @@ class Engine(Protocol):
     supports_remix: bool
     supports_image: bool
 
+    async def load(self) -> None:
+        """Get ready to generate (load weights onto the device); the server calls it before taking work."""
+        ...
+
     async def generate(self, job: EngineJob, reporter: Reporter) -> EngineResult: ...
 
     async def close(self) -> None: ...

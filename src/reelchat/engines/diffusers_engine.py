@@ -121,6 +121,12 @@ class DiffusersEngine:
                 self._i2v = self._load("WanImageToVideoPipeline", self.i2v_pipeline_dir)
             return self._i2v
 
+    async def load(self) -> None:
+        """Load every pipeline this engine serves (seconds for a real checkpoint), off the event loop."""
+        await asyncio.to_thread(self._text_pipes)
+        if self.i2v_pipeline_dir is not None:
+            await asyncio.to_thread(self._image_pipe)
+
     # -- generation --------------------------------------------------------------------------------
 
     async def generate(self, job: EngineJob, reporter: Reporter) -> EngineResult:

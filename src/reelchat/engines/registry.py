@@ -1,13 +1,19 @@
-"""Engines by catalog entry: built lazily on first use, shared between entries that name the same model."""
+"""Engines by catalog entry: local models built and loaded at startup (`preload`), others on first
+use; shared between entries that name the same model."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from ..catalog import DEMO_I2V_PIPELINE, DEMO_PIPELINE, ModelSpec
 from .base import Engine
+
+log = logging.getLogger("reelchat.engines")
 
 
 class EngineRegistry:
@@ -40,6 +46,22 @@ class EngineRegistry:
                 engine = await self._build(spec)
                 self._engines[key] = engine
             return engine
+
+    async def preload(self, specs: Iterable[ModelSpec]) -> None:
+        """Build and load every local model now, so no task waits (claimed) through a slow load.
+        A model that fails to load is logged; its tasks fail with the reason when they run."""
+        for spec in specs:
+            if spec.engine != "diffusers" or self._key(spec) in self._engines:
+                continue
+            started = time.monotonic()
+            log.info("loading model %s (%s)...", spec.name, spec.pipeline)
+            try:
+                engine = await self.get(spec)
+                await engine.load()
+            except Exception:
+                log.exception("could not load model %s", spec.name)
+                continue
+            log.info("model %s loaded in %.1f s", spec.name, time.monotonic() - started)
 
     async def _build(self, spec: ModelSpec) -> Engine:
         if spec.engine == "upstream":

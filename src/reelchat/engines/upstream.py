@@ -95,6 +95,9 @@ class UpstreamEngine:
             await run.discard()
             raise
 
+    async def load(self) -> None:
+        """Nothing to load: the upstream server holds the model."""
+
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None

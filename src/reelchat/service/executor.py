@@ -1,13 +1,15 @@
 """Where jobs run. In-process (default): a FIFO queue drained by N worker tasks owned by the app lifespan.
 
 The queue holds only task ids; the store holds the tasks. Losing the queue (a crash) loses nothing:
-on start the service re-enqueues every task still queued.
+on start the service re-enqueues every task still queued. A task held back after a crash waits
+on a timer here until its time comes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("reelchat.executor")
@@ -21,20 +23,31 @@ class InProcessExecutor:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._queued: set[str] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     def start(self, runner: Runner) -> None:
         self._tasks = [
             asyncio.create_task(self._work(runner), name=f"reelchat-worker-{i}") for i in range(self.workers)
         ]
 
-    def submit(self, task_id: str) -> None:
-        if task_id not in self._queued:
-            self._queued.add(task_id)
-            self._queue.put_nowait(task_id)
+    def submit(self, task_id: str, not_before: float | None = None) -> None:
+        """Run `task_id` when a worker is free, and not before `not_before` (unix seconds)."""
+        if task_id in self._queued or task_id in self._timers:
+            return
+        delay = not_before - time.time() if not_before is not None else 0.0
+        if delay > 0:
+            self._timers[task_id] = asyncio.get_running_loop().call_later(delay, self._due, task_id)
+            return
+        self._queued.add(task_id)
+        self._queue.put_nowait(task_id)
+
+    def _due(self, task_id: str) -> None:
+        self._timers.pop(task_id, None)
+        self.submit(task_id)
 
     def pending(self) -> int:
         """Tasks waiting for a worker."""
-        return len(self._queued)
+        return len(self._queued) + len(self._timers)
 
     async def _work(self, runner: Runner) -> None:
         while True:
@@ -48,6 +61,9 @@ class InProcessExecutor:
                 log.exception("job %s crashed the runner", task_id)
 
     async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

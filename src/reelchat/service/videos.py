@@ -1,7 +1,8 @@
 """The only orchestrator: submit tasks, run them through engines, store media, answer queries.
 
 A task row is written (status queued) before any work starts; each state change afterwards is one
-durable, attempt-fenced write. On start, tasks a dead process left queued or running run again.
+durable, attempt-fenced write (`runner`). On start, tasks a dead process left queued or running
+run again, once the models are loaded.
 """
 
 from __future__ import annotations
@@ -12,22 +13,20 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any
 
 from ..catalog import ModelSpec, orientation_of, parse_size
 from ..domain import MAX_PROMPT_CHARS, Orientation, Task, TaskEvent, TaskStatus, VideoRequest
-from ..engines.base import EngineCancelled, EngineError, EngineJob, EngineResult
 from ..engines.registry import EngineRegistry
 from ..ids import SID_RE, new_sid, new_task_id, new_video_id
-from ..media import encode
 from ..media.storage import Storage, new_media_name
 from ..net.fetch import FetchPolicy, ImageFetchError, check_image, fetch_image
 from ..settings import Settings
 from ..store.tasks import Store
+from .crashes import CrashPolicy
 from .errors import Busy, InvalidRequest, NotFound, UnknownModel
 from .events import EventBus
 from .executor import InProcessExecutor
-from .reporter import TaskReporter
+from .runner import TaskRunner
 
 log = logging.getLogger("reelchat.service")
 
@@ -52,25 +51,38 @@ class VideoService:
         self.engines = engines
         self.executor = executor
         self.bus = bus or EventBus()
-        self._cancelled: set[str] = set()  # tasks whose engine should stop at its next step
-        self._running: dict[str, TaskReporter] = {}
+        self.crashes = CrashPolicy(settings.max_attempts, settings.crash_backoff_s)
+        self.runner = TaskRunner(settings, store, storage, catalog, engines, self.bus, self.crashes)
+        self._opener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> int:
-        """Requeue what a dead process left behind and start the workers; returns tasks resumed."""
-        queued = await self._requeue()
-        self.executor.start(self.execute)
-        self._sweeper = asyncio.create_task(self._sweep(), name="reelchat-lease-sweeper")
+        """Requeue what a dead process left behind, then (in the background) load the models and
+        start the workers; returns the tasks waiting. No task is claimed before its model is loaded."""
+        queued = await self._requeue(self.settings.resolved_node_id)
+        self._opener = asyncio.create_task(self._open(), name="reelchat-open")
         return queued
 
-    async def _requeue(self) -> int:
-        node = self.settings.resolved_node_id
-        await self.store.requeue_interrupted(owner=node, lease_s=self.settings.lease_s)
-        queued = await self.store.queued_ids()
-        for task_id in queued:
-            self.executor.submit(task_id)  # a no-op for ids already waiting here
+    @property
+    def ready(self) -> bool:
+        """Models loaded and workers taking tasks."""
+        return self._sweeper is not None
+
+    async def _open(self) -> None:
+        await self.engines.preload(self.catalog.values())
+        self.executor.start(self.runner.execute)
+        self._sweeper = asyncio.create_task(self._sweep(), name="reelchat-lease-sweeper")
+        log.info("workers started: %d task(s) waiting", self.executor.pending())
+
+    async def _requeue(self, node: str | None) -> int:
+        """Tasks left running by a dead process (`node`'s own, or any whose lease ran out) go back
+        to the queue, and every queued task to the executor."""
+        await self.store.requeue_interrupted(owner=node, lease_s=self.settings.lease_s, backoff=self.crashes.backoff)
+        queued = await self.store.queued()
+        for task_id, not_before in queued:
+            self.executor.submit(task_id, not_before)  # a no-op for ids already waiting here
         return len(queued)
 
     async def _sweep(self) -> None:
@@ -79,19 +91,19 @@ class VideoService:
         while True:
             await asyncio.sleep(self.settings.lease_s / 2)
             try:
-                await self._requeue()
+                await self._requeue(None)  # never this server's own: they are running
             except Exception:
                 log.warning("lease sweep failed", exc_info=True)
 
     async def stop(self) -> None:
-        # Ask running engines to stop at their next step so shutdown doesn't wait for a whole video;
-        # their tasks stay in_progress in the store and run again on the next start.
-        for running in self._running.values():
-            running.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._sweeper
+        # Running engines stop at their next step so shutdown doesn't wait for a whole video; their
+        # tasks go back to the queue (no crash counted) and run again on the next start.
+        self.runner.stop_all()
+        for task in (self._opener, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
         await self.executor.stop()
         await self.engines.close()
 
@@ -310,10 +322,10 @@ class VideoService:
 
     async def delete(self, tenant: str, video_id: str) -> Task:
         task = await self.get_video(tenant, video_id)
-        if task.id in self._running:
-            self._cancelled.add(task.id)  # the engine stops at its next step
+        self.runner.cancel(task.id)  # a running engine stops at its next step
         task = await self.store.mark_deleted(task.id) or task
-        for name in (task.video_name, task.thumbnail_name, task.spritesheet_name, task.image_name):
+        names = (task.video_name, task.thumbnail_name, task.spritesheet_name, task.image_name, *task.media_pending)
+        for name in dict.fromkeys(names):
             if name:
                 await self.storage.delete(name)
         self.bus.publish(TaskEvent(task.id, TaskStatus.CANCELLED, task.progress, "deleted", "The video was deleted."))
@@ -323,129 +335,3 @@ class VideoService:
     async def watch(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
         async with self.bus.subscribe(task_id) as queue:
             yield queue
-
-    # ---- running a task ------------------------------------------------------------------------
-
-    async def execute(self, task_id: str) -> None:
-        task = await self.store.claim(task_id, owner=self.settings.resolved_node_id)
-        if task is None:
-            return  # finished, deleted, or claimed by another worker
-        if task.attempt > self.settings.max_attempts:
-            # the server died this many times while making it (out of memory, say): stop the crash loop
-            await self._fail(
-                task, "interrupted", f"The server stopped {task.attempt - 1} times while making this video."
-            )
-            return
-        self.bus.publish(TaskEvent(task.id, TaskStatus.IN_PROGRESS, 0))
-        reporter = TaskReporter(
-            self.store, self.bus, task, asyncio.get_running_loop(), self._cancelled, self.settings.lease_s / 4
-        )
-        self._running[task.id] = reporter
-        try:
-            await self._run(task, reporter)
-        finally:
-            self._running.pop(task.id, None)
-            self._cancelled.discard(task.id)
-
-    async def _run(self, task: Task, reporter: TaskReporter) -> None:
-        try:
-            async with asyncio.timeout(self.settings.job_deadline_s):
-                result = await self._generate(task, reporter)
-                names = await self._store_media(result)
-        except EngineCancelled:
-            log.info("task %s cancelled", task.id)
-            return
-        except EngineError as e:
-            await self._fail(task, e.code, str(e))
-            return
-        except TimeoutError:
-            reporter.stop()  # the engine's thread may still be running: stop it at its next step
-            await self._fail(task, "timeout", f"The generation took longer than {self.settings.job_deadline_s:.0f} s.")
-            return
-        except Exception as e:
-            log.exception("task %s failed", task.id)
-            await self._fail(task, "internal_error", f"Generation failed: {type(e).__name__}: {e}")
-            return
-        finally:
-            await reporter.flush()
-        video_name, thumbnail_name, spritesheet_name = names
-        if await self.store.complete(
-            task.id,
-            task.attempt,
-            video_name=video_name,
-            thumbnail_name=thumbnail_name,
-            spritesheet_name=spritesheet_name,
-        ):
-            self.bus.publish(TaskEvent(task.id, TaskStatus.COMPLETED, 100))
-        else:  # deleted (or superseded) while we worked: don't leave orphans behind
-            for name in names:
-                if name:
-                    await self.storage.delete(name)
-
-    async def _fail(self, task: Task, code: str, message: str) -> None:
-        if await self.store.fail(task.id, task.attempt, code=code, message=message):
-            self.bus.publish(TaskEvent(task.id, TaskStatus.FAILED, task.progress, code, message))
-
-    async def _generate(self, task: Task, reporter: TaskReporter) -> EngineResult:
-        spec = self.spec(task.model)
-        engine = await self.engines.get(spec)
-        source_frames: Any = None
-        source_video: bytes | None = None
-        source_upstream_id: str | None = None
-        if task.remixed_from is not None:
-            source = await self.store.get_task(task.remixed_from)
-            if source is None or source.video_name is None or source.deleted:
-                raise EngineError("The source video no longer exists.", code="source_missing")
-            source_video = await self.storage.load(source.video_name)
-            if spec.engine == "upstream":
-                src_spec = self.catalog.get(source.model)
-                if (
-                    src_spec is not None
-                    and src_spec.upstream is not None
-                    and spec.upstream is not None
-                    and src_spec.upstream.base_url == spec.upstream.base_url
-                ):
-                    source_upstream_id = source.upstream_job_id
-            else:
-                source_frames = await asyncio.to_thread(encode.decode_mp4, source_video)
-        image = await self.storage.load(task.image_name) if task.image_name else None
-        job = EngineJob(
-            prompt=task.engine_prompt,
-            width=task.width,
-            height=task.height,
-            frames=task.frames,
-            fps=task.fps,
-            steps=task.steps,
-            seed=task.seed,
-            guidance_scale=spec.guidance_scale,
-            negative_prompt=spec.negative_prompt,
-            source_frames=source_frames,
-            strength=float(task.params.get("strength", spec.remix_strength)),
-            image=image,
-            source_upstream_id=source_upstream_id,
-            source_video=source_video,
-            remix_instruction=task.prompt if task.remixed_from is not None else None,
-            seconds=task.seconds,
-            model=task.model,
-            task_id=task.id,
-        )
-        async with reporter.flushing():
-            return await engine.generate(job, reporter)
-
-    async def _store_media(self, result: EngineResult) -> tuple[str, str, str | None]:
-        if result.frames is not None:
-            frames = result.frames
-            video: bytes = await asyncio.to_thread(encode.encode_mp4, frames, result.fps)
-        elif result.video is not None:
-            video = bytes(result.video)
-            frames = await asyncio.to_thread(encode.decode_mp4, video)
-        else:
-            raise EngineError("The engine returned no video.", code="engine_error")
-        thumbnail = result.thumbnail
-        if thumbnail is None:
-            thumbnail = await asyncio.to_thread(encode.encode_webp, encode.pick_thumbnail_frame(frames))
-        spritesheet: bytes = await asyncio.to_thread(encode.encode_spritesheet, frames)
-        names = (new_media_name("mp4"), new_media_name("webp"), new_media_name("jpg"))
-        for name, data in zip(names, (video, thumbnail, spritesheet), strict=True):
-            await self.storage.save(name, data)
-        return names

@@ -29,6 +29,7 @@ tasks = sa.Table(
     sa.Column("seed", sa.BigInteger, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("progress", sa.Integer, nullable=False, server_default="0"),
+    # the fencing token: +1 on every claim, so only the run that claimed a task can finish it
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Column("origin", sa.String(16), nullable=False),
     sa.Column("remixed_from", sa.String(40), nullable=True),
@@ -41,6 +42,14 @@ tasks = sa.Table(
     # which server process runs it, and when that process last said it was alive (its lease)
     sa.Column("owner", sa.String(300), nullable=True),
     sa.Column("heartbeat_at", sa.Float, nullable=True),
+    # poison-pill accounting: `in_engine` is set (durably) right before the engine starts and cleared
+    # when it returns; a claim that finds it still set means the process died mid-run, which adds to
+    # `crashes` (times in a row) and holds the task back until `not_before` (unix seconds)
+    sa.Column("in_engine", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("crashes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("not_before", sa.Float, nullable=True),
+    # media names a run is about to write, recorded first: a run that dies mid-write leaves no orphans
+    sa.Column("media_pending", sa.JSON, nullable=True),
     sa.Column("error_code", sa.String(100), nullable=True),
     sa.Column("error_message", sa.Text, nullable=True),
     sa.Column("params", sa.JSON, nullable=False),
@@ -79,7 +88,18 @@ def _m001_initial(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _m002_crash_accounting(conn: sa.Connection) -> None:
+    # a fresh database got these columns from m001 (it creates the current table); add what is missing
+    have = {c["name"] for c in sa.inspect(conn).get_columns("tasks")}
+    for column in (tasks.c.in_engine, tasks.c.crashes, tasks.c.not_before, tasks.c.media_pending):
+        if column.name not in have:
+            kind = column.type.compile(dialect=conn.dialect)
+            default = f" DEFAULT {'0' if column.name == 'crashes' else 'FALSE'} NOT NULL" if not column.nullable else ""
+            conn.execute(sa.text(f"ALTER TABLE tasks ADD COLUMN {column.name} {kind}{default}"))
+
+
 # Append only: each entry runs once, in order, inside a transaction, and is recorded.
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial tasks and api_keys", _m001_initial),
+    (2, "tasks: crashes while in the engine, backoff, pending media", _m002_crash_accounting),
 ]

@@ -1,7 +1,8 @@
 """The task and key store: SQLAlchemy Core over an async engine (SQLite with WAL, or PostgreSQL).
 
 Every state change is one durable UPDATE. Work that may run twice (after a crash, on two replicas)
-is fenced by `attempt`: only the attempt that claimed a task can finish it.
+is fenced by `attempt`: only the attempt that claimed a task can finish it. `crashes` is another
+count: how many times in a row the process died while the engine was making the video.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ def _row_to_task(row: sa.Row[Any]) -> Task:
         has_image=bool(m["has_image"]),
         deleted=bool(m["deleted"]),
         params=dict(m["params"] or {}),
+        media_pending=list(m["media_pending"] or []),
     )
     return Task(**values)
 
@@ -160,18 +162,26 @@ class Store:
         return page, len(rows) > limit
 
     async def claim(self, task_id: str, owner: str = "local") -> Task | None:
-        """queued -> in_progress with attempt+1, owned by `owner`; None when the task isn't queued."""
+        """queued -> in_progress with attempt+1, owned by `owner`; None when the task isn't queued (or
+        is held back after a crash until its `not_before`)."""
+        now = time.time()
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 tasks.update()
-                .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.QUEUED.value, tasks.c.deleted == sa.false())
+                .where(
+                    tasks.c.id == task_id,
+                    tasks.c.status == TaskStatus.QUEUED.value,
+                    tasks.c.deleted == sa.false(),
+                    tasks.c.not_before.is_(None) | (tasks.c.not_before <= now),
+                )
                 .values(
                     status=TaskStatus.IN_PROGRESS.value,
                     attempt=tasks.c.attempt + 1,
-                    started_at=time.time(),
+                    started_at=now,
                     progress=0,
                     owner=owner,
-                    heartbeat_at=time.time(),
+                    heartbeat_at=now,
+                    not_before=None,
                 )
             )
             if result.rowcount != 1:
@@ -192,6 +202,21 @@ class Store:
                 .values(**values)
             )
         return result.rowcount == 1
+
+    async def engine_started(self, task_id: str, attempt: int) -> bool:
+        """Durable before the engine starts: if the process dies now, the next claim counts a crash."""
+        return await self._fenced_update(task_id, attempt, in_engine=True)
+
+    async def engine_returned(self, task_id: str, attempt: int, media: Sequence[str]) -> bool:
+        """The engine came back with a video: whatever killed the process before, it was not this
+        one, so its crash streak ends. The media names about to be written are recorded first."""
+        return await self._fenced_update(task_id, attempt, in_engine=False, crashes=0, media_pending=list(media))
+
+    async def release(self, task_id: str, attempt: int) -> bool:
+        """A graceful stop: the task goes back to the queue as it was (its crash count unchanged)."""
+        return await self._fenced_update(
+            task_id, attempt, status=TaskStatus.QUEUED.value, in_engine=False, owner=None, progress=0
+        )
 
     async def set_progress(self, task_id: str, attempt: int, progress: int) -> bool:
         return await self._fenced_update(task_id, attempt, progress=progress)
@@ -226,29 +251,50 @@ class Store:
             completed_at=time.time(),
         )
 
-    async def requeue_interrupted(self, owner: str = "local", lease_s: float | None = None) -> int:
+    async def requeue_interrupted(
+        self, owner: str | None = "local", lease_s: float | None = None, backoff: Callable[[int], float] = lambda n: 0.0
+    ) -> int:
         """Tasks a dead process left in_progress go back to queued: those `owner` (this node, just
-        restarted) held, and, with `lease_s`, any other node's whose heartbeat is older than that.
-        A live node's running work is never taken."""
-        mine = (tasks.c.owner == owner) | tasks.c.owner.is_(None)
+        restarted; None: no node) held, and, with `lease_s`, any node's whose heartbeat is older than that.
+        A live node's running work is never taken. A task the process died in while its engine ran
+        counts one more crash and waits `backoff(crashes)` seconds before it may be claimed again."""
+        mine: sa.ColumnElement[bool] = sa.false()
+        if owner is not None:
+            mine = (tasks.c.owner == owner) | tasks.c.owner.is_(None)
         if lease_s is not None:
             mine = mine | (tasks.c.heartbeat_at < time.time() - lease_s)
+        left = sa.and_(tasks.c.status == TaskStatus.IN_PROGRESS.value, tasks.c.deleted == sa.false(), mine)
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                tasks.update()
-                .where(tasks.c.status == TaskStatus.IN_PROGRESS.value, tasks.c.deleted == sa.false(), mine)
-                .values(status=TaskStatus.QUEUED.value)
+                tasks.update().where(left, tasks.c.in_engine == sa.false()).values(status=TaskStatus.QUEUED.value)
             )
-        return int(result.rowcount)
+            requeued = int(result.rowcount)
+            crashed = await conn.execute(
+                sa.select(tasks.c.id, tasks.c.attempt, tasks.c.crashes).where(left, tasks.c.in_engine == sa.true())
+            )
+            for task_id, attempt, crashes in crashed.fetchall():
+                result = await conn.execute(
+                    tasks.update()
+                    .where(tasks.c.id == task_id, tasks.c.attempt == attempt, left)
+                    .values(
+                        status=TaskStatus.QUEUED.value,
+                        in_engine=False,
+                        crashes=crashes + 1,
+                        not_before=time.time() + backoff(crashes + 1),
+                    )
+                )
+                requeued += int(result.rowcount)
+        return requeued
 
-    async def queued_ids(self) -> list[str]:
+    async def queued(self) -> list[tuple[str, float | None]]:
+        """(task id, not before) of every queued task, oldest first."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                sa.select(tasks.c.id)
+                sa.select(tasks.c.id, tasks.c.not_before)
                 .where(tasks.c.status == TaskStatus.QUEUED.value, tasks.c.deleted == sa.false())
                 .order_by(tasks.c.created_at, tasks.c.id)
             )
-            return list(rows.scalars())
+            return [(task_id, not_before) for task_id, not_before in rows]
 
     async def mark_deleted(self, task_id: str) -> Task | None:
         """Soft-delete: the row stays (lineage of later remixes still points at it), media go."""

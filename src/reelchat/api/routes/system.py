@@ -1,4 +1,4 @@
-"""GET /v1/models, /v1/models/{id}, /healthz."""
+"""GET /v1/models, /v1/models/{id}, /healthz (the process answers), /readyz (it takes work)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,11 @@ async def get_model(model_id: str, state: StateDep, _tenant: TenantDep) -> dict[
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: StateDep) -> dict[str, str]:
+    """200 once the models are loaded and the workers take tasks; 503 while they load."""
+    if not state.service.ready:
+        raise ApiError(503, "The server is loading its models; requests are queued meanwhile.", code="loading")
+    return {"status": "ready"}

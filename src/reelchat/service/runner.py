@@ -1,0 +1,215 @@
+"""Running one task: claim it, run its engine, store its media, record the outcome.
+
+Each step that matters is one durable, attempt-fenced write: the claim, `in_engine` right before
+the engine starts (see `crashes`), the outcome. A graceful stop puts the task back in the queue as
+it was; a process that dies leaves the row for the next start to requeue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ..catalog import ModelSpec
+from ..domain import Task, TaskEvent, TaskStatus
+from ..engines.base import EngineCancelled, EngineError, EngineJob, EngineResult
+from ..engines.registry import EngineRegistry
+from ..media import encode
+from ..media.storage import Storage, new_media_name
+from ..settings import Settings
+from ..store.tasks import Store
+from .crashes import CRASH_LOOP, CrashPolicy
+from .events import EventBus
+from .reporter import TaskReporter
+
+log = logging.getLogger("reelchat.service")
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        storage: Storage,
+        catalog: dict[str, ModelSpec],
+        engines: EngineRegistry,
+        bus: EventBus,
+        crashes: CrashPolicy,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.catalog = catalog
+        self.engines = engines
+        self.bus = bus
+        self.crashes = crashes
+        self._cancelled: set[str] = set()  # tasks whose engine should stop at its next step
+        self._running: dict[str, TaskReporter] = {}
+
+    def cancel(self, task_id: str) -> None:
+        """The task was deleted: its engine stops at its next step."""
+        if task_id in self._running:
+            self._cancelled.add(task_id)
+
+    def stop_all(self) -> None:
+        """Shutting down: engines stop at their next step, and their tasks go back to the queue."""
+        for running in self._running.values():
+            running.stop()
+
+    async def execute(self, task_id: str) -> None:
+        task = await self.store.claim(task_id, owner=self.settings.resolved_node_id)
+        if task is None:
+            return  # finished, deleted, held back after a crash, or claimed by another worker
+        try:
+            await self._discard(task.media_pending)  # written (or half-written) by a run that died
+            if self.crashes.gives_up(task.crashes):
+                await self._fail(task, CRASH_LOOP, self.crashes.message(task.crashes))
+                return
+            self.bus.publish(TaskEvent(task.id, TaskStatus.IN_PROGRESS, 0))
+            reporter = TaskReporter(
+                self.store, self.bus, task, asyncio.get_running_loop(), self._cancelled, self.settings.lease_s / 4
+            )
+            self._running[task.id] = reporter
+            try:
+                await self._run(task, reporter)
+            finally:
+                self._running.pop(task.id, None)
+                self._cancelled.discard(task.id)
+        except asyncio.CancelledError:  # shutdown: hand the task back, crash count unchanged
+            await self._release(task)
+            raise
+
+    async def _release(self, task: Task) -> None:
+        try:
+            if await self.store.release(task.id, task.attempt):
+                log.info("task %s goes back to the queue (server stopping)", task.id)
+        except Exception:  # the next start requeues it all the same, counting no crash unless in_engine
+            log.warning("could not release task %s", task.id, exc_info=True)
+
+    async def _discard(self, names: Sequence[str | None]) -> None:
+        for name in names:
+            if name:
+                await self.storage.delete(name)
+
+    async def _run(self, task: Task, reporter: TaskReporter) -> None:
+        try:
+            async with asyncio.timeout(self.settings.job_deadline_s):
+                names = await self._make(task, reporter)
+        except EngineCancelled:
+            if task.id in self._cancelled:
+                log.info("task %s cancelled", task.id)
+            else:
+                await self._release(task)
+            return
+        except EngineError as e:
+            await self._fail(task, e.code, str(e))
+            return
+        except TimeoutError:
+            reporter.stop()  # the engine's thread may still be running: stop it at its next step
+            await self._fail(task, "timeout", f"The generation took longer than {self.settings.job_deadline_s:.0f} s.")
+            return
+        except Exception as e:
+            log.exception("task %s failed", task.id)
+            await self._fail(task, "internal_error", f"Generation failed: {type(e).__name__}: {e}")
+            return
+        finally:
+            await reporter.flush()
+        video_name, thumbnail_name, spritesheet_name = names
+        if await self.store.complete(
+            task.id,
+            task.attempt,
+            video_name=video_name,
+            thumbnail_name=thumbnail_name,
+            spritesheet_name=spritesheet_name,
+        ):
+            self.bus.publish(TaskEvent(task.id, TaskStatus.COMPLETED, 100))
+        else:  # deleted (or superseded) while we worked: don't leave orphans behind
+            await self._discard(names)
+
+    async def _make(self, task: Task, reporter: TaskReporter) -> tuple[str, str, str]:
+        """Run the engine and write the media; returns their names (not yet the task's)."""
+        result = await self._generate(task, reporter)
+        names = (new_media_name("mp4"), new_media_name("webp"), new_media_name("jpg"))
+        if not await self.store.engine_returned(task.id, task.attempt, names):
+            raise EngineCancelled()  # deleted or taken over meanwhile
+        try:
+            await self._store_media(result, names)
+        except BaseException:  # whatever was written of them is no one's
+            await self._discard(names)
+            raise
+        return names
+
+    async def _fail(self, task: Task, code: str, message: str) -> None:
+        if await self.store.fail(task.id, task.attempt, code=code, message=message):
+            self.bus.publish(TaskEvent(task.id, TaskStatus.FAILED, task.progress, code, message))
+
+    async def _generate(self, task: Task, reporter: TaskReporter) -> EngineResult:
+        spec = self.catalog.get(task.model)
+        if spec is None:
+            raise EngineError(f"The model '{task.model}' is no longer in the catalog.", code="model_not_found")
+        engine = await self.engines.get(spec)
+        source_frames: Any = None
+        source_video: bytes | None = None
+        source_upstream_id: str | None = None
+        if task.remixed_from is not None:
+            source = await self.store.get_task(task.remixed_from)
+            if source is None or source.video_name is None or source.deleted:
+                raise EngineError("The source video no longer exists.", code="source_missing")
+            source_video = await self.storage.load(source.video_name)
+            if spec.engine == "upstream":
+                src_spec = self.catalog.get(source.model)
+                if (
+                    src_spec is not None
+                    and src_spec.upstream is not None
+                    and spec.upstream is not None
+                    and src_spec.upstream.base_url == spec.upstream.base_url
+                ):
+                    source_upstream_id = source.upstream_job_id
+            else:
+                source_frames = await asyncio.to_thread(encode.decode_mp4, source_video)
+        image = await self.storage.load(task.image_name) if task.image_name else None
+        job = EngineJob(
+            prompt=task.engine_prompt,
+            width=task.width,
+            height=task.height,
+            frames=task.frames,
+            fps=task.fps,
+            steps=task.steps,
+            seed=task.seed,
+            guidance_scale=spec.guidance_scale,
+            negative_prompt=spec.negative_prompt,
+            source_frames=source_frames,
+            strength=float(task.params.get("strength", spec.remix_strength)),
+            image=image,
+            source_upstream_id=source_upstream_id,
+            source_video=source_video,
+            remix_instruction=task.prompt if task.remixed_from is not None else None,
+            seconds=task.seconds,
+            model=task.model,
+            task_id=task.id,
+        )
+        # Only a local engine can take the process down with it; an upstream job just gets polled
+        # again after a restart, so a dead process during it is no sign of a poison pill.
+        counts = spec.engine == "diffusers"
+        if counts and not await self.store.engine_started(task.id, task.attempt):
+            raise EngineCancelled()  # deleted or taken over meanwhile
+        async with reporter.flushing():
+            return await engine.generate(job, reporter)
+
+    async def _store_media(self, result: EngineResult, names: tuple[str, str, str]) -> None:
+        if result.frames is not None:
+            frames = result.frames
+            video: bytes = await asyncio.to_thread(encode.encode_mp4, frames, result.fps)
+        elif result.video is not None:
+            video = bytes(result.video)
+            frames = await asyncio.to_thread(encode.decode_mp4, video)
+        else:
+            raise EngineError("The engine returned no video.", code="engine_error")
+        thumbnail = result.thumbnail
+        if thumbnail is None:
+            thumbnail = await asyncio.to_thread(encode.encode_webp, encode.pick_thumbnail_frame(frames))
+        spritesheet: bytes = await asyncio.to_thread(encode.encode_spritesheet, frames)
+        for name, data in zip(names, (video, thumbnail, spritesheet), strict=True):
+            await self.storage.save(name, data)
