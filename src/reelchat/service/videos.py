@@ -155,6 +155,14 @@ class VideoService:
                 f"{self.executor.pending()} videos are already waiting; try again later.",
                 code="rate_limit_exceeded",
             )
+        # one tenant can't fill the shared queue: the store counts, so the cap holds across restarts and servers
+        mine = await self.store.unfinished_count(tenant)
+        if mine >= self.settings.max_queued_per_key:
+            raise Busy(
+                f"This API key already has {mine} videos queued or in progress, the most one key may have "
+                "(REELCHAT_MAX_QUEUED_PER_KEY); try again when some have finished.",
+                code="too_many_queued_for_key",
+            )
         prompt = req.prompt.strip()
         if not prompt:
             raise InvalidRequest("A prompt is required.", param="prompt", code="missing_prompt")
@@ -379,6 +387,7 @@ class VideoService:
                     await self.storage.delete(name)
 
     async def _fail(self, task: Task, code: str, message: str) -> None:
+        log.warning("task %s failed (%s): %s", task.id, code, message)  # public pages show only its kind
         if await self.store.fail(task.id, task.attempt, code=code, message=message):
             self.bus.publish(TaskEvent(task.id, TaskStatus.FAILED, task.progress, code, message))
 

@@ -25,9 +25,10 @@ from ...protocol.chat_render import (
 )
 from ...protocol.chat_request import ChatCompletionRequest, Turn, TurnError, read_turn
 from ...service.videos import VideoService
-from ..deps import StateDep, TenantDep
+from ..deps import AppState, StateDep, TenantDep
 from ..errors import ApiError, parse_json_body, validation_error
 from ..links import Links
+from ..stream_slots import hold_slot
 
 log = logging.getLogger("reelchat.api.chat")
 router = APIRouter()
@@ -149,6 +150,17 @@ def _render_state(renderer: ReplyRenderer, task: Task, links: Links) -> str:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request, state: StateDep, tenant: TenantDep) -> StreamingResponse:
+    # a slot before any task exists, so a refused reply leaves nothing queued behind it
+    release = state.streams.acquire(tenant)
+    try:
+        response = await _chat_completions(request, state, tenant)
+    except BaseException:
+        release()
+        raise
+    return hold_slot(response, release)
+
+
+async def _chat_completions(request: Request, state: AppState, tenant: str) -> StreamingResponse:
     body = parse_json_body(await request.body())
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
