@@ -21,7 +21,7 @@ from ..engines.registry import EngineRegistry
 from ..ids import SID_RE, new_sid, new_task_id, new_video_id
 from ..media import encode
 from ..media.storage import Storage, new_media_name
-from ..net.fetch import FetchPolicy, ImageFetchError, check_image, fetch_image
+from ..net.fetch import IMAGE_CHECKS_AT_ONCE, FetchPolicy, ImageFetchError, check_image_async, fetch_image
 from ..settings import Settings
 from ..store.tasks import Store
 from .errors import Busy, InvalidRequest, NotFound, UnknownModel
@@ -55,6 +55,7 @@ class VideoService:
         self._cancelled: set[str] = set()  # tasks whose engine should stop at its next step
         self._running: dict[str, TaskReporter] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._image_checks = asyncio.Semaphore(IMAGE_CHECKS_AT_ONCE)  # Pillow decodes, all requests together
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -273,10 +274,10 @@ class VideoService:
                         param="input_reference",
                         code="image_too_large",
                     )
-                checked = await asyncio.to_thread(check_image, req.image.data)
+                checked = await check_image_async(req.image.data, self._image_checks)
             else:
                 assert req.image_url is not None
-                checked = await fetch_image(req.image_url, policy)
+                checked = await fetch_image(req.image_url, policy, gate=self._image_checks)
         except ImageFetchError as e:
             raise InvalidRequest(str(e), param="input_reference", code=e.code) from e
         if len(checked.data) > self.settings.image_max_bytes:
@@ -412,7 +413,7 @@ class VideoService:
                 ):
                     source_upstream_id = source.upstream_job_id
             else:
-                source_frames = await asyncio.to_thread(encode.decode_mp4, source_video)
+                source_frames = await self._decode_whole(source_video, "source video")
         image = await self.storage.load(task.image_name) if task.image_name else None
         job = EngineJob(
             prompt=task.engine_prompt,
@@ -437,13 +438,22 @@ class VideoService:
         async with reporter.flushing():
             return await engine.generate(job, reporter)
 
+    async def _decode_whole(self, video: bytes, what: str) -> Any:
+        """Every frame of a video this server didn't make itself, unless it is too big to hold decoded."""
+        try:
+            return await asyncio.to_thread(encode.decode_mp4, video, max_pixels=self.settings.max_video_pixels)
+        except encode.VideoTooLarge as e:
+            raise EngineError(
+                f"The {what} is too large to process: {e} (REELCHAT_MAX_VIDEO_PIXELS).", code="video_too_large"
+            ) from None
+
     async def _store_media(self, result: EngineResult) -> tuple[str, str, str | None]:
         if result.frames is not None:
             frames = result.frames
             video: bytes = await asyncio.to_thread(encode.encode_mp4, frames, result.fps)
         elif result.video is not None:
             video = bytes(result.video)
-            frames = await asyncio.to_thread(encode.decode_mp4, video)
+            frames = await self._decode_whole(video, "video")
         else:
             raise EngineError("The engine returned no video.", code="engine_error")
         thumbnail = result.thumbnail
