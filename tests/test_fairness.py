@@ -121,7 +121,9 @@ def test_a_key_over_its_stream_cap_gets_429_while_another_key_streams(server: Ke
             seen = ""
             while "task_" not in seen:  # the reply is under way: its ID is out
                 seen += next(lines)
-            refused = carol.post("/v1/chat/completions", json=body)
+            with carol.stream("POST", "/v1/chat/completions", json=body) as refused:
+                assert refused.status_code == 429, "a second reply was let through"  # (and it would never end)
+                refused.read()
             err = assert_openai_error(refused, 429, "too_many_streams_for_key")
             assert "REELCHAT_MAX_STREAMS_PER_KEY" in err["message"]
             assert int(refused.headers["retry-after"]) > 0
