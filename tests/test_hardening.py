@@ -152,7 +152,8 @@ async def test_pages_media_and_json_carry_security_headers(client: httpx.AsyncCl
     for url, kind in ((reply.video_url, "video/mp4"), (reply.thumbnail_url, "image/webp")):
         media = await client.get(url)
         assert media.status_code == 200 and media.headers["content-type"] == kind
-        assert_common_headers(media)
+        csp = assert_common_headers(media)
+        assert "default-src 'none'" in csp and "script-src" not in csp  # only itself, to show itself
     assert_common_headers(await client.get(f"/source/{reply.task_id}"))
     assert_common_headers(await client.get("/v1/models"))
     assert_common_headers(await client.get("/web/task_00000000000000000000000000"))

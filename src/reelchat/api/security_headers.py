@@ -2,8 +2,8 @@
 
 Pages and media are public by link, so a hostile site may frame them, sniff them or read the
 Referer they leak. Every response says: no MIME sniffing, no framing, no Referer. Responses that
-set no Content-Security-Policy of their own (JSON, media, errors) get one that allows nothing at
-all; the task page sends its own, which allows only its own script, style and media.
+set no Content-Security-Policy of their own (JSON, errors) get one that allows nothing at all;
+media files allow only themselves, and the task page allows only its own script, style and media.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 NOTHING_ALLOWED = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# A media file opened on its own (a chat reply's mp4 link) becomes the browser's own media document,
+# which must be allowed to load the file itself: 'none' would leave a broken player.
+MEDIA_ONLY = "default-src 'none'; img-src 'self'; media-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 # FastAPI's Swagger UI (/docs) loads its script and style from a CDN and runs inline script
 _OWN_POLICY_PATHS = ("/docs",)
 
