@@ -95,3 +95,24 @@ def test_history_strip_links_every_version(server: KeyedServer, chromium: str) -
         browser.open(hrefs[0])
         assert browser.eval("document.getElementById('prompt').textContent") == "a red barn"
         assert json.loads(json.dumps(browser.eval("document.querySelectorAll('#lineage a').length"))) == 1
+
+
+def test_media_links_open_and_play_on_their_own(server: KeyedServer, chromium: str) -> None:
+    """What a chat reply links to (the mp4, the webp) still shows when opened directly, under its CSP."""
+    with server.http() as http:
+        created = http.post("/v1/videos", json={"prompt": "a media link opened on its own", "model": "sora-2"})
+        task_id = created.json()["task_id"]
+        for _ in range(600):
+            done = http.get(f"/source/{task_id}").json()
+            if done["status"] == "completed":
+                break
+            time.sleep(0.2)
+        assert "default-src 'none'" in http.get(done["url"]).headers["content-security-policy"]
+    with Browser(chromium) as browser:
+        browser.open(done["url"])
+        browser.wait_for("document.querySelector('video') && document.querySelector('video').readyState >= 1")
+        assert browser.eval("document.querySelector('video').videoWidth") == 96
+        browser.open(done["thumbnail_url"])
+        assert browser.wait_for(
+            "document.images.length && document.images[0].complete && document.images[0].naturalWidth"
+        )

@@ -40,6 +40,12 @@ class UpstreamSpec(BaseModel):
     # poll cadence when the upstream sends no `openai-poll-after-ms`, and the first retry's backoff (doubling)
     poll_interval_s: float = Field(default=2.0, gt=0)
     retry_backoff_s: float = Field(default=1.0, gt=0)
+    # downloads are streamed and cut off past these: a finished video fails its task, a thumbnail is dropped
+    max_video_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_thumbnail_bytes: int = Field(default=20 * 1024**2, gt=0)
+    # sent as OpenAI-Organization / OpenAI-Project only when set here (never taken from OPENAI_* variables)
+    organization: str | None = None
+    project: str | None = None
 
     def api_key(self) -> str:
         import os

@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     models_file: Path | None = Field(default=None, description="JSON or TOML file with model catalog entries")
     models_json: str | None = Field(default=None, description="JSON object of catalog overrides (REELCHAT_MODELS_JSON)")
     max_queued: int = Field(default=1000, ge=1, description="tasks waiting at once before new ones get 429")
+    max_queued_per_key: int = Field(
+        default=100, ge=1, description="unfinished (queued or running) tasks one tenant may have before 429"
+    )
+    max_streams_per_key: int = Field(
+        default=100, ge=1, description="chat replies one tenant may have open at once (per API process) before 429"
+    )
+    max_video_pixels: int = Field(
+        default=2_000_000_000, gt=0, description="width x height x frames of a video decoded whole, at most"
+    )
     workers: int = Field(default=1, ge=1, description="jobs run at once in-process")
     device: str | None = Field(default=None, description="torch device; default cuda when present, else cpu")
     dtype: str | None = Field(default=None, description="torch dtype; default bfloat16 on cuda, float32 on cpu")

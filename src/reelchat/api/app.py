@@ -21,6 +21,8 @@ from .deps import AppState
 from .limits import BodySizeLimit
 from .links import LinkBuilder
 from .routes import chat, media, pages, system, videos
+from .security_headers import SecurityHeaders
+from .stream_slots import StreamSlots
 
 log = logging.getLogger("reelchat")
 
@@ -71,9 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         service=service,
         links=LinkBuilder(settings.public_base_url, settings.trusted_proxies),
+        streams=StreamSlots(settings.max_streams_per_key),
     )
     errors.install(app)
     for module in (chat, media, pages, system, videos):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: the 413s answered by BodySizeLimit get them too
     return app

@@ -16,6 +16,7 @@ from ..settings import Settings
 from .body_parser import BodyParser
 from .errors import ApiError
 from .links import LinkBuilder
+from .stream_slots import StreamSlots
 
 OPEN_TENANT = "default"
 
@@ -25,6 +26,7 @@ class AppState:
     settings: Settings
     service: VideoService
     links: LinkBuilder
+    streams: StreamSlots
     bodies: BodyParser = field(default_factory=BodyParser)
     started_at: float = field(default_factory=time.time)
     _keys_checked_at: float = 0.0
@@ -66,6 +68,7 @@ async def get_tenant(request: Request, state: StateDep) -> str:
         # open mode serves loopback callers only: `serve` refuses other addresses without keys, and a
         # server whose last key was revoked must not become open to the network
         if _is_loopback_peer(request):
+            _refuse_if_proxied(request)
             return OPEN_TENANT
         raise ApiError(
             401, "This server has no active API keys; create one with `reelchat keys create`.", code="invalid_api_key"
@@ -79,6 +82,28 @@ async def get_tenant(request: Request, state: StateDep) -> str:
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+# Headers a reverse proxy adds. Behind nginx on the same host every remote client arrives from
+# 127.0.0.1, so in open mode they mark a caller who is not on this machine. (X-Forwarded-Host and
+# -Proto alone only shape links, as the seed's own curl sends them, and are allowed.)
+PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+def _refuse_if_proxied(request: Request) -> None:
+    for name in PROXY_HEADERS:
+        if name in request.headers:
+            raise ApiError(
+                403,
+                "This server has no API keys, so it serves only callers on its own machine, and this request "
+                f"came through a proxy (it carries {_header_title(name)}). Create a key with "
+                "`reelchat keys create` and send it as 'Authorization: Bearer <key>'.",
+                code="open_mode_behind_proxy",
+            )
+
+
+def _header_title(name: str) -> str:
+    return "X-Real-IP" if name == "x-real-ip" else "-".join(part.capitalize() for part in name.split("-"))
 
 
 def _is_loopback_peer(request: Request) -> bool:

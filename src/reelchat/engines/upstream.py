@@ -5,7 +5,7 @@ reelchat keeps its own tenants, tasks, chat, pages and media; the upstream only 
 1. create the upstream video (or remix it there), then durably remember its id *before* polling,
    so a restarted attempt resumes that job instead of paying for a second one;
 2. poll it, honouring `openai-poll-after-ms`, relaying progress and watching for cancellation;
-3. download the mp4 (and the thumbnail, when the upstream has one).
+3. download the mp4 (and the thumbnail, when the upstream has one), streamed under a byte cap.
 
 The SDK's own retries are off (`max_retries=0`): every request goes through `_Run.call`, whose policy
 is spelled out there. Every failure ends in an EngineError with a stable `code`; the whole job is
@@ -35,7 +35,9 @@ from PIL import Image, ImageOps
 
 from ..catalog import UpstreamSpec
 from ..media import encode
+from ..net.fetch import MAX_IMAGE_PIXELS
 from .base import EngineCancelled, EngineError, EngineJob, EngineResult, Reporter
+from .upstream_download import download_capped
 
 log = logging.getLogger("reelchat.engines.upstream")
 
@@ -117,13 +119,21 @@ class UpstreamEngine:
             if not secret and self.spec.api_key_env:
                 log.warning("upstream %s: environment variable %s is empty", self.where, self.spec.api_key_env)
             self._secret = secret
-            self._client = openai.AsyncOpenAI(
+            client = openai.AsyncOpenAI(
                 base_url=self.spec.base_url,
                 # the SDK refuses an empty key; keyless upstreams accept any bearer token
                 api_key=secret or "none",
+                organization=self.spec.organization,
+                project=self.spec.project,
                 max_retries=0,  # retries are ours (see _Run.call), so the policy is explicit and bounded
                 timeout=self.spec.request_timeout_s,
+                # not this process's environment: no HTTP(S)_PROXY detour, no ~/.netrc credentials
+                http_client=openai.DefaultAsyncHttpxClient(trust_env=False),
             )
+            # The SDK fills a None organization/project from OPENAI_ORG_ID/OPENAI_PROJECT_ID, which
+            # belong to whoever runs this server, not to this upstream: only the catalog's count.
+            client.organization, client.project = self.spec.organization, self.spec.project
+            self._client = client
         return self._client
 
     def scrub(self, text: str) -> str:
@@ -322,9 +332,11 @@ class _Run:
     # ---- 3. collect --------------------------------------------------------------------------
 
     async def _collect(self, video_id: str) -> EngineResult:
-        videos = self.client.videos
-        content = await self.call("download", lambda t: videos.download_content(video_id, variant="video", timeout=t))
-        data = content.content
+        videos, where, limit = self.client.videos, self.where, self.spec.max_video_bytes
+        data = await self.call(
+            "download",
+            lambda t: download_capped(videos, video_id, "video", limit=limit, timeout=t, where=where),
+        )
         try:
             await asyncio.to_thread(encode.probe_mp4, data)
         except encode.MediaError as e:
@@ -335,16 +347,18 @@ class _Run:
 
     async def _thumbnail(self, video_id: str) -> bytes | None:
         """The upstream's thumbnail as webp, or None (the service then makes its own)."""
-        videos = self.client.videos
+        videos, where, limit = self.client.videos, self.where, self.spec.max_thumbnail_bytes
         try:
             # One try: a thumbnail is a nicety, not worth retries or failing a finished video over.
             content = await self.call(
-                "thumbnail", lambda t: videos.download_content(video_id, variant="thumbnail", timeout=t), retries=0
+                "thumbnail",
+                lambda t: download_capped(videos, video_id, "thumbnail", limit=limit, timeout=t, where=where),
+                retries=0,
             )
         except EngineError as e:
             log.info("upstream %s: no thumbnail for %s (%s)", self.where, video_id, e)
             return None
-        return await asyncio.to_thread(_as_webp, content.content)
+        return await asyncio.to_thread(_as_webp, content)
 
     # ---- requests ----------------------------------------------------------------------------
 
@@ -537,6 +551,8 @@ def _as_webp(data: bytes) -> bytes | None:
         return data
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                return None  # a decompression bomb: the service draws its own thumbnail
             out = io.BytesIO()
             image.convert("RGB").save(out, format="WEBP", quality=80)
             return out.getvalue()

@@ -29,6 +29,7 @@ from PIL import Image
 __all__ = [
     "MediaError",
     "VideoInfo",
+    "VideoTooLarge",
     "decode_mp4",
     "encode_mp4",
     "encode_spritesheet",
@@ -49,6 +50,10 @@ _AVCOL_RANGE_MPEG = 1
 
 class MediaError(ValueError):
     """Frames or bytes that cannot be encoded or decoded."""
+
+
+class VideoTooLarge(MediaError):
+    """A video whose frames, decoded whole, would pass the caller's cap (width x height x frames)."""
 
 
 @dataclass(frozen=True)
@@ -173,11 +178,17 @@ def _rgb(frame: av.VideoFrame) -> Frames:
     return np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
 
 
-def decode_mp4(data: bytes) -> npt.NDArray[np.uint8]:
-    """Decode every frame of an MP4's first video stream to (F, H, W, 3) RGB uint8."""
+def decode_mp4(data: bytes, *, max_pixels: int | None = None) -> npt.NDArray[np.uint8]:
+    """Decode every frame of an MP4's first video stream to (F, H, W, 3) RGB uint8.
+
+    With ``max_pixels``, a video whose width x height x frames is larger is refused (VideoTooLarge)
+    before a single frame is decoded: it would take 3 bytes a pixel to hold.
+    """
     container, stream = _open_mp4(data)
     try:
         with container:
+            if max_pixels is not None:
+                _check_decoded_size(data, stream, max_pixels)
             decoded = [_rgb(frame) for frame in container.decode(stream)]
     except av.error.FFmpegError as exc:
         raise MediaError(f"could not decode the video: {exc}") from exc
@@ -186,13 +197,25 @@ def decode_mp4(data: bytes) -> npt.NDArray[np.uint8]:
     return np.stack(decoded)
 
 
+def _check_decoded_size(data: bytes, stream: VideoStream, max_pixels: int) -> None:
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width * height > max_pixels:  # one frame is already too much: don't even count the rest
+        raise VideoTooLarge(f"the video is {width}x{height}; at most {max_pixels} pixels are decoded")
+    frames = int(stream.frames or 0) or _count_frames(data)
+    if width * height * frames > max_pixels:
+        raise VideoTooLarge(
+            f"the video is {width}x{height} with {frames} frames; at most {max_pixels} pixels (all frames) are decoded"
+        )
+
+
 def _count_frames(data: bytes) -> int:
+    """Frames of a container that doesn't say, by reading its packets: nothing is decoded."""
     container, stream = _open_mp4(data)
     try:
         with container:
-            return sum(1 for _ in container.decode(stream))
+            return sum(1 for packet in container.demux(stream) if packet.size)
     except av.error.FFmpegError as exc:
-        raise MediaError(f"could not decode the video: {exc}") from exc
+        raise MediaError(f"could not read the video: {exc}") from exc
 
 
 def probe_mp4(data: bytes) -> VideoInfo:

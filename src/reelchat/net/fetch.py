@@ -43,6 +43,7 @@ __all__ = [
     "ImageFetchErrorCode",
     "Resolver",
     "check_image",
+    "check_image_async",
     "decode_data_url",
     "fetch_image",
     "is_forbidden_address",
@@ -64,8 +65,12 @@ ImageFetchErrorCode = Literal[
     "image_fetch_failed",
 ]
 
-MAX_IMAGE_PIXELS: Final = 40_000_000
-"""Images larger than this many pixels are refused before decoding (decompression-bomb guard)."""
+MAX_IMAGE_PIXELS: Final = 16_000_000
+"""Images larger than this many pixels are refused before decoding (decompression-bomb guard): a
+16M-pixel RGBA image already decodes to 64 MB, and no video model here takes more than a few megapixels."""
+
+IMAGE_CHECKS_AT_ONCE: Final = 2
+"""Pillow decodes at most this many images at once per server (see :func:`check_image_async`)."""
 
 _MAX_HTTP_URL_LENGTH: Final = 8192
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
@@ -280,6 +285,10 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 def decode_data_url(url: str, policy: FetchPolicy = DEFAULT_POLICY) -> FetchedImage:
     """Decode ``data:[image/...][;base64],...``; the size cap applies to the decoded bytes."""
+    return check_image(_data_url_bytes(url, policy))
+
+
+def _data_url_bytes(url: str, policy: FetchPolicy) -> bytes:
     if url[:5].lower() != "data:":
         raise ImageFetchError("invalid_image_url", "not a data: URL")
     header, sep, payload = url[5:].partition(",")
@@ -315,7 +324,7 @@ def decode_data_url(url: str, policy: FetchPolicy = DEFAULT_POLICY) -> FetchedIm
 
     if len(data) > policy.max_bytes:
         raise _too_large(policy)
-    return check_image(data)
+    return data
 
 
 # ------------------------------------------------------------------------------------ image checking
@@ -354,6 +363,27 @@ def check_image(data: bytes) -> FetchedImage:
             "invalid_image", "image could not be decoded (supported: PNG, JPEG, WEBP, GIF, BMP)"
         ) from None
     return FetchedImage(data=data, content_type=_FORMATS[fmt], width=width, height=height)
+
+
+async def check_image_async(data: bytes, gate: asyncio.Semaphore | None = None) -> FetchedImage:
+    """:func:`check_image` in a worker thread; with a gate, only as many at once as it allows.
+
+    Each decode takes a core and up to 64 MB for a few hundred milliseconds: a burst of requests with
+    images must queue here rather than take every thread and all the memory at once.
+    """
+    if gate is None:
+        return await asyncio.to_thread(check_image, data)
+    await gate.acquire()
+    decoding = asyncio.ensure_future(asyncio.to_thread(check_image, data))
+
+    def done(f: asyncio.Future[FetchedImage]) -> None:
+        # the slot frees when the thread ends, not when a caller gives up waiting (its thread runs on)
+        gate.release()
+        if not f.cancelled():
+            f.exception()  # retrieved, so an abandoned decode's refusal isn't logged as never retrieved
+
+    decoding.add_done_callback(done)
+    return await asyncio.shield(decoding)
 
 
 # ------------------------------------------------------------------------------------- http(s) fetch
@@ -546,8 +576,11 @@ async def fetch_image(
     *,
     resolver: Resolver | None = None,
     is_forbidden: AddressPredicate | None = None,
+    gate: asyncio.Semaphore | None = None,
 ) -> FetchedImage:
     """Fetch and validate a user-supplied image (``data:``, ``http:`` or ``https:`` URL).
+
+    ``gate`` bounds how many images are decoded at once (see :func:`check_image_async`).
 
     ``resolver`` defaults to :func:`system_resolver`. ``is_forbidden`` (mainly for tests) replaces the
     address predicate; by default it is :func:`is_forbidden_address`, or a permissive one when
@@ -557,7 +590,7 @@ async def fetch_image(
         raise ImageFetchError("invalid_image_url", "image_url must be a string")
     url = url.strip(" \t\r\n\f\v\x00")
     if url[:5].lower() == "data:":
-        return await asyncio.to_thread(decode_data_url, url, policy)
+        return await check_image_async(await asyncio.to_thread(_data_url_bytes, url, policy), gate)
     if is_forbidden is None:
         is_forbidden = _forbidden_even_if_private_allowed if policy.allow_private else is_forbidden_address
     try:
@@ -574,4 +607,4 @@ async def fetch_image(
     except (httpx.HTTPError, httpx.InvalidURL, OSError, ssl.SSLError) as exc:
         # Generic for the user (no internal detail), chained for the server's logs.
         raise ImageFetchError("image_fetch_failed", "could not fetch image_url") from exc
-    return await asyncio.to_thread(check_image, data)
+    return await check_image_async(data, gate)

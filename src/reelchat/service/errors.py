@@ -3,7 +3,8 @@
 ServiceError
 ├── InvalidRequest   400: a field the user sent is wrong (param names it)
 ├── NotFound         404: no such task/video/sid in this tenant (other tenants' included)
-└── UnknownModel     404: the model isn't in the catalog
+├── UnknownModel     404: the model isn't in the catalog
+└── Busy             429: the queue is full, for everyone or for this key (sent with Retry-After)
 """
 
 from __future__ import annotations

@@ -142,6 +142,7 @@ class TaskRunner:
         return names
 
     async def _fail(self, task: Task, code: str, message: str) -> None:
+        log.warning("task %s failed (%s): %s", task.id, code, message)  # public pages show only its kind
         if await self.store.fail(task.id, task.attempt, code=code, message=message):
             self.bus.publish(TaskEvent(task.id, TaskStatus.FAILED, task.progress, code, message))
 
@@ -168,7 +169,7 @@ class TaskRunner:
                 ):
                     source_upstream_id = source.upstream_job_id
             else:
-                source_frames = await asyncio.to_thread(encode.decode_mp4, source_video)
+                source_frames = await self._decode_whole(source_video, "source video")
         image = await self.storage.load(task.image_name) if task.image_name else None
         job = EngineJob(
             prompt=task.engine_prompt,
@@ -198,13 +199,22 @@ class TaskRunner:
         async with reporter.flushing():
             return await engine.generate(job, reporter)
 
+    async def _decode_whole(self, video: bytes, what: str) -> Any:
+        """Every frame of a video this server didn't make itself, unless it is too big to hold decoded."""
+        try:
+            return await asyncio.to_thread(encode.decode_mp4, video, max_pixels=self.settings.max_video_pixels)
+        except encode.VideoTooLarge as e:
+            raise EngineError(
+                f"The {what} is too large to process: {e} (REELCHAT_MAX_VIDEO_PIXELS).", code="video_too_large"
+            ) from None
+
     async def _store_media(self, result: EngineResult, names: tuple[str, str, str]) -> None:
         if result.frames is not None:
             frames = result.frames
             video: bytes = await asyncio.to_thread(encode.encode_mp4, frames, result.fps)
         elif result.video is not None:
             video = bytes(result.video)
-            frames = await asyncio.to_thread(encode.decode_mp4, video)
+            frames = await self._decode_whole(video, "video")
         else:
             raise EngineError("The engine returned no video.", code="engine_error")
         thumbnail = result.thumbnail

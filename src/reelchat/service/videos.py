@@ -19,7 +19,7 @@ from ..domain import MAX_PROMPT_CHARS, Orientation, Task, TaskEvent, TaskStatus,
 from ..engines.registry import EngineRegistry
 from ..ids import SID_RE, new_sid, new_task_id, new_video_id
 from ..media.storage import Storage, new_media_name
-from ..net.fetch import FetchPolicy, ImageFetchError, check_image, fetch_image
+from ..net.fetch import IMAGE_CHECKS_AT_ONCE, FetchPolicy, ImageFetchError, check_image_async, fetch_image
 from ..settings import Settings
 from ..store.tasks import Store
 from .crashes import CrashPolicy
@@ -55,6 +55,7 @@ class VideoService:
         self.runner = TaskRunner(settings, store, storage, catalog, engines, self.bus, self.crashes)
         self._opener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._image_checks = asyncio.Semaphore(IMAGE_CHECKS_AT_ONCE)  # Pillow decodes, all requests together
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -171,6 +172,14 @@ class VideoService:
                 f"{self.executor.pending()} videos are already waiting; try again later.",
                 code="rate_limit_exceeded",
             )
+        # one tenant can't fill the shared queue: the store counts, so the cap holds across restarts and servers
+        mine = await self.store.unfinished_count(tenant)
+        if mine >= self.settings.max_queued_per_key:
+            raise Busy(
+                f"This API key already has {mine} videos queued or in progress, the most one key may have "
+                "(REELCHAT_MAX_QUEUED_PER_KEY); try again when some have finished.",
+                code="too_many_queued_for_key",
+            )
         prompt = req.prompt.strip()
         if not prompt:
             raise InvalidRequest("A prompt is required.", param="prompt", code="missing_prompt")
@@ -281,10 +290,10 @@ class VideoService:
                         param="input_reference",
                         code="image_too_large",
                     )
-                checked = await asyncio.to_thread(check_image, req.image.data)
+                checked = await check_image_async(req.image.data, self._image_checks)
             else:
                 assert req.image_url is not None
-                checked = await fetch_image(req.image_url, policy)
+                checked = await fetch_image(req.image_url, policy, gate=self._image_checks)
         except ImageFetchError as e:
             raise InvalidRequest(str(e), param="input_reference", code=e.code) from e
         if len(checked.data) > self.settings.image_max_bytes:

@@ -296,6 +296,15 @@ class Store:
             )
             return [(task_id, not_before) for task_id, not_before in rows]
 
+    async def unfinished_count(self, tenant: str) -> int:
+        """A tenant's queued and running tasks: what its per-key queue cap counts (all servers' alike)."""
+        unfinished = tasks.c.status.in_([TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value])
+        async with self.engine.connect() as conn:
+            value = await conn.execute(
+                sa.select(sa.func.count()).select_from(tasks).where(unfinished, tasks.c.tenant == tenant)
+            )
+            return int(value.scalar() or 0)
+
     async def mark_deleted(self, task_id: str) -> Task | None:
         """Soft-delete: the row stays (lineage of later remixes still points at it), media go."""
         unfinished = tasks.c.status.in_([TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value])

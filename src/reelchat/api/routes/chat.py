@@ -25,8 +25,9 @@ from ...protocol.chat_render import (
 )
 from ...protocol.chat_request import Turn
 from ...service.videos import VideoService
-from ..deps import StateDep, TenantDep
+from ..deps import AppState, StateDep, TenantDep
 from ..links import Links
+from ..stream_slots import hold_slot
 
 log = logging.getLogger("reelchat.api.chat")
 router = APIRouter()
@@ -148,6 +149,17 @@ def _render_state(renderer: ReplyRenderer, task: Task, links: Links) -> str:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request, state: StateDep, tenant: TenantDep) -> StreamingResponse:
+    # a slot before any task exists, so a refused reply leaves nothing queued behind it
+    release = state.streams.acquire(tenant)
+    try:
+        response = await _chat_completions(request, state, tenant)
+    except BaseException:
+        release()
+        raise
+    return hold_slot(response, release)
+
+
+async def _chat_completions(request: Request, state: AppState, tenant: str) -> StreamingResponse:
     service = state.service
     # parsed off the event loop when large: a hostile body must not freeze every other request
     req = await state.bodies.chat(await request.body(), service.seconds_by_model())

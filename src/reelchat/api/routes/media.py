@@ -14,6 +14,7 @@ from ...media.ranges import RangeNotSatisfiable, content_range, parse_range
 from ...media.storage import Storage, StorageError
 from ..deps import StateDep
 from ..errors import ApiError
+from ..security_headers import MEDIA_ONLY
 
 router = APIRouter()
 
@@ -59,7 +60,7 @@ async def serve_media(
     # /media names are public and immutable; /v1/videos content answers an authenticated request,
     # which no shared cache may keep (it would serve it without the tenant check, even after DELETE)
     cache = "private, no-store" if private else "public, max-age=31536000, immutable"
-    headers = {"Accept-Ranges": "bytes", "Cache-Control": cache}
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": cache, "Content-Security-Policy": MEDIA_ONLY}
     if download_name:
         headers["Content-Disposition"] = f'inline; filename="{download_name}"'
     media_type = CONTENT_TYPES.get(ext, "application/octet-stream")

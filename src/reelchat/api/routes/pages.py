@@ -1,23 +1,26 @@
 """/web/<task id> (a page that follows the task live) and /source/<task id> (its raw JSON).
 
 Reachable by whoever holds the link (task ids are unguessable). Every user string on the page is
-HTML-escaped on the server, and the live updates set textContent / attributes, never innerHTML.
+HTML-escaped on the server, and the live updates set textContent / attributes, never innerHTML. The
+page runs no inline code (its Content-Security-Policy allows only /static/ from this server), and a
+failed task shows a generic reason: the details are the owner's (Videos API, chat) and the log's.
 """
 
 from __future__ import annotations
 
-import json
 from html import escape
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ...domain import Task
 from ...ids import TASK_ID_RE
 from ...protocol.views import source_view
 from ..deps import AppState, StateDep
 from ..errors import ApiError
+from ..page_assets import ASSETS, PAGE_CSS, PAGE_JS
 
 router = APIRouter()
 
@@ -29,7 +32,22 @@ async def _source(state: AppState, request: Request, task_id: str) -> tuple[Task
     links = state.links.for_request(request)
     lineage = await state.service.lineage(task)
     view = source_view(task, lineage, links.base, links.media, deleted=task.deleted)
+    if view["error"]:
+        view["error"]["message"] = public_failure(view["error"]["code"])
     return task, view
+
+
+def public_failure(code: str) -> str:
+    """What a page says about a failure: its kind, never the details (upstream text, paths, exceptions)."""
+    if code == "cancelled":
+        return "The video was deleted."
+    if code.endswith("timeout"):
+        return "The video could not be made in time."
+    if code in ("interrupted", "crash_loop"):
+        return "The video could not be made: the server stopped while making it."
+    if code.startswith("upstream_"):
+        return "The video could not be made: the server that renders it had a problem."
+    return "The video could not be made."
 
 
 @router.get("/source/{task_id}")
@@ -43,18 +61,43 @@ async def web(task_id: str, request: Request, state: StateDep) -> HTMLResponse:
     try:
         _, view = await _source(state, request, task_id)
     except ApiError as e:
-        return HTMLResponse(_not_found(task_id, e.message), status_code=404)
-    return HTMLResponse(render_page(view), headers={"Cache-Control": "no-store"})
+        csp = page_policy(state.links.for_request(request).base)
+        return HTMLResponse(_not_found(e.message), status_code=404, headers={"Content-Security-Policy": csp})
+    csp = page_policy(state.links.for_request(request).base)
+    return HTMLResponse(render_page(view), headers={"Cache-Control": "no-store", "Content-Security-Policy": csp})
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    asset = ASSETS.get(name)
+    if asset is None:
+        raise ApiError(404, "Not found.", code="not_found")
+    cache = "public, max-age=31536000, immutable"  # the name changes with the content
+    return Response(asset.body, media_type=asset.media_type, headers={"Cache-Control": cache})
+
+
+def page_policy(base: str) -> str:
+    """Scripts, styles and fetches from this server only; pictures and video also from the links' origin
+    (REELCHAT_PUBLIC_BASE_URL or the proxy's host, when it differs from the address the browser used)."""
+    parts = urlsplit(base)
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else ""
+    if not all(c.isalnum() or c in ".-:[]" for c in parts.netloc):
+        origin = ""  # nothing that could end a directive or add a source
+    media = f"'self' {origin}".strip()
+    return (
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {media}; media-src {media}; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 def _e(value: object) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
-def _not_found(task_id: str, message: str) -> str:
+def _not_found(message: str) -> str:
     return (
-        f"<!doctype html><meta charset=utf-8><title>Not found</title>"
-        f"<body style='font-family:system-ui;margin:2rem'><h1>Not found</h1><p>{_e(message)}</p></body>"
+        f'<!doctype html><meta charset=utf-8><title>Not found</title><link rel="stylesheet" href="{PAGE_CSS.url}">'
+        f'<body class="plain"><h1>Not found</h1><p>{_e(message)}</p></body>'
     )
 
 
@@ -91,37 +134,16 @@ def render_page(view: dict[str, Any]) -> str:
         if view["thumbnail_url"]
         else '<img id="thumb" alt="thumbnail" hidden>'
     )
-    # The JSON for the script is escaped for a <script> context: no "</" can close the tag early.
-    boot = json.dumps({"id": view["id"], "status": view["status"]}).replace("<", "\\u003c")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{_e(view["id"])} · reelchat</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:0;background:#0f1115;color:#e6e6e6}}
-main{{max-width:960px;margin:0 auto;padding:1.5rem}}
-h1{{font-size:1.1rem;font-weight:600;word-break:break-all}}
-.status{{display:inline-block;padding:.2rem .6rem;border-radius:1rem;background:#2a2f3a}}
-.status.completed{{background:#1f5130}} .status.failed,.status.cancelled{{background:#5a1f1f}}
-.bar{{height:8px;background:#2a2f3a;border-radius:4px;overflow:hidden;margin:.8rem 0}}
-.bar>div{{height:100%;background:#4c8dff;transition:width .3s}}
-.prompt{{white-space:pre-wrap;background:#181b22;padding:1rem;border-radius:8px}}
-video{{max-width:100%;max-height:60vh;background:#000;border-radius:8px}}
-#thumb{{max-width:200px;border-radius:6px}}
-table{{border-collapse:collapse;margin:1rem 0}} th{{text-align:left;color:#999;padding:.2rem 1rem .2rem 0}}
-.error{{color:#ff8080;white-space:pre-wrap}}
-.lineage{{display:flex;gap:.5rem;overflow-x:auto;align-items:center;padding:.5rem 0}}
-.step{{display:flex;flex-direction:column;width:120px;color:#ccc;text-decoration:none;font-size:.75rem}}
-.step img{{width:120px;border-radius:4px;border:2px solid transparent}}
-.step.current img{{border-color:#4c8dff}}
-.cap{{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}}
-.nothumb{{display:block;height:60px;background:#2a2f3a;border-radius:4px;padding:4px}}
-a{{color:#8ab4ff}}
-</style></head>
-<body><main>
+<link rel="stylesheet" href="{PAGE_CSS.url}">
+</head>
+<body data-task-id="{_e(view["id"])}" data-status="{_e(view["status"])}" data-progress="{int(view["progress"])}"><main>
 <h1>Task <code>{_e(view["id"])}</code></h1>
 <p><span id="status" class="status {_e(view["status"])}">{_e(view["status"])}</span>
  <span id="progress-text">{_e(view["progress"])}%</span></p>
-<div class="bar"><div id="progress-bar" style="width:{int(view["progress"])}%"></div></div>
+<div class="bar"><div id="progress-bar"></div></div>
 <p id="error" class="error">{_e(error)}</p>
 <h2>Prompt</h2><div class="prompt" id="prompt">{_e(view["prompt"])}</div>
 <h2>Video</h2>{player}
@@ -132,28 +154,5 @@ a{{color:#8ab4ff}}
 <tr><th>completed</th><td id="completed">{_e(view["completed_at"])}</td></tr></table>
 <p><a href="/source/{_e(view["id"])}">raw data</a></p>
 </main>
-<script>
-const boot = {boot};
-const FINISHED = ["completed", "failed", "cancelled"];
-async function tick() {{
-  let data;
-  try {{ const r = await fetch("/source/" + boot.id, {{cache: "no-store"}}); data = await r.json(); }}
-  catch (e) {{ setTimeout(tick, 2000); return; }}
-  const s = document.getElementById("status");
-  s.textContent = data.status; s.className = "status " + data.status;
-  document.getElementById("progress-text").textContent = data.progress + "%";
-  document.getElementById("progress-bar").style.width = data.progress + "%";
-  document.getElementById("error").textContent = data.error ? data.error.message : "";
-  document.getElementById("completed").textContent = data.completed_at || "";
-  document.getElementById("p-sid").textContent = data.sid || "";
-  if (data.url) {{
-    const v = document.getElementById("player");
-    if (v.getAttribute("src") !== data.url) {{ v.src = data.url; v.poster = data.thumbnail_url || ""; }}
-    v.hidden = false;
-    const t = document.getElementById("thumb"); t.src = data.thumbnail_url; t.hidden = false;
-  }}
-  if (!FINISHED.includes(data.status)) setTimeout(tick, 1000);
-}}
-if (!FINISHED.includes(boot.status)) setTimeout(tick, 1000);
-</script>
+<script src="{PAGE_JS.url}"></script>
 </body></html>"""

@@ -1,0 +1,70 @@
+"""Open chat replies per tenant, counted in this API process, so one key can't hold every connection.
+
+A chat reply (streamed or not) holds a connection for as long as its video takes. Each tenant gets
+`REELCHAT_MAX_STREAMS_PER_KEY` of them at once; the next one is refused with 429 before any task is
+made. A slot is released when its response ends, however it ends: finished, failed, or the client
+gone (Starlette cancels the response on disconnect, and `__call__`'s finally still runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from .errors import ApiError
+
+STREAM_RETRY_AFTER_S = 10
+
+
+class StreamSlots:
+    def __init__(self, per_tenant: int) -> None:
+        self.per_tenant = per_tenant
+        self._open: dict[str, int] = {}
+
+    def acquire(self, tenant: str) -> Callable[[], None]:
+        """Take a slot (or raise 429); returns its release, which is safe to call more than once."""
+        held = self._open.get(tenant, 0)
+        if held >= self.per_tenant:
+            raise ApiError(
+                429,
+                f"This API key already has {held} chat replies open, the most one key may have at once "
+                "(REELCHAT_MAX_STREAMS_PER_KEY); wait for one to finish.",
+                code="too_many_streams_for_key",
+                headers={"Retry-After": str(STREAM_RETRY_AFTER_S)},
+            )
+        self._open[tenant] = held + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            left = self._open.get(tenant, 1) - 1
+            if left > 0:
+                self._open[tenant] = left
+            else:
+                self._open.pop(tenant, None)
+
+        return release
+
+
+class SlotResponse(StreamingResponse):
+    """A StreamingResponse that gives its stream slot back when it is done being sent."""
+
+    def __init__(self, response: StreamingResponse, release: Callable[[], None]) -> None:
+        super().__init__(response.body_iterator, status_code=response.status_code, headers=dict(response.headers))
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+def hold_slot(response: StreamingResponse, release: Callable[[], None]) -> SlotResponse:
+    """The response, releasing its slot once sent (a generator's own finally never runs if it never starts)."""
+    return SlotResponse(response, release)
