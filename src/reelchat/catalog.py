@@ -1,4 +1,8 @@
-"""The model catalog: public model names (`sora-2`, ...) mapped to an engine and its defaults.
+"""The model catalog: public model names (`sora-2`, ...) mapped to an engine kind and its settings.
+
+`ModelSpec` is one entry: a `DiffusersSpec` or an `UpstreamSpec`, told apart by its `engine` field
+(diffusers when absent). Each lives beside its engine (`engines/*_spec.py`); the fields they share
+are `engines.spec.SpecBase`.
 
 Built-in entries serve the demo model. A JSON/TOML file (REELCHAT_MODELS_FILE) and a JSON string
 (REELCHAT_MODELS_JSON) add entries or override fields of existing ones, merged in that order.
@@ -9,120 +13,32 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, TypeAdapter
 
-from .domain import Orientation
+from .engines.diffusers_spec import DEMO_I2V_PIPELINE, DEMO_PIPELINE, DiffusersSpec
+from .engines.spec import Capabilities, CatalogError, SpecBase, orientation_of, parse_size
+from .engines.upstream_spec import UpstreamServer, UpstreamSpec
 
-DEMO_PIPELINE = "demo"
-DEMO_I2V_PIPELINE = "demo-i2v"
+__all__ = [
+    "BUILTIN",
+    "DEMO_I2V_PIPELINE",
+    "DEMO_PIPELINE",
+    "Capabilities",
+    "CatalogError",
+    "DiffusersSpec",
+    "ModelSpec",
+    "UpstreamServer",
+    "UpstreamSpec",
+    "load_catalog",
+    "orientation_of",
+    "parse_size",
+]
 
-
-class CatalogError(ValueError):
-    pass
-
-
-class UpstreamSpec(BaseModel):
-    """An upstream OpenAI-Videos-API server that makes the video for this entry."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str
-    model: str
-    api_key_env: str | None = None
-    api_key_file: Path | None = None
-    supports_remix: bool = True
-    supports_reference: bool = True
-    deadline_s: float = 1800.0
-    request_timeout_s: float = 30.0
-    max_retries: int = 4
-    # poll cadence when the upstream sends no `openai-poll-after-ms`, and the first retry's backoff (doubling)
-    poll_interval_s: float = Field(default=2.0, gt=0)
-    retry_backoff_s: float = Field(default=1.0, gt=0)
-    # downloads are streamed and cut off past these: a finished video fails its task, a thumbnail is dropped
-    max_video_bytes: int = Field(default=2 * 1024**3, gt=0)
-    max_thumbnail_bytes: int = Field(default=20 * 1024**2, gt=0)
-    # sent as OpenAI-Organization / OpenAI-Project only when set here (never taken from OPENAI_* variables)
-    organization: str | None = None
-    project: str | None = None
-
-    def api_key(self) -> str:
-        import os
-
-        if self.api_key_file is not None:
-            return self.api_key_file.read_text().strip()
-        if self.api_key_env:
-            return os.environ.get(self.api_key_env, "")
-        return "none"
-
-
-class ModelSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    description: str = ""
-    engine: Literal["diffusers", "upstream"] = "diffusers"
-    pipeline: str = DEMO_PIPELINE  # a pipeline directory, or "demo"
-    i2v_pipeline: str | None = DEMO_I2V_PIPELINE  # image-to-video pipeline directory, "demo-i2v", or None
-    upstream: UpstreamSpec | None = None
-    seconds: list[int] = Field(min_length=1)
-    default_seconds: int
-    portrait_sizes: list[str] = Field(min_length=1)  # "WxH", first is the default
-    landscape_sizes: list[str] = Field(min_length=1)
-    fps: int = Field(gt=0)
-    steps: int = Field(gt=0)
-    guidance_scale: float = 5.0
-    negative_prompt: str | None = None
-    remix_strength: float = Field(default=0.6, gt=0, le=1)
-    # how a remix's prompt is built: {source_prompt} is the source video's full prompt, {prompt} the new turn
-    remix_prompt_template: str = "{source_prompt}. {prompt}"
-
-    @model_validator(mode="after")
-    def _check(self) -> ModelSpec:
-        if self.default_seconds not in self.seconds:
-            raise ValueError(f"{self.name}: default_seconds {self.default_seconds} not in seconds {self.seconds}")
-        for s in self.portrait_sizes + self.landscape_sizes:
-            parse_size(s)
-        if self.engine == "upstream" and self.upstream is None:
-            raise ValueError(f"{self.name}: engine 'upstream' needs an 'upstream' section")
-        if "{prompt}" not in self.remix_prompt_template:
-            raise ValueError(f"{self.name}: remix_prompt_template must contain {{prompt}}")
-        return self
-
-    @property
-    def all_sizes(self) -> list[str]:
-        return list(dict.fromkeys(self.portrait_sizes + self.landscape_sizes))
-
-    def default_size(self, orientation: Orientation) -> str:
-        return (self.landscape_sizes if orientation is Orientation.LANDSCAPE else self.portrait_sizes)[0]
-
-    def frames_for(self, seconds: int) -> int:
-        """Wan wants 4k+1 frames: the nearest such count to seconds*fps."""
-        return 4 * max(1, round(seconds * self.fps / 4)) + 1
-
-    def remix_prompt(self, source_prompt: str, prompt: str) -> str:
-        template = self.remix_prompt_template
-        source_prompt = source_prompt.rstrip()
-        if source_prompt.endswith((".", "!", "?", "。", "！", "？")):
-            template = template.replace("{source_prompt}.", "{source_prompt}")  # no "dancing.. now"
-        return template.replace("{source_prompt}", source_prompt).replace("{prompt}", prompt)
-
-
-def parse_size(size: str) -> tuple[int, int]:
-    try:
-        w, h = size.lower().split("x")
-        width, height = int(w), int(h)
-    except ValueError:
-        raise CatalogError(f"size {size!r} is not WxH") from None
-    if width <= 0 or height <= 0:
-        raise CatalogError(f"size {size!r} is not WxH")
-    return width, height
-
-
-def orientation_of(size: str) -> Orientation:
-    w, h = parse_size(size)
-    return Orientation.LANDSCAPE if w > h else Orientation.PORTRAIT
+ModelSpec = Annotated[DiffusersSpec | UpstreamSpec, Field(discriminator="engine")]
+_KINDS: dict[str, type[SpecBase]] = {"diffusers": DiffusersSpec, "upstream": UpstreamSpec}
+_ENTRY: TypeAdapter[DiffusersSpec | UpstreamSpec] = TypeAdapter(ModelSpec)
 
 
 BUILTIN: dict[str, dict[str, Any]] = {
@@ -164,6 +80,21 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _for_its_kind(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields without those only another engine kind has.
+
+    An entry switched to another engine keeps what it inherited (a built-in's `remix_strength`, say),
+    and catalogs have always been allowed to carry such fields: they mean nothing to this kind. A field
+    no kind knows is still an error.
+    """
+    engine = fields.get("engine", "diffusers")
+    kind = _KINDS.get(engine) if isinstance(engine, str) else None
+    if kind is None:
+        return fields  # the discriminator reports it
+    others = {f for k in _KINDS.values() if k is not kind for f in k.model_fields} - set(kind.model_fields)
+    return {k: v for k, v in fields.items() if k not in others}
+
+
 def load_catalog(models_file: Path | None = None, models_json: str | None = None) -> dict[str, ModelSpec]:
     merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in BUILTIN.items()}
     layers: list[dict[str, Any]] = []
@@ -186,6 +117,9 @@ def load_catalog(models_file: Path | None = None, models_json: str | None = None
                 raise CatalogError(f"model {name!r}: expected an object of fields")
             merged.setdefault(name, {}).update(fields)
     try:
-        return {name: ModelSpec(name=name, **fields) for name, fields in merged.items()}
+        return {
+            name: _ENTRY.validate_python({"engine": "diffusers", **_for_its_kind(fields), "name": name})
+            for name, fields in merged.items()
+        }
     except ValueError as e:
         raise CatalogError(f"invalid model catalog: {e}") from e

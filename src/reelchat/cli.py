@@ -10,7 +10,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from .catalog import DEMO_I2V_PIPELINE, DEMO_PIPELINE, CatalogError, ModelSpec, load_catalog
+from .catalog import DEMO_I2V_PIPELINE, DEMO_PIPELINE, CatalogError, ModelSpec, UpstreamSpec, load_catalog
 from .service import keys as keys_service
 from .settings import Settings
 from .store.tasks import Store
@@ -29,8 +29,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def describe_model(spec: ModelSpec) -> str:
-    if spec.engine == "upstream":
-        assert spec.upstream is not None
+    if isinstance(spec, UpstreamSpec):
         return f"{spec.name} -> upstream {spec.upstream.base_url} model {spec.upstream.model}"
     where = (
         "built-in demo Wan model (tiny, RANDOM WEIGHTS: renders coloured mosaics, not scenes)"

@@ -1,17 +1,22 @@
-"""The engine contract: turn an EngineJob into frames (local models) or a file (upstream servers).
+"""The engine contract: the runner hands an engine a `JobRequest`; the engine makes its own job of it
+(`prepare`: how a remix's source is used is the engine's call) and runs it into frames (local models)
+or a file (upstream servers).
 
-Engines know nothing of tasks, tenants, HTTP or storage. The executor hands them a job and a
-reporter; they report progress (0-100) as they go and return an EngineResult.
+Engines know nothing of tasks, tenants, HTTP or storage. They report progress (0-100) to a Reporter as
+they go and return an EngineResult. Each engine's job type lives beside its spec (`*_spec.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+
+    from .spec import SpecBase
 
 
 class EngineError(Exception):
@@ -27,29 +32,33 @@ class EngineCancelled(Exception):
 
 
 @dataclass(frozen=True)
-class EngineJob:
-    prompt: str
+class SourceVideo:
+    """The finished video a remix starts from."""
+
+    mp4: bytes
+    made_by: SpecBase | None  # the catalog entry that made it (None: no longer in the catalog)
+    upstream_job_id: str | None  # the upstream job that made it, when one did
+    # every frame, decoded on demand (refused past REELCHAT_MAX_VIDEO_PIXELS)
+    frames: Callable[[], Awaitable[npt.NDArray[np.uint8]]]
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One task's work, as planned by the service; each engine takes what it uses."""
+
+    task_id: str  # stable across attempts (upstream idempotency keys)
+    prompt: str  # what conditions the model (a remix: the source's prompt and the turn's words)
+    instruction: str  # the turn's own words
     width: int
     height: int
-    frames: int  # Wan needs 4k+1
+    seconds: int
+    frames: int
     fps: int
     steps: int
     seed: int
-    guidance_scale: float = 5.0
-    negative_prompt: str | None = None
-    # remix: the source video's frames, (F, H, W, 3) uint8 RGB, and how far to re-noise them (0..1]
-    source_frames: npt.NDArray[np.uint8] | None = None
-    strength: float = 0.6
-    # image-to-video: the encoded image bytes (png/jpeg/webp), already checked to decode
-    image: bytes | None = None
-    # upstream engines: the source video's upstream id (for upstream remix) and its mp4 bytes
-    source_upstream_id: str | None = None
-    source_video: bytes | None = None
-    # a remix's own words (job.prompt already combines them with the source's prompt)
-    remix_instruction: str | None = None
-    seconds: int = 0
-    model: str = ""
-    task_id: str = ""  # stable across attempts: upstream idempotency keys
+    image: bytes | None = None  # image-to-video: the encoded input image, already checked to decode
+    source: SourceVideo | None = None  # remix
+    strength: float | None = None  # a remix's strength, as recorded with the task
 
 
 @dataclass
@@ -60,6 +69,16 @@ class EngineResult:
     fps: int = 16
     video: bytes | None = None  # encoded mp4, when the engine produced a file
     thumbnail: bytes | None = None  # webp, when the engine had one
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job its engine has made ready: `run` it with a reporter."""
+
+    run: Callable[[Reporter], Awaitable[EngineResult]]
+    # made in this process: a crash while it runs may be its fault (see service.crashes); an upstream
+    # job is just polled again after a restart, so a dead process during it is no sign of a poison pill
+    local: bool
 
 
 class Reporter(Protocol):
@@ -80,13 +99,11 @@ class Reporter(Protocol):
 
 
 class Engine(Protocol):
-    supports_remix: bool
-    supports_image: bool
+    """What the registry keeps of every engine; each also has `prepare(spec, request)` for its own
+    spec type and `generate(job, reporter)` for its own job type."""
 
     async def load(self) -> None:
         """Get ready to generate (load weights onto the device); the server calls it before taking work."""
         ...
-
-    async def generate(self, job: EngineJob, reporter: Reporter) -> EngineResult: ...
 
     async def close(self) -> None: ...

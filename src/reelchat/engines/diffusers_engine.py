@@ -1,6 +1,7 @@
 """A local engine over diffusers' Wan pipelines: text-, video- (remix) and image-to-video.
 
-One engine owns one device (one GPU, or the CPU) and runs one generation at a time on it. The same
+Its catalog entries, capabilities and job type are `diffusers_spec`. One engine owns one device (one
+GPU, or the CPU) and runs one generation at a time on it. The same
 code loads a real Wan checkpoint directory and the demo one (`demo_model.ensure_demo_pipeline`).
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
-import io
 import logging
 import math
 import os
@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .base import EngineCancelled, EngineError, EngineJob, EngineResult, Reporter
+from .base import EngineCancelled, EngineError, EngineResult, JobRequest, Reporter
+from .diffusers_spec import DiffusersJob, DiffusersSpec
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ class _Stop(Exception):
 
 
 class DiffusersEngine:
-    supports_remix: bool = True
-    supports_image: bool
+    """One device's Wan pipelines; shared by every catalog entry that names the same pipelines."""
+
+    supports_image: bool  # an image-to-video pipeline is configured
 
     def __init__(
         self,
@@ -129,7 +131,25 @@ class DiffusersEngine:
 
     # -- generation --------------------------------------------------------------------------------
 
-    async def generate(self, job: EngineJob, reporter: Reporter) -> EngineResult:
+    async def prepare(self, spec: DiffusersSpec, request: JobRequest) -> DiffusersJob:
+        """The job for `request`: a remix re-noises every frame of its source, decoded here."""
+        source_frames = await request.source.frames() if request.source is not None else None
+        return DiffusersJob(
+            prompt=request.prompt,
+            width=request.width,
+            height=request.height,
+            frames=request.frames,
+            fps=request.fps,
+            steps=request.steps,
+            seed=request.seed,
+            guidance_scale=spec.guidance_scale,
+            negative_prompt=spec.negative_prompt,
+            image=request.image,
+            source_frames=source_frames,
+            strength=spec.remix_strength if request.strength is None else request.strength,
+        )
+
+    async def generate(self, job: DiffusersJob, reporter: Reporter) -> EngineResult:
         if job.image is not None and job.source_frames is None and not self.supports_image:
             raise EngineError("this model does not take an input image", "unsupported")
         stop = threading.Event()
@@ -153,7 +173,7 @@ class DiffusersEngine:
                 raise
         return EngineResult(frames=frames, fps=job.fps)
 
-    def _generate(self, job: EngineJob, reporter: Reporter, stop: threading.Event) -> npt.NDArray[np.uint8]:
+    def _generate(self, job: DiffusersJob, reporter: Reporter, stop: threading.Event) -> npt.NDArray[np.uint8]:
         """The blocking part, in a worker thread."""
         try:
             return self._run(job, reporter, stop)
@@ -166,7 +186,7 @@ class DiffusersEngine:
             reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
             raise EngineError(f"generation failed: {reason}") from e
 
-    def _run(self, job: EngineJob, reporter: Reporter, stop: threading.Event) -> npt.NDArray[np.uint8]:
+    def _run(self, job: DiffusersJob, reporter: Reporter, stop: threading.Event) -> npt.NDArray[np.uint8]:
         import torch
 
         _check_job(job)
@@ -227,7 +247,7 @@ def _shared_parts(pipe: Any) -> dict[str, Any]:
     return parts
 
 
-def _prompt_embeds(pipe: Any, job: EngineJob) -> dict[str, Any]:
+def _prompt_embeds(pipe: Any, job: DiffusersJob) -> dict[str, Any]:
     """Encode the prompts with WanPipeline's text path, for every Wan pipeline.
 
     diffusers' Wan video-to-video and image-to-video pipelines call `ftfy.fix_text` unconditionally
@@ -257,7 +277,7 @@ def _progress_callback(reporter: Reporter, stop: threading.Event) -> Any:
     return on_step_end
 
 
-def _remix_schedule(job: EngineJob) -> int:
+def _remix_schedule(job: DiffusersJob) -> int:
     """The schedule length for a remix that runs `job.steps` denoising steps.
 
     diffusers runs only the last int(n * strength) steps of an n-step schedule. Taken literally, a
@@ -271,7 +291,7 @@ def _remix_schedule(job: EngineJob) -> int:
     return n
 
 
-def _check_job(job: EngineJob) -> None:
+def _check_job(job: DiffusersJob) -> None:
     if job.frames < 1 or (job.frames - 1) % 4:
         raise EngineError(f"Wan needs 4k+1 frames (5, 9, 13, ...); got {job.frames}", "invalid_request")
     if job.width < 16 or job.height < 16 or job.width % 16 or job.height % 16:
@@ -282,7 +302,7 @@ def _check_job(job: EngineJob) -> None:
         raise EngineError(f"remix strength must be in (0, 1]; got {job.strength}", "invalid_request")
 
 
-def _check_geometry(job: EngineJob, pipe: Any) -> None:
+def _check_geometry(job: DiffusersJob, pipe: Any) -> None:
     """A real checkpoint may be stricter than 16 px / 4k+1 (Wan 2.2 TI2V: 32 px): ask the pipeline."""
     transformer = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
     multiple = int(pipe.vae_scale_factor_spatial) * int(transformer.config.patch_size[1])
@@ -296,7 +316,7 @@ def _check_geometry(job: EngineJob, pipe: Any) -> None:
         raise EngineError(f"this model needs {temporal}k+1 frames; got {job.frames}", "invalid_request")
 
 
-def _source_video(job: EngineJob) -> list[Any]:
+def _source_video(job: DiffusersJob) -> list[Any]:
     """The remix source as PIL frames at the job's size and frame count (v2v keeps the source's length)."""
     from PIL import Image
 
@@ -311,18 +331,11 @@ def _source_video(job: EngineJob) -> list[Any]:
     return [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC) for f in frames]
 
 
-def _decode_image(job: EngineJob) -> Any:
-    from PIL import Image, UnidentifiedImageError
+def _decode_image(job: DiffusersJob) -> Any:
+    from . import images
 
     assert job.image is not None
     try:
-        with Image.open(io.BytesIO(job.image)) as im:
-            img = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+        return images.fit_image(job.image, job.width, job.height)
+    except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
         raise EngineError(f"cannot decode the input image: {e}", "invalid_request") from e
-    # center-crop to the job's aspect ratio, then scale: no stretching
-    w, h = img.size
-    scale = min(w / job.width, h / job.height)
-    cw, ch = round(job.width * scale), round(job.height * scale)
-    left, top = (w - cw) // 2, (h - ch) // 2
-    return img.crop((left, top, left + cw, top + ch)).resize((job.width, job.height), Image.Resampling.BICUBIC)

@@ -1,17 +1,24 @@
 """Engines by catalog entry: local models built and loaded at startup (`preload`), others on first
-use; shared between entries that name the same model."""
+use; shared between entries that name the same model. `prepare` hands the runner a job its engine
+has made ready, so the runner never asks which kind of engine it is."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from ..catalog import DEMO_I2V_PIPELINE, DEMO_PIPELINE, ModelSpec
-from .base import Engine
+from .base import Engine, JobRequest, PreparedJob
+from .diffusers_spec import DEMO_I2V_PIPELINE, DEMO_PIPELINE, DiffusersSpec
+from .upstream_spec import UpstreamSpec
+
+if TYPE_CHECKING:
+    from .diffusers_engine import DiffusersEngine
+    from .upstream_engine import UpstreamEngine
 
 log = logging.getLogger("reelchat.engines")
 
@@ -21,14 +28,60 @@ class EngineRegistry:
         self.models_dir = models_dir
         self.device = device
         self.dtype = dtype
-        self._engines: dict[tuple[str, ...], Engine] = {}
+        self._local: dict[tuple[str, str], DiffusersEngine] = {}
+        self._upstream: dict[str, UpstreamEngine] = {}
         self._lock = asyncio.Lock()
 
-    def _key(self, spec: ModelSpec) -> tuple[str, ...]:
-        if spec.engine == "upstream":
-            assert spec.upstream is not None
-            return ("upstream", spec.name)
-        return ("diffusers", spec.pipeline, spec.i2v_pipeline or "")
+    async def prepare(self, spec: DiffusersSpec | UpstreamSpec, request: JobRequest) -> PreparedJob:
+        """The job for `request`, made by `spec`'s engine (built now if it wasn't), ready to run."""
+        if isinstance(spec, UpstreamSpec):
+            upstream = await self._get_upstream(spec)
+            job = await upstream.prepare(spec, request)
+            return PreparedJob(functools.partial(upstream.generate, job), local=False)
+        local = await self._get_local(spec)
+        local_job = await local.prepare(spec, request)
+        return PreparedJob(functools.partial(local.generate, local_job), local=True)
+
+    async def preload(self, specs: Iterable[DiffusersSpec | UpstreamSpec]) -> None:
+        """Build and load every local model now, so no task waits (claimed) through a slow load.
+        A model that fails to load is logged; its tasks fail with the reason when they run."""
+        for spec in specs:
+            if not isinstance(spec, DiffusersSpec) or _local_key(spec) in self._local:
+                continue
+            started = time.monotonic()
+            log.info("loading model %s (%s)...", spec.name, spec.pipeline)
+            try:
+                engine = await self._get_local(spec)
+                await engine.load()
+            except Exception:
+                log.exception("could not load model %s", spec.name)
+                continue
+            log.info("model %s loaded in %.1f s", spec.name, time.monotonic() - started)
+
+    async def _get_local(self, spec: DiffusersSpec) -> DiffusersEngine:
+        key = _local_key(spec)
+        async with self._lock:
+            engine = self._local.get(key)
+            if engine is None:
+                from .diffusers_engine import DiffusersEngine
+
+                t2v = await self._resolve_dir(spec.pipeline)
+                i2v = await self._resolve_dir(spec.i2v_pipeline) if spec.i2v_pipeline else None
+                # the constructor imports torch and probes CUDA: seconds, off the event loop
+                engine = await asyncio.to_thread(
+                    DiffusersEngine, t2v, i2v_pipeline_dir=i2v, device=self.device, dtype=self.dtype
+                )
+                self._local[key] = engine
+            return engine
+
+    async def _get_upstream(self, spec: UpstreamSpec) -> UpstreamEngine:
+        async with self._lock:
+            engine = self._upstream.get(spec.name)
+            if engine is None:
+                from .upstream_engine import UpstreamEngine
+
+                engine = self._upstream[spec.name] = UpstreamEngine(spec.upstream)
+            return engine
 
     async def _resolve_dir(self, value: str) -> Path:
         if value in (DEMO_PIPELINE, DEMO_I2V_PIPELINE):
@@ -38,50 +91,14 @@ class EngineRegistry:
             return await asyncio.to_thread(ensure_demo_pipeline, self.models_dir / "demo", kind)
         return Path(value).expanduser()
 
-    async def get(self, spec: ModelSpec) -> Engine:
-        key = self._key(spec)
-        async with self._lock:
-            engine = self._engines.get(key)
-            if engine is None:
-                engine = await self._build(spec)
-                self._engines[key] = engine
-            return engine
-
-    async def preload(self, specs: Iterable[ModelSpec]) -> None:
-        """Build and load every local model now, so no task waits (claimed) through a slow load.
-        A model that fails to load is logged; its tasks fail with the reason when they run."""
-        for spec in specs:
-            if spec.engine != "diffusers" or self._key(spec) in self._engines:
-                continue
-            started = time.monotonic()
-            log.info("loading model %s (%s)...", spec.name, spec.pipeline)
-            try:
-                engine = await self.get(spec)
-                await engine.load()
-            except Exception:
-                log.exception("could not load model %s", spec.name)
-                continue
-            log.info("model %s loaded in %.1f s", spec.name, time.monotonic() - started)
-
-    async def _build(self, spec: ModelSpec) -> Engine:
-        if spec.engine == "upstream":
-            from .upstream import UpstreamEngine
-
-            assert spec.upstream is not None
-            return UpstreamEngine(spec.upstream)
-        from .diffusers_engine import DiffusersEngine
-
-        t2v = await self._resolve_dir(spec.pipeline)
-        i2v = await self._resolve_dir(spec.i2v_pipeline) if spec.i2v_pipeline else None
-        # the constructor imports torch and probes CUDA: seconds, off the event loop
-        return await asyncio.to_thread(DiffusersEngine, t2v, i2v_pipeline_dir=i2v, device=self.device, dtype=self.dtype)
-
-    def supports_image(self, spec: ModelSpec) -> bool:
-        if spec.engine == "upstream":
-            return spec.upstream is not None and spec.upstream.supports_reference
-        return spec.i2v_pipeline is not None
-
     async def close(self) -> None:
-        for engine in self._engines.values():
+        engines: list[Engine] = [*self._local.values(), *self._upstream.values()]
+        self._local.clear()
+        self._upstream.clear()
+        for engine in engines:
             await engine.close()
-        self._engines.clear()
+
+
+def _local_key(spec: DiffusersSpec) -> tuple[str, str]:
+    """Entries naming the same pipelines share one engine (one copy of the weights)."""
+    return (spec.pipeline, spec.i2v_pipeline or "")

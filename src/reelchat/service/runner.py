@@ -8,13 +8,14 @@ it was; a process that dies leaves the row for the next start to requeue.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from ..catalog import ModelSpec
 from ..domain import Task, TaskEvent, TaskStatus
-from ..engines.base import EngineCancelled, EngineError, EngineJob, EngineResult
+from ..engines.base import EngineCancelled, EngineError, EngineResult, JobRequest, SourceVideo
 from ..engines.registry import EngineRegistry
 from ..media import encode
 from ..media.storage import Storage, new_media_name
@@ -150,54 +151,39 @@ class TaskRunner:
         spec = self.catalog.get(task.model)
         if spec is None:
             raise EngineError(f"The model '{task.model}' is no longer in the catalog.", code="model_not_found")
-        engine = await self.engines.get(spec)
-        source_frames: Any = None
-        source_video: bytes | None = None
-        source_upstream_id: str | None = None
+        source: SourceVideo | None = None
         if task.remixed_from is not None:
-            source = await self.store.get_task(task.remixed_from)
-            if source is None or source.video_name is None or source.deleted:
+            found = await self.store.get_task(task.remixed_from)
+            if found is None or found.video_name is None or found.deleted:
                 raise EngineError("The source video no longer exists.", code="source_missing")
-            source_video = await self.storage.load(source.video_name)
-            if spec.engine == "upstream":
-                src_spec = self.catalog.get(source.model)
-                if (
-                    src_spec is not None
-                    and src_spec.upstream is not None
-                    and spec.upstream is not None
-                    and src_spec.upstream.base_url == spec.upstream.base_url
-                ):
-                    source_upstream_id = source.upstream_job_id
-            else:
-                source_frames = await self._decode_whole(source_video, "source video")
-        image = await self.storage.load(task.image_name) if task.image_name else None
-        job = EngineJob(
+            mp4 = await self.storage.load(found.video_name)
+            source = SourceVideo(
+                mp4=mp4,
+                made_by=self.catalog.get(found.model),
+                upstream_job_id=found.upstream_job_id,
+                frames=functools.partial(self._decode_whole, mp4, "source video"),
+            )
+        strength = task.params.get("strength")
+        request = JobRequest(
+            task_id=task.id,
             prompt=task.engine_prompt,
+            instruction=task.prompt,
             width=task.width,
             height=task.height,
+            seconds=task.seconds,
             frames=task.frames,
             fps=task.fps,
             steps=task.steps,
             seed=task.seed,
-            guidance_scale=spec.guidance_scale,
-            negative_prompt=spec.negative_prompt,
-            source_frames=source_frames,
-            strength=float(task.params.get("strength", spec.remix_strength)),
-            image=image,
-            source_upstream_id=source_upstream_id,
-            source_video=source_video,
-            remix_instruction=task.prompt if task.remixed_from is not None else None,
-            seconds=task.seconds,
-            model=task.model,
-            task_id=task.id,
+            image=await self.storage.load(task.image_name) if task.image_name else None,
+            source=source,
+            strength=float(strength) if strength is not None else None,
         )
-        # Only a local engine can take the process down with it; an upstream job just gets polled
-        # again after a restart, so a dead process during it is no sign of a poison pill.
-        counts = spec.engine == "diffusers"
-        if counts and not await self.store.engine_started(task.id, task.attempt):
+        job = await self.engines.prepare(spec, request)  # how the source is used is the engine's call
+        if job.local and not await self.store.engine_started(task.id, task.attempt):
             raise EngineCancelled()  # deleted or taken over meanwhile
         async with reporter.flushing():
-            return await engine.generate(job, reporter)
+            return await job.run(reporter)
 
     async def _decode_whole(self, video: bytes, what: str) -> Any:
         """Every frame of a video this server didn't make itself, unless it is too big to hold decoded."""

@@ -235,12 +235,20 @@ class VideoService:
                     param="input_reference",
                     code="unsupported_combination",
                 )
-            if not self.engines.supports_image(spec):
+            if not spec.capabilities.image_input:
                 raise InvalidRequest(
                     f"{spec.name} does not accept an input image.", param="input_reference", code="unsupported_value"
                 )
             image_bytes, content_type = await self._load_image(req)
             image_name = new_media_name(_EXT.get(content_type, "png"))
+        elif source is not None and not spec.capabilities.remix:
+            raise InvalidRequest(
+                f"{spec.name} can't modify an existing video.", param="model", code="unsupported_value"
+            )
+        elif source is None and not spec.capabilities.text_to_video:
+            raise InvalidRequest(
+                f"{spec.name} needs an input image or a video to modify.", param="model", code="unsupported_value"
+            )
 
         if req.seed is not None:
             seed = req.seed
@@ -272,7 +280,7 @@ class VideoService:
             image_name=image_name,
             image_data=image_bytes,
             created_at=datetime.now(UTC),
-            params={"strength": spec.remix_strength} if source is not None else {},
+            params=spec.remix_params() if source is not None else {},
         )
         return task
 
