@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 
 from reelchat.engines import demo_model
-from reelchat.engines.base import EngineCancelled, EngineError, EngineJob
+from reelchat.engines.base import EngineCancelled, EngineError
 from reelchat.engines.demo_model import ensure_demo_pipeline
 from reelchat.engines.diffusers_engine import DiffusersEngine
+from reelchat.engines.diffusers_spec import DiffusersJob
 
 W, H, F, STEPS = 48, 32, 9, 4  # the smallest Wan-valid clip: 16-px multiples, 4k+1 frames
 
@@ -53,12 +54,12 @@ def engine(demo_root: Path) -> DiffusersEngine:
     return DiffusersEngine(demo_root / "t2v", i2v_pipeline_dir=demo_root / "i2v")
 
 
-def job(prompt: str = "a red fox running through snow", seed: int = 1, **kw: Any) -> EngineJob:
+def job(prompt: str = "a red fox running through snow", seed: int = 1, **kw: Any) -> DiffusersJob:
     args: dict[str, Any] = dict(prompt=prompt, width=W, height=H, frames=F, fps=8, steps=STEPS, seed=seed)
-    return EngineJob(**(args | kw))
+    return DiffusersJob(**(args | kw))
 
 
-async def frames(engine: DiffusersEngine, j: EngineJob, reporter: FakeReporter | None = None) -> np.ndarray:
+async def frames(engine: DiffusersEngine, j: DiffusersJob, reporter: FakeReporter | None = None) -> np.ndarray:
     result = await engine.generate(j, reporter or FakeReporter())
     assert result.frames is not None
     return result.frames
@@ -239,7 +240,7 @@ async def test_remix_resamples_source_to_the_job(engine: DiffusersEngine) -> Non
 
 
 async def test_i2v_follows_the_image(engine: DiffusersEngine) -> None:
-    assert engine.supports_image and engine.supports_remix
+    assert engine.supports_image
     red, blue = png((220, 40, 40)), png((30, 60, 200), stripes=True)
     a = await frames(engine, job(image=red))
     b = await frames(engine, job(image=blue))

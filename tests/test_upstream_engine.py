@@ -30,9 +30,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reelchat.catalog import UpstreamSpec
-from reelchat.engines.base import EngineCancelled, EngineError, EngineJob, EngineResult
-from reelchat.engines.upstream import UpstreamEngine
+from reelchat.engines.base import EngineCancelled, EngineError, EngineResult
+from reelchat.engines.upstream_engine import UpstreamEngine
+from reelchat.engines.upstream_spec import UpstreamJob, UpstreamRemix, UpstreamServer
 from reelchat.media.encode import decode_mp4, encode_mp4
 
 API_KEY = "sk-reelchat-TEST-9f3c1b7e-do-not-leak"
@@ -345,7 +345,7 @@ class FakeReporter:
             await self._on_remember()
 
 
-def make_spec(base_url: str, **overrides: Any) -> UpstreamSpec:
+def make_spec(base_url: str, **overrides: Any) -> UpstreamServer:
     fields: dict[str, Any] = {
         "base_url": base_url,
         "model": "sora-2",
@@ -357,26 +357,22 @@ def make_spec(base_url: str, **overrides: Any) -> UpstreamSpec:
         "deadline_s": 20.0,
     }
     fields.update(overrides)
-    return UpstreamSpec(**fields)
+    return UpstreamServer(**fields)
 
 
-def make_job(**overrides: Any) -> EngineJob:
-    fields: dict[str, Any] = {
-        "prompt": "a red fox runs through snow",
-        "width": 96,
-        "height": 160,
-        "frames": 9,
-        "fps": 4,
-        "steps": 1,
-        "seed": 7,
-        "seconds": 4,
-        "model": "sora-2",
-    }
+def make_job(
+    *, source_video: bytes | None = None, source_upstream_id: str | None = None, **overrides: Any
+) -> UpstreamJob:
+    fields: dict[str, Any] = {"prompt": "a red fox runs through snow", "width": 96, "height": 160, "seconds": 4}
     fields.update(overrides)
-    return EngineJob(**fields)
+    if source_video is not None:  # a remix: the turn's words are the prompt
+        fields["remix"] = UpstreamRemix(
+            video=source_video, upstream_id=source_upstream_id, instruction=fields["prompt"]
+        )
+    return UpstreamJob(**fields)
 
 
-async def run_engine(spec: UpstreamSpec, job: EngineJob, reporter: FakeReporter) -> EngineResult:
+async def run_engine(spec: UpstreamServer, job: UpstreamJob, reporter: FakeReporter) -> EngineResult:
     engine = UpstreamEngine(spec)
     try:
         return await engine.generate(job, reporter)
@@ -384,7 +380,7 @@ async def run_engine(spec: UpstreamSpec, job: EngineJob, reporter: FakeReporter)
         await engine.close()
 
 
-async def expect_error(spec: UpstreamSpec, job: EngineJob, reporter: FakeReporter, code: str) -> EngineError:
+async def expect_error(spec: UpstreamServer, job: UpstreamJob, reporter: FakeReporter, code: str) -> EngineError:
     with pytest.raises(EngineError) as info:
         await run_engine(spec, job, reporter)
     err = info.value
@@ -754,10 +750,11 @@ async def test_unreadable_key_file_is_a_clear_error(tmp_path: Path) -> None:
 
 async def test_engine_attributes_and_close(upstream: Callable[..., FakeUpstream]) -> None:
     fake = upstream()
-    engine = UpstreamEngine(make_spec(fake.base_url, supports_remix=False, supports_reference=True))
-    assert engine.supports_remix and engine.supports_image
-    none = UpstreamEngine(make_spec(fake.base_url, supports_remix=False, supports_reference=False))
-    assert not none.supports_remix and not none.supports_image
+    reference_only = make_spec(fake.base_url, supports_remix=False, supports_reference=True)
+    assert reference_only.capabilities.remix and reference_only.capabilities.image_input
+    neither = make_spec(fake.base_url, supports_remix=False, supports_reference=False)
+    assert not neither.capabilities.remix and not neither.capabilities.image_input
+    engine, none = UpstreamEngine(reference_only), UpstreamEngine(neither)
     await engine.generate(make_job(), FakeReporter(fake))
     await engine.close()
     await engine.close()  # idempotent

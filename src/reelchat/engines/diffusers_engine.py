@@ -1,8 +1,8 @@
 """A local engine over diffusers' Wan pipelines: text-, video- (remix) and image-to-video.
 
 Its catalog entries, capabilities and job type are `diffusers_spec`. One engine owns one device (one
-GPU, or the CPU) and runs one generation at a time on it. The same
-code loads a real Wan checkpoint directory and the demo one (`demo_model.ensure_demo_pipeline`).
+GPU, or the CPU) and runs one generation at a time on it. The same code loads a real Wan checkpoint
+directory and the demo one (`demo_model.ensure_demo_pipeline`).
 """
 
 from __future__ import annotations
