@@ -15,10 +15,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field
 
 from .engines.diffusers_spec import DEMO_I2V_PIPELINE, DEMO_PIPELINE, DiffusersSpec
-from .engines.spec import Capabilities, CatalogError, SpecBase, orientation_of, parse_size
+from .engines.spec import Capabilities, CatalogError, orientation_of, parse_size
 from .engines.upstream_spec import UpstreamServer, UpstreamSpec
 
 __all__ = [
@@ -37,8 +37,9 @@ __all__ = [
 ]
 
 ModelSpec = Annotated[DiffusersSpec | UpstreamSpec, Field(discriminator="engine")]
-_KINDS: dict[str, type[SpecBase]] = {"diffusers": DiffusersSpec, "upstream": UpstreamSpec}
-_ENTRY: TypeAdapter[DiffusersSpec | UpstreamSpec] = TypeAdapter(ModelSpec)
+# The loader picks the kind itself, so errors read "... for UpstreamSpec: seconds: Field required" rather
+# than the tagged union's "upstream.seconds" (which reads like the `upstream` section).
+_KINDS: dict[str, type[DiffusersSpec] | type[UpstreamSpec]] = {"diffusers": DiffusersSpec, "upstream": UpstreamSpec}
 
 
 BUILTIN: dict[str, dict[str, Any]] = {
@@ -80,8 +81,8 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _for_its_kind(fields: dict[str, Any]) -> dict[str, Any]:
-    """The fields without those only another engine kind has.
+def _validate(name: str, fields: dict[str, Any]) -> DiffusersSpec | UpstreamSpec:
+    """The entry as its engine kind's spec, without the fields only another kind has.
 
     An entry switched to another engine keeps what it inherited (a built-in's `remix_strength`, say),
     and catalogs have always been allowed to carry such fields: they mean nothing to this kind. A field
@@ -90,9 +91,9 @@ def _for_its_kind(fields: dict[str, Any]) -> dict[str, Any]:
     engine = fields.get("engine", "diffusers")
     kind = _KINDS.get(engine) if isinstance(engine, str) else None
     if kind is None:
-        return fields  # the discriminator reports it
+        raise CatalogError(f"invalid model catalog: {name}: engine must be one of {', '.join(_KINDS)}, not {engine!r}")
     others = {f for k in _KINDS.values() if k is not kind for f in k.model_fields} - set(kind.model_fields)
-    return {k: v for k, v in fields.items() if k not in others}
+    return kind.model_validate({**{k: v for k, v in fields.items() if k not in others}, "name": name})
 
 
 def load_catalog(models_file: Path | None = None, models_json: str | None = None) -> dict[str, ModelSpec]:
@@ -117,9 +118,6 @@ def load_catalog(models_file: Path | None = None, models_json: str | None = None
                 raise CatalogError(f"model {name!r}: expected an object of fields")
             merged.setdefault(name, {}).update(fields)
     try:
-        return {
-            name: _ENTRY.validate_python({"engine": "diffusers", **_for_its_kind(fields), "name": name})
-            for name, fields in merged.items()
-        }
+        return {name: _validate(name, fields) for name, fields in merged.items()}
     except ValueError as e:
         raise CatalogError(f"invalid model catalog: {e}") from e
