@@ -143,7 +143,8 @@ def test_a_conversation_over_the_message_limit_is_refused_before_it_is_validated
     body = {"model": "sora-2", "messages": [assistant("x")] * MAX_MESSAGES + [user("a cat")]}
     with pytest.raises(RequestError) as e:
         parse_chat_body(json.dumps(body).encode(), {"sora-2": (10,)})
-    assert e.value.code == "too_many_messages" and e.value.param == "messages"
+    assert e.value.code == "too_many_messages"
+    assert e.value.param == "messages"
     assert str(MAX_MESSAGES) in e.value.message
 
 
@@ -152,7 +153,8 @@ def test_a_message_over_the_part_limit_is_refused() -> None:
     body = {"model": "sora-2", "messages": [{"role": "user", "content": parts}]}
     with pytest.raises(RequestError) as e:
         parse_chat_body(json.dumps(body).encode(), {"sora-2": (10,)})
-    assert e.value.code == "too_many_parts" and e.value.param == "messages[0].content"
+    assert e.value.code == "too_many_parts"
+    assert e.value.param == "messages[0].content"
 
 
 def test_a_sid_in_a_long_reply_is_still_found_near_its_end() -> None:

@@ -30,7 +30,7 @@ def _is_loopback(host: str) -> bool:
 
 def describe_model(spec: ModelSpec) -> str:
     if spec.engine == "upstream":
-        assert spec.upstream is not None
+        assert spec.upstream is not None  # noqa: S101  (narrows a type; never input validation)
         return f"{spec.name} -> upstream {spec.upstream.base_url} model {spec.upstream.model}"
     where = (
         "built-in demo Wan model (tiny, RANDOM WEIGHTS: renders coloured mosaics, not scenes)"

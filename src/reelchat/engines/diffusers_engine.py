@@ -102,7 +102,7 @@ class DiffusersEngine:
             return self._t2v, self._v2v
 
     def _image_pipe(self) -> Any:
-        assert self.i2v_pipeline_dir is not None
+        assert self.i2v_pipeline_dir is not None  # noqa: S101  (narrows a type; never input validation)
         if self.i2v_pipeline_dir.resolve() == self.pipeline_dir.resolve():
             # one checkpoint for both (Wan 2.2 TI2V-5B): share the loaded modules, no second copy
             t2v, _ = self._text_pipes()
@@ -301,7 +301,7 @@ def _source_video(job: EngineJob) -> list[Any]:
     from PIL import Image
 
     src = job.source_frames
-    assert src is not None
+    assert src is not None  # noqa: S101  (narrows a type; never input validation)
     if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
         raise EngineError(f"remix source frames must be (F, H, W, 3); got {src.shape}", "invalid_request")
     if len(src) != job.frames:  # resample evenly in time
@@ -314,7 +314,7 @@ def _source_video(job: EngineJob) -> list[Any]:
 def _decode_image(job: EngineJob) -> Any:
     from PIL import Image, UnidentifiedImageError
 
-    assert job.image is not None
+    assert job.image is not None  # noqa: S101  (narrows a type; never input validation)
     try:
         with Image.open(io.BytesIO(job.image)) as im:
             img = im.convert("RGB")

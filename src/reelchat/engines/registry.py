@@ -26,7 +26,7 @@ class EngineRegistry:
 
     def _key(self, spec: ModelSpec) -> tuple[str, ...]:
         if spec.engine == "upstream":
-            assert spec.upstream is not None
+            assert spec.upstream is not None  # noqa: S101  (narrows a type; never input validation)
             return ("upstream", spec.name)
         return ("diffusers", spec.pipeline, spec.i2v_pipeline or "")
 
@@ -36,7 +36,7 @@ class EngineRegistry:
 
             kind: Literal["t2v", "i2v"] = "i2v" if value == DEMO_I2V_PIPELINE else "t2v"
             return await asyncio.to_thread(ensure_demo_pipeline, self.models_dir / "demo", kind)
-        return Path(value).expanduser()
+        return Path(value).expanduser()  # noqa: ASYNC240  (reads $HOME only, no disk I/O)
 
     async def get(self, spec: ModelSpec) -> Engine:
         key = self._key(spec)
@@ -67,7 +67,7 @@ class EngineRegistry:
         if spec.engine == "upstream":
             from .upstream import UpstreamEngine
 
-            assert spec.upstream is not None
+            assert spec.upstream is not None  # noqa: S101  (narrows a type; never input validation)
             return UpstreamEngine(spec.upstream)
         from .diffusers_engine import DiffusersEngine
 

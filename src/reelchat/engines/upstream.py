@@ -138,7 +138,7 @@ class UpstreamEngine:
 
     def scrub(self, text: str) -> str:
         """Upstream text made safe to show: the API key cut out, the length bounded."""
-        if self._secret and len(self._secret) >= 4 and self._secret != "none":
+        if self._secret and len(self._secret) >= 4 and self._secret != "none":  # noqa: S105  ("none" = no key)
             text = text.replace(self._secret, "[redacted]")
         text = " ".join(text.split())
         return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
@@ -146,7 +146,7 @@ class UpstreamEngine:
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with equal jitter: half fixed, half random, so retries spread out."""
         base = min(MAX_BACKOFF_S, self.spec.retry_backoff_s * 2.0**attempt)
-        return base / 2 + random.uniform(0, base / 2)
+        return base / 2 + random.uniform(0, base / 2)  # noqa: S311  (retry jitter, not a secret)
 
 
 class _Run:

@@ -247,7 +247,7 @@ class VideoService:
         elif source is not None:
             seed = source.seed
         else:
-            seed = random.randrange(2**31)
+            seed = random.randrange(2**31)  # noqa: S311  (a generation seed, not a secret)
         engine_prompt = spec.remix_prompt(source.engine_prompt, prompt) if source is not None else prompt
         task = Task(
             id=new_task_id(),
@@ -292,7 +292,7 @@ class VideoService:
                     )
                 checked = await check_image_async(req.image.data, self._image_checks)
             else:
-                assert req.image_url is not None
+                assert req.image_url is not None  # noqa: S101  (narrows a type; never input validation)
                 checked = await fetch_image(req.image_url, policy, gate=self._image_checks)
         except ImageFetchError as e:
             raise InvalidRequest(str(e), param="input_reference", code=e.code) from e

@@ -138,7 +138,7 @@ def _render_state(renderer: ReplyRenderer, task: Task, links: Links) -> str:
             text += renderer.progress(task.progress)
     elif task.status is TaskStatus.COMPLETED:
         text += renderer.generating()
-        assert task.video_name is not None and task.thumbnail_name is not None
+        assert task.video_name is not None and task.thumbnail_name is not None  # noqa: S101, PT018  (type narrowing)
         text += renderer.done(task.sid, links.media(task.thumbnail_name), links.media(task.video_name))
     elif task.status is TaskStatus.FAILED:
         text += renderer.failed(task.error_message or "unknown error")
@@ -165,7 +165,7 @@ async def _chat_completions(request: Request, state: AppState, tenant: str) -> S
     req = await state.bodies.chat(await request.body(), service.seconds_by_model())
     service.spec(req.model)  # an unknown model gets its error here
     turn = req.turn
-    assert turn is not None  # set for every model the service knows
+    assert turn is not None  # noqa: S101  (type narrowing) set for every model the service knows
     task = await _build_task(service, tenant, req, turn)
     source = await service.get(task.remixed_from) if task.remixed_from else None
     echo = _echo_fields(task, turn, source)
