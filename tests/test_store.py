@@ -338,44 +338,44 @@ async def test_soft_delete(store: Store) -> None:
     assert await store.complete(completed.id, 1, video_name="c.mp4", thumbnail_name="c.webp", spritesheet_name=None)
 
     assert await store.mark_deleted(queued.id) is not None
-    assert await store.is_deleted(queued.id)
     gone = await store.get_task(queued.id)
-    assert gone is not None and gone.status is TaskStatus.CANCELLED  # the row stays: lineage still points at it
+    assert (
+        gone is not None and gone.deleted and gone.status is TaskStatus.CANCELLED
+    )  # the row stays: lineage still points at it
     assert await store.claim(queued.id) is None  # and no worker will run it
     assert queued.id not in [i for i, _ in await store.queued()]
 
     assert await store.mark_deleted(completed.id) is not None
     kept = await store.get_task(completed.id)
-    assert kept is not None and kept.status is TaskStatus.COMPLETED and await store.is_deleted(completed.id)
+    assert kept is not None and kept.status is TaskStatus.COMPLETED and kept.deleted
     assert (await store.list_tasks("alice", after=None, limit=10, order="desc")) == ([], False)
     assert await store.mark_deleted(new_task_id()) is None
-    assert not await store.is_deleted(new_task_id())
 
 
 async def test_api_keys_add_lookup_revoke(store: Store) -> None:
-    assert await store.active_key_count() == 0
+    assert await store.keys.active_count() == 0
     alice, secret = await create_key(store, "alice")
     bob, bob_secret = await create_key(store, "bob", "team-b")
     assert secret != bob_secret and secret.startswith(alice.prefix)
     assert (alice.tenant, bob.tenant) == ("alice", "team-b")
 
-    found = await store.key_by_hash(hash_key(secret))
+    found = await store.keys.by_hash(hash_key(secret))
     assert found is not None and (found.id, found.name, found.tenant) == (alice.id, "alice", "alice")
     assert (await authenticate(store, bob_secret)) is not None
     assert await authenticate(store, secret + "x") is None
     assert await authenticate(store, "") is None
-    assert await store.active_key_count() == 2
-    assert [k.name for k in await store.list_keys()] == ["alice", "bob"]
+    assert await store.keys.active_count() == 2
+    assert [k.name for k in await store.keys.list_all()] == ["alice", "bob"]
 
     # only a hash is stored: the secret is nowhere in the database
     async with store.engine.connect() as conn:
         rows = (await conn.execute(sa.text("SELECT * FROM api_keys"))).fetchall()
     assert secret not in repr(rows) and bob_secret not in repr(rows)
 
-    assert await store.revoke_key("alice") == 1
+    assert await store.keys.revoke("alice") == 1
     assert await authenticate(store, secret) is None
-    assert await store.revoke_key("alice") == 0
-    assert await store.revoke_key(bob.id) == 1  # by id as well as by name
-    assert await store.active_key_count() == 0
-    listed = {k.name: k for k in await store.list_keys()}
+    assert await store.keys.revoke("alice") == 0
+    assert await store.keys.revoke(bob.id) == 1  # by id as well as by name
+    assert await store.keys.active_count() == 0
+    listed = {k.name: k for k in await store.keys.list_all()}
     assert listed["alice"].revoked_at is not None and listed["bob"].revoked_at is not None

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
-import socket
 import sys
 from collections.abc import Sequence
 
 from .catalog import DEMO_I2V_PIPELINE, DEMO_PIPELINE, CatalogError, ModelSpec, load_catalog
+from .net.loopback import is_loopback
 from .service import keys as keys_service
 from .settings import Settings
 from .store.tasks import Store
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:
-            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
-        except OSError:
-            return False
 
 
 def describe_model(spec: ModelSpec) -> str:
@@ -50,7 +37,7 @@ async def _with_store(settings: Settings, fn: str, *args: str) -> int:
     try:
         await store.migrate()
         if fn == "count":
-            return await store.active_key_count()
+            return await store.keys.active_count()
         if fn == "create":
             key, secret = await keys_service.create_key(store, args[0], args[1] or None)
             print(f"Created key {key.id} (name {key.name}, tenant {key.tenant}).")
@@ -58,7 +45,7 @@ async def _with_store(settings: Settings, fn: str, *args: str) -> int:
             print(secret)
             return 0
         if fn == "list":
-            rows = await store.list_keys()
+            rows = await store.keys.list_all()
             if not rows:
                 print("No API keys: the server runs open on loopback addresses only.")
             for k in rows:
@@ -66,7 +53,7 @@ async def _with_store(settings: Settings, fn: str, *args: str) -> int:
                 print(f"{k.id}\t{k.name}\ttenant={k.tenant}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{state}")
             return 0
         if fn == "revoke":
-            n = await store.revoke_key(args[0])
+            n = await store.keys.revoke(args[0])
             print(f"Revoked {n} key(s)." if n else f"No active key with id or name {args[0]!r}.")
             return 0 if n else 1
         raise AssertionError(fn)
@@ -90,7 +77,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         return 2
     settings.home.mkdir(parents=True, exist_ok=True)
     key_count = asyncio.run(_with_store(settings, "count"))
-    if key_count == 0 and not _is_loopback(host):
+    if key_count == 0 and not is_loopback(host, resolve=True):
         print(
             f"reelchat: refusing to listen on {host}: no API keys exist, so the server would be open to anyone.\n"
             "Create one with `reelchat keys create --name NAME`, or listen on 127.0.0.1.",
