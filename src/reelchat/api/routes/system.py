@@ -46,8 +46,9 @@ async def get_model(model_id: str, state: StateDep, _tenant: TenantDep) -> dict[
 async def healthz(state: StateDep) -> JSONResponse:
     """200 while the store answers and the workers run or load their models; 503 (with what failed) if not."""
     checks = await state.service.health()
-    ok = checks["database"] == "ok" and checks["workers"] != "failed"
-    return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
+    if checks["database"] == "ok" and checks["workers"] != "failed":
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "unavailable", **checks}, status_code=503)
 
 
 @router.get("/readyz")
