@@ -26,7 +26,8 @@ from helpers import ServerProcess, assistant, user
 
 import reelchat
 from reelchat.protocol.chat_parse import MAX_CONTENT_PARTS, MAX_MESSAGES, parse_chat_body
-from reelchat.protocol.chat_request import ChatMessage, read_turn
+from reelchat.protocol.chat_schema import ChatMessage
+from reelchat.protocol.chat_turn import read_turn
 from reelchat.protocol.errors import RequestError
 
 N = 100_000
@@ -55,11 +56,11 @@ PATTERNS = _all_patterns()
 def test_the_walk_finds_the_patterns_that_read_user_text() -> None:
     names = set(PATTERNS)
     for expected in (
-        "reelchat.protocol.chat_request._SID_LABEL",
-        "reelchat.protocol.chat_request._SID_LABEL_ANY",
-        "reelchat.protocol.chat_request._DURATION",
-        "reelchat.protocol.chat_request._LEADING_REF",
-        "reelchat.protocol.chat_request._TRAILING_REF",
+        "reelchat.protocol.chat_references._SID_LABEL",
+        "reelchat.protocol.chat_references._SID_LABEL_ANY",
+        "reelchat.protocol.chat_words._DURATION",
+        "reelchat.protocol.chat_references._LEADING_REF",
+        "reelchat.protocol.chat_references._TRAILING_REF",
         "reelchat.media.ranges._RANGE_SPEC",
         "reelchat.api.links._HOST_RE",
         "reelchat.net.fetch._HOSTNAME_RE",

@@ -23,7 +23,7 @@ from ...protocol.chat_render import (
     pick_locale,
     sse,
 )
-from ...protocol.chat_request import Turn
+from ...protocol.chat_turn import Turn
 from ...service.videos import VideoService
 from ..deps import AppState, StateDep, TenantDep
 from ..links import Links
