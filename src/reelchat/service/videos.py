@@ -19,7 +19,10 @@ from ..domain import MAX_PROMPT_CHARS, Orientation, Task, TaskEvent, TaskStatus,
 from ..engines.registry import EngineRegistry
 from ..ids import SID_RE, new_sid, new_task_id, new_video_id
 from ..media.storage import Storage, new_media_name
-from ..net.fetch import IMAGE_CHECKS_AT_ONCE, FetchPolicy, ImageFetchError, check_image_async, fetch_image
+from ..net.errors import ImageFetchError
+from ..net.fetch import fetch_image
+from ..net.images import IMAGE_CHECKS_AT_ONCE, check_image_async
+from ..net.policy import FetchPolicy
 from ..settings import Settings
 from ..store.tasks import Store
 from .crashes import CrashPolicy
