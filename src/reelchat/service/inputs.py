@@ -10,7 +10,10 @@ import asyncio
 
 from ..domain import VideoRequest
 from ..media.storage import new_media_name
-from ..net.fetch import IMAGE_CHECKS_AT_ONCE, FetchPolicy, ImageFetchError, check_image_async, fetch_image
+from ..net.errors import ImageFetchError
+from ..net.fetch import fetch_image
+from ..net.images import IMAGE_CHECKS_AT_ONCE, check_image_async
+from ..net.policy import FetchPolicy
 from ..settings import Settings
 from .errors import InvalidRequest
 

@@ -21,7 +21,7 @@ from ...protocol.chat_render import (
     pick_locale,
     sse,
 )
-from ...protocol.chat_request import Turn
+from ...protocol.chat_turn import Turn
 from ...service.chat import ChatServing, ChatTurn, FollowFailed
 from ..deps import AppState, StateDep, TenantDep
 from ..links import Links
