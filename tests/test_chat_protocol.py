@@ -11,7 +11,9 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import ValidationError
 
-from reelchat.domain import Orientation
+from reelchat.domain import MAX_PROMPT_CHARS, Orientation
+from reelchat.ids import SID_RE, TASK_ID_RE
+from reelchat.protocol.chat_references import looks_like_sid, looks_like_task_id
 from reelchat.protocol.chat_render import (
     SSE_DONE,
     ReplyRenderer,
@@ -23,17 +25,9 @@ from reelchat.protocol.chat_render import (
     pick_locale,
     sse,
 )
-from reelchat.protocol.chat_request import (
-    MAX_PROMPT_CHARS,
-    SID_RE,
-    TASK_ID_RE,
-    ChatCompletionRequest,
-    ChatMessage,
-    TurnError,
-    looks_like_sid,
-    looks_like_task_id,
-    read_turn,
-)
+from reelchat.protocol.chat_schema import ChatCompletionRequest, ChatMessage
+from reelchat.protocol.chat_turn import read_turn
+from reelchat.protocol.chat_turn_error import TurnError
 
 ALLOWED = (10, 15)
 

@@ -31,17 +31,12 @@ import pytest_asyncio
 from PIL import Image
 
 import reelchat.net.fetch as fetch_mod
-from reelchat.net.fetch import (
-    FetchedImage,
-    FetchPolicy,
-    ImageFetchError,
-    Resolver,
-    check_image,
-    decode_data_url,
-    fetch_image,
-    is_forbidden_address,
-    system_resolver,
-)
+from reelchat.net.addresses import is_forbidden_address
+from reelchat.net.data_urls import decode_data_url
+from reelchat.net.errors import ImageFetchError
+from reelchat.net.fetch import Resolver, fetch_image, system_resolver
+from reelchat.net.images import FetchedImage, check_image
+from reelchat.net.policy import FetchPolicy
 
 # ------------------------------------------------------------------------------------------- images
 

@@ -20,7 +20,6 @@ from reelchat.media.encode import (
     encode_webp,
     pick_thumbnail_frame,
     probe_mp4,
-    thumbnail_from_mp4,
     thumbnail_size,
 )
 from reelchat.media.ranges import RangeNotSatisfiable, content_range, parse_range
@@ -152,7 +151,7 @@ def test_encode_mp4_rejects_bad_fps(fps: int) -> None:
     [b"", b"not a video at all", b"\x00" * 4096, b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100],
 )
 def test_bad_mp4_bytes_raise_media_error(data: bytes) -> None:
-    for reader in (decode_mp4, probe_mp4, thumbnail_from_mp4):
+    for reader in (decode_mp4, probe_mp4):
         with pytest.raises(MediaError):
             reader(data)
 
@@ -208,16 +207,6 @@ def test_webp_rejects_bad_frames() -> None:
         encode_webp(np.zeros((4, 4), np.uint8))
     with pytest.raises(MediaError):
         encode_webp(np.zeros((0, 4, 3), np.uint8))
-
-
-def test_thumbnail_from_mp4() -> None:
-    clip = gradient_clip(17, 96, 160)
-    image = Image.open(io.BytesIO(thumbnail_from_mp4(encode_mp4(clip, fps=8))))
-    assert image.format == "WEBP"
-    assert image.size == (213, 128)
-    # It is the middle frame: compare against the source at the same size.
-    expected = np.asarray(Image.fromarray(clip[8]).resize(image.size, Image.Resampling.NEAREST), np.int16)
-    assert np.abs(np.asarray(image.convert("RGB"), np.int16) - expected).mean() < 8
 
 
 def test_spritesheet_is_a_jpeg_grid() -> None:

@@ -35,7 +35,7 @@ from PIL import Image, ImageOps
 
 from ..catalog import UpstreamSpec
 from ..media import encode
-from ..net.fetch import MAX_IMAGE_PIXELS
+from ..net.images import MAX_IMAGE_PIXELS
 from .base import EngineCancelled, EngineError, EngineJob, EngineResult, Reporter
 from .upstream_download import download_capped
 

@@ -24,6 +24,8 @@ CONTENT_TYPES = {
     "jpg": "image/jpeg",
     "jpeg": "image/jpeg",
     "png": "image/png",
+    "gif": "image/gif",
+    "bmp": "image/bmp",
 }
 CHUNK = 256 * 1024
 
@@ -98,4 +100,4 @@ async def serve_media(
 
 @router.api_route("/media/{name}", methods=["GET", "HEAD"])
 async def media(name: str, request: Request, state: StateDep) -> Response:
-    return await serve_media(state.service.storage, name, request)
+    return await serve_media(state.storage, name, request)
