@@ -140,7 +140,7 @@ def _on_signal(signum: int, _frame: Any) -> None:
 
 def spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log = open(log_path, "wb")  # noqa: SIM115  (lives as long as the child)
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603  (argv built by this script)
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
     )
     log.close()
@@ -589,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(Exception):  # find the listening process to sample its RSS (same host)
                 port = int(url.rsplit(":", 1)[1])
                 for conn in psutil.net_connections("tcp"):
-                    if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+                    if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
                         server_pid = conn.pid
                         break
             with httpx.Client(trust_env=False, timeout=10) as c:

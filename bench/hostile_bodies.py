@@ -26,8 +26,8 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chat_load import fmt_ms, free_port, kill_children, machine_info, pct, spawn, wait_healthy
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `bench`
+from bench.chat_load import fmt_ms, free_port, kill_children, machine_info, pct, spawn, wait_healthy
 
 
 def _msg(role: str, content: Any) -> dict[str, Any]:

@@ -92,7 +92,7 @@ def start_server(name: str, workdir: Path, extra_env: dict[str, str]) -> Server:
     env.update({"REELCHAT_HOME": str(home), **extra_env})
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603  (fixed argv: our own CLI)
             [str(REELCHAT), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
             cwd=ROOT,
             env=env,

@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh "[dev]"
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
-.venv/bin/mypy src
+.venv/bin/mypy src tests bench
 exec .venv/bin/python -m pytest -q "$@"

@@ -34,7 +34,7 @@ class Browser:
         self.port = free_port()
         self.profile = Path(tempfile.mkdtemp(prefix="reelchat-chromium-"))
         # the flags this closed network needs: nothing reaches out to Google's services
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: S603  (fixed argv: the found chromium)
             [
                 executable,
                 "--headless",

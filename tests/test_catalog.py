@@ -40,10 +40,13 @@ def test_readme_catalog_examples_load() -> None:
 
 def test_engine_defaults_to_diffusers_and_picks_the_spec_type() -> None:
     catalog = load_catalog(models_json=json.dumps({"sora-2": {"engine": "upstream", "upstream": UPSTREAM}}))
-    assert isinstance(catalog["sora-2-pro"], DiffusersSpec) and catalog["sora-2-pro"].engine == "diffusers"
+    assert isinstance(catalog["sora-2-pro"], DiffusersSpec)
+    assert catalog["sora-2-pro"].engine == "diffusers"
     up = catalog["sora-2"]
     # switched to upstream, it keeps what it shares with the built-in (sizes, seconds) and drops the rest
-    assert isinstance(up, UpstreamSpec) and up.seconds == [10] and up.upstream.model == "m"
+    assert isinstance(up, UpstreamSpec)
+    assert up.seconds == [10]
+    assert up.upstream.model == "m"
 
 
 def test_catalog_errors_stay_errors() -> None:
@@ -66,10 +69,16 @@ def test_capabilities_by_kind() -> None:
         )
     )
     caps = {name: spec.capabilities for name, spec in catalog.items()}
-    assert caps["sora-2"].image_input and caps["sora-2"].remix and caps["sora-2"].text_to_video
-    assert not caps["t2v-only"].image_input and caps["t2v-only"].remix
-    assert caps["ref-only"].remix and caps["ref-only"].image_input  # a reference frame stands in for /remix
-    assert not caps["bare"].remix and not caps["bare"].image_input and caps["bare"].text_to_video
+    assert caps["sora-2"].image_input
+    assert caps["sora-2"].remix
+    assert caps["sora-2"].text_to_video
+    assert not caps["t2v-only"].image_input
+    assert caps["t2v-only"].remix
+    assert caps["ref-only"].remix
+    assert caps["ref-only"].image_input
+    assert not caps["bare"].remix
+    assert not caps["bare"].image_input
+    assert caps["bare"].text_to_video
 
 
 # ---- the service refuses what a model can't do, before queuing ------------------------------------
@@ -133,9 +142,11 @@ def _png() -> bytes:
 async def test_remix_by_a_model_that_cannot_remix_is_refused_before_queuing(service: VideoService) -> None:
     with pytest.raises(InvalidRequest) as info:
         await service.prepare("t", VideoRequest(model="bare", prompt="at night"), source=_finished("full"))
-    assert info.value.code == "unsupported_value" and info.value.param == "model"
+    assert info.value.code == "unsupported_value"
+    assert info.value.param == "model"
     assert "bare can't modify an existing video" in str(info.value)
-    assert service.executor.pending() == 0 and await service.store.unfinished_count("t") == 0
+    assert service.executor.pending() == 0
+    assert await service.store.unfinished_count("t") == 0
     # a model that can remix takes the same request
     task = await service.prepare("t", VideoRequest(model="full", prompt="at night"), source=_finished("bare"))
     assert task.remixed_from == "task_source"
@@ -145,7 +156,8 @@ async def test_image_to_a_model_without_image_input_is_refused(service: VideoSer
     request = VideoRequest(model="bare", prompt="a fox", image=InputImage(_png(), "image/png"))
     with pytest.raises(InvalidRequest) as info:
         await service.prepare("t", request)
-    assert info.value.code == "unsupported_value" and info.value.param == "input_reference"
+    assert info.value.code == "unsupported_value"
+    assert info.value.param == "input_reference"
     full = await service.prepare("t", VideoRequest(model="full", prompt="a fox", image=InputImage(_png(), "image/png")))
     assert full.has_image
 
@@ -166,5 +178,7 @@ def test_fit_image_applies_exif_orientation_and_crops_without_stretching() -> No
     fitted = np.asarray(images.fit_image(out.getvalue(), 40, 80))
     assert fitted.shape == (80, 40, 3)  # upright: portrait, filled without stretching
     top, bottom = fitted[5, 20].astype(int), fitted[-5, 20].astype(int)
-    assert top[0] > 200 and top[2] < 60  # red ends up on top once turned upright
-    assert bottom[2] > 200 and bottom[0] < 60
+    assert top[0] > 200
+    assert top[2] < 60
+    assert bottom[2] > 200
+    assert bottom[0] < 60

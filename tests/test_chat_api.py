@@ -92,14 +92,18 @@ def check_chunks(stream: SSEStream, model: str = "sora-2") -> None:
     chunks = [ChatCompletionChunk.model_validate(p) for p in stream.payloads]
     assert stream.done, "the stream must end with data: [DONE]"
     assert len(chunks) >= 3
-    assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
+    assert len({c.id for c in chunks}) == 1
+    assert chunks[0].id.startswith("chatcmpl-")
     assert len({c.created for c in chunks}) == 1
     assert {c.model for c in chunks} == {model}
     assert {c.object for c in chunks} == {"chat.completion.chunk"}
     assert all(len(c.choices) == 1 and c.choices[0].index == 0 for c in chunks)
     first, last = chunks[0].choices[0], chunks[-1].choices[0]
-    assert first.delta.role == "assistant" and first.delta.content == ""
-    assert last.delta.content is None and last.delta.role is None and last.finish_reason == "stop"
+    assert first.delta.role == "assistant"
+    assert first.delta.content == ""
+    assert last.delta.content is None
+    assert last.delta.role is None
+    assert last.finish_reason == "stop"
     assert stream.payloads[-1]["choices"][0]["delta"] == {}
     assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
     assert all(c.choices[0].delta.role is None for c in chunks[1:])
@@ -125,12 +129,17 @@ async def test_first_turn_streams_the_seeds_chunks_and_markdown(first_video: tup
     # the links point at this server's task pages
     assert reply.web_url == f"{BASE}/web/{reply.task_id}"
     assert reply.source_url == f"{BASE}/source/{reply.task_id}"
-    assert "\n> 排队中" in reply.content and "\n> 生成中" in reply.content
-    assert len(reply.progress) >= 2 and reply.progress == sorted(set(reply.progress)), reply.progress
+    assert "\n> 排队中" in reply.content
+    assert "\n> 生成中" in reply.content
+    assert len(reply.progress) >= 2, reply.progress
+    assert reply.progress == sorted(set(reply.progress)), reply.progress
     assert all(0 < p < 100 for p in reply.progress)
-    assert reply.sid is not None and reply.video_url and reply.thumbnail_url
+    assert reply.sid is not None
+    assert reply.video_url
+    assert reply.thumbnail_url
     assert reply.thumbnail_alt == reply.thumbnail_url  # the seed's ![url](url)
-    assert reply.video_url.startswith(f"{BASE}/media/") and reply.thumbnail_url.startswith(f"{BASE}/media/")
+    assert reply.video_url.startswith(f"{BASE}/media/")
+    assert reply.thumbnail_url.startswith(f"{BASE}/media/")
     # loading the model takes longer than the 0.2 s keep-alive interval: the client sees it's alive
     assert keepalive_count(stream) >= 1
 
@@ -144,7 +153,9 @@ async def test_second_turn_remixes_the_video_named_in_the_history(
     check_chunks(stream)
     reply = parse_reply(stream.content, "zh")
     assert reply.echo == {"prompt": SEED_SECOND_TURN, "orientation": "portrait", "sid": first.sid}
-    assert reply.task_id != first.task_id and reply.sid is not None and reply.sid != first.sid
+    assert reply.task_id != first.task_id
+    assert reply.sid is not None
+    assert reply.sid != first.sid
     assert reply.video_url != first.video_url
     source = (await client.get(f"/source/{reply.task_id}")).json()
     assert source["status"] == "completed"
@@ -175,9 +186,12 @@ async def test_english_reply_with_accept_language_en(client: httpx.AsyncClient) 
     stream = await chat_stream(client, [user(SEED_FIRST_TURN)], headers={"Accept-Language": "en-US,en;q=0.9"})
     check_chunks(stream)
     reply = parse_reply(stream.content, "en")
-    assert "\n> Queuing" in reply.content and "\n> Generating" in reply.content
-    assert "Progress" in reply.content and "Generating Complete ✅" in reply.content
-    assert reply.video_url and "[Online Play▶️](" in reply.content
+    assert "\n> Queuing" in reply.content
+    assert "\n> Generating" in reply.content
+    assert "Progress" in reply.content
+    assert "Generating Complete ✅" in reply.content
+    assert reply.video_url
+    assert "[Online Play▶️](" in reply.content
     assert "排队中" not in reply.content
 
 
@@ -201,19 +215,24 @@ async def test_non_stream_returns_one_chat_completion(client: httpx.AsyncClient)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/json")
     completion = ChatCompletion.model_validate(r.json())
-    assert completion.object == "chat.completion" and completion.id.startswith("chatcmpl-")
+    assert completion.object == "chat.completion"
+    assert completion.id.startswith("chatcmpl-")
     assert completion.model == "sora-2"
     assert len(completion.choices) == 1
     choice = completion.choices[0]
-    assert choice.finish_reason == "stop" and choice.message.role == "assistant"
+    assert choice.finish_reason == "stop"
+    assert choice.message.role == "assistant"
     assert choice.message.content is not None
     reply = parse_reply(choice.message.content, "zh")
     assert reply.echo == {"prompt": SEED_ZH_TURN, "orientation": "portrait"}
-    assert reply.sid and reply.video_url and reply.thumbnail_url
+    assert reply.sid
+    assert reply.video_url
+    assert reply.thumbnail_url
     assert reply.progress, "the whole reply carries the same progress line as the stream"
     # the same video record
     source = (await client.get(f"/source/{reply.task_id}")).json()
-    assert source["sid"] == reply.sid and source["url"] == reply.video_url
+    assert source["sid"] == reply.sid
+    assert source["url"] == reply.video_url
 
 
 async def test_stream_omitted_means_one_chat_completion(client: httpx.AsyncClient) -> None:
@@ -232,8 +251,10 @@ async def test_x_forwarded_host_from_a_trusted_proxy_steers_links(client: httpx.
     front = "http://localhost:5173"
     assert reply.web_url == f"{front}/web/{reply.task_id}"
     assert reply.source_url == f"{front}/source/{reply.task_id}"
-    assert reply.video_url is not None and reply.video_url.startswith(f"{front}/media/")
-    assert reply.thumbnail_url is not None and reply.thumbnail_url.startswith(f"{front}/media/")
+    assert reply.video_url is not None
+    assert reply.video_url.startswith(f"{front}/media/")
+    assert reply.thumbnail_url is not None
+    assert reply.thumbnail_url.startswith(f"{front}/media/")
 
 
 async def test_an_untrusted_client_cannot_steer_links(make_home: Callable[[str], Path]) -> None:
@@ -251,7 +272,8 @@ async def test_an_untrusted_client_cannot_steer_links(make_home: Callable[[str],
     reply = parse_reply(stream.content, "zh")
     assert "evil.example" not in reply.content
     assert reply.web_url == f"{BASE}/web/{reply.task_id}"
-    assert reply.video_url is not None and reply.video_url.startswith(f"{BASE}/media/")
+    assert reply.video_url is not None
+    assert reply.video_url.startswith(f"{BASE}/media/")
 
 
 async def test_open_mode_serves_loopback_callers_only(app: Any) -> None:
@@ -274,7 +296,8 @@ async def test_a_hostile_host_header_does_not_inject_into_links(client: httpx.As
 async def test_source_shows_the_finished_task(client: httpx.AsyncClient, first_video: tuple[SSEStream, Reply]) -> None:
     _, reply = first_video
     r = await client.get(f"/source/{reply.task_id}")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/json")
     src = r.json()
     for key in (
         "id", "status", "progress", "model", "prompt", "orientation", "seconds", "size", "sid", "url",
@@ -286,16 +309,19 @@ async def test_source_shows_the_finished_task(client: httpx.AsyncClient, first_v
     assert (src["model"], src["prompt"], src["orientation"]) == ("sora-2", SEED_FIRST_TURN, "portrait")
     assert (src["seconds"], src["size"], src["fps"], src["frames"]) == (2, "96x160", 4, 9)
     assert src["sid"] == reply.sid
-    assert src["url"] == reply.video_url and src["thumbnail_url"] == reply.thumbnail_url
+    assert src["url"] == reply.video_url
+    assert src["thumbnail_url"] == reply.thumbnail_url
     created = datetime.fromisoformat(src["created_at"])
     completed = datetime.fromisoformat(src["completed_at"])
-    assert created.tzinfo is not None and created <= completed
+    assert created.tzinfo is not None
+    assert created <= completed
     # the video is what the task says it is
     video = await client.get(src["url"])
     probed = probe_video(video.content)
     assert (probed.info.width, probed.info.height) == (96, 160)
     assert probed.info.frames == probed.decoded_frames == src["frames"]
-    assert probed.info.codec == "h264" and probed.info.pix_fmt == "yuv420p"
+    assert probed.info.codec == "h264"
+    assert probed.info.pix_fmt == "yuv420p"
     thumb = await client.get(src["thumbnail_url"])
     assert thumb.headers["content-type"] == "image/webp"
     w, h = decode_webp(thumb.content)
@@ -305,9 +331,12 @@ async def test_source_shows_the_finished_task(client: httpx.AsyncClient, first_v
 async def test_web_page_shows_the_task(client: httpx.AsyncClient, first_video: tuple[SSEStream, Reply]) -> None:
     _, reply = first_video
     r = await client.get(f"/web/{reply.task_id}")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert reply.task_id in r.text and SEED_FIRST_TURN in r.text
-    assert reply.video_url is not None and reply.video_url in r.text  # the player plays the video
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert reply.task_id in r.text
+    assert SEED_FIRST_TURN in r.text
+    assert reply.video_url is not None
+    assert reply.video_url in r.text  # the player plays the video
 
 
 async def test_web_page_escapes_the_prompt(client: httpx.AsyncClient) -> None:
@@ -336,7 +365,8 @@ async def test_unknown_task_source_is_404(client: httpx.AsyncClient, path: str) 
 
 async def test_unknown_task_web_is_404_html(client: httpx.AsyncClient) -> None:
     r = await client.get("/web/task_00000000000000000000000000")
-    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
 
 
 # --------------------------------------------------------------------------- /media
@@ -346,7 +376,8 @@ async def test_media_full_and_ranged(client: httpx.AsyncClient, first_video: tup
     _, reply = first_video
     assert reply.video_url is not None
     full = await client.get(reply.video_url)
-    assert full.status_code == 200 and full.headers["content-type"] == "video/mp4"
+    assert full.status_code == 200
+    assert full.headers["content-type"] == "video/mp4"
     assert int(full.headers["content-length"]) == len(full.content) > 100
     assert full.headers["accept-ranges"] == "bytes"
     size = len(full.content)
@@ -354,10 +385,12 @@ async def test_media_full_and_ranged(client: httpx.AsyncClient, first_video: tup
     part = await client.get(reply.video_url, headers={"Range": "bytes=0-99"})
     assert part.status_code == 206
     assert part.headers["content-range"] == f"bytes 0-99/{size}"
-    assert len(part.content) == 100 and part.content == full.content[:100]
+    assert len(part.content) == 100
+    assert part.content == full.content[:100]
 
     tail = await client.get(reply.video_url, headers={"Range": "bytes=-10"})
-    assert tail.status_code == 206 and tail.content == full.content[-10:]
+    assert tail.status_code == 206
+    assert tail.content == full.content[-10:]
 
     bad = await client.get(reply.video_url, headers={"Range": f"bytes={size}-"})
     assert bad.status_code == 416
@@ -379,7 +412,8 @@ async def test_media_full_and_ranged(client: httpx.AsyncClient, first_video: tup
 async def test_media_bad_or_unknown_names_are_404(client: httpx.AsyncClient, name: str) -> None:
     r = await client.get(f"/media/{name}")
     assert r.status_code == 404
-    assert b"SQLite" not in r.content and b"root:" not in r.content
+    assert b"SQLite" not in r.content
+    assert b"root:" not in r.content
 
 
 async def test_media_never_serves_the_database_even_when_media_dir_is_home(make_home: Callable[[str], Path]) -> None:
@@ -388,7 +422,8 @@ async def test_media_never_serves_the_database_even_when_media_dir_is_home(make_
     async with application.router.lifespan_context(application), make_client(application) as c:
         assert (home / "reelchat.db").is_file()
         r = await c.get("/media/reelchat.db")
-        assert r.status_code == 404 and b"SQLite" not in r.content
+        assert r.status_code == 404
+        assert b"SQLite" not in r.content
 
 
 # --------------------------------------------------------------------------- models
@@ -400,7 +435,8 @@ async def test_models_lists_sora_2_and_sora_2_pro(client: httpx.AsyncClient) -> 
     body = r.json()
     assert body["object"] == "list"
     ids = [m["id"] for m in body["data"]]
-    assert "sora-2" in ids and "sora-2-pro" in ids
+    assert "sora-2" in ids
+    assert "sora-2-pro" in ids
     assert all(m["object"] == "model" for m in body["data"])
 
 
@@ -411,13 +447,18 @@ async def test_a_failing_model_ends_the_stream_with_the_failure_line(client: htt
     stream = await chat_stream(client, [user("a video that cannot be made")], model="broken")
     check_chunks(stream, model="broken")
     reply = parse_reply(stream.content, "zh")
-    assert reply.reason is not None and reply.reason.strip()
+    assert reply.reason is not None
+    assert reply.reason.strip()
     assert "\n\n> 生成失败 ❌\n> 原因: " in reply.content
-    assert reply.sid is None and reply.video_url is None and ".mp4" not in reply.content
+    assert reply.sid is None
+    assert reply.video_url is None
+    assert ".mp4" not in reply.content
     src = (await client.get(f"/source/{reply.task_id}")).json()
     assert src["status"] == "failed"
-    assert src["error"] and src["error"]["message"]
-    assert src["url"] is None and src["sid"] is None
+    assert src["error"]
+    assert src["error"]["message"]
+    assert src["url"] is None
+    assert src["sid"] is None
 
 
 async def test_a_failing_model_in_english_non_stream(client: httpx.AsyncClient) -> None:
@@ -430,7 +471,8 @@ async def test_a_failing_model_in_english_non_stream(client: httpx.AsyncClient) 
     content = ChatCompletion.model_validate(r.json()).choices[0].message.content
     assert content is not None
     reply = parse_reply(content, "en")
-    assert "\n\n> Generating Failed ❌\n> Reason: " in content and reply.reason
+    assert "\n\n> Generating Failed ❌\n> Reason: " in content
+    assert reply.reason
 
 
 # --------------------------------------------------------------------------- bad requests
@@ -537,7 +579,8 @@ async def test_after_all_the_bad_requests_the_server_still_works(
     # and the first video is still there
     _, first = first_video
     src = (await client.get(f"/source/{first.task_id}")).json()
-    assert src["status"] == "completed" and src["url"] == first.video_url
+    assert src["status"] == "completed"
+    assert src["url"] == first.video_url
     assert first.video_url is not None
     assert (await client.get(first.video_url)).status_code == 200
 
@@ -594,9 +637,12 @@ async def test_valid_key_works_and_public_base_url_wins(keyed: tuple[Any, str]) 
         reply = parse_reply(stream.content, "zh")
         assert reply.web_url == f"{PUBLIC}/web/{reply.task_id}"
         assert reply.source_url == f"{PUBLIC}/source/{reply.task_id}"
-        assert reply.video_url is not None and reply.video_url.startswith(f"{PUBLIC}/media/")
-        assert reply.thumbnail_url is not None and reply.thumbnail_url.startswith(f"{PUBLIC}/media/")
-        assert "localhost:5173" not in reply.content and "testserver" not in reply.content
+        assert reply.video_url is not None
+        assert reply.video_url.startswith(f"{PUBLIC}/media/")
+        assert reply.thumbnail_url is not None
+        assert reply.thumbnail_url.startswith(f"{PUBLIC}/media/")
+        assert "localhost:5173" not in reply.content
+        assert "testserver" not in reply.content
         # the page is public by link: no key needed to look at it
         del c.headers["Authorization"]
         src = (await c.get(f"/source/{reply.task_id}")).json()

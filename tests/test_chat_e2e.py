@@ -63,9 +63,12 @@ def download(url: str) -> bytes:
 def check_video(server: ServerProcess, task_id: str, video_url: str, thumb_url: str) -> dict[str, Any]:
     """The mp4 is what /source says: H.264 yuv420p, its size and frame count; the thumbnail decodes."""
     src = httpx.get(f"{server.base_url}/source/{task_id}").json()
-    assert src["status"] == "completed" and src["url"] == video_url and src["thumbnail_url"] == thumb_url
+    assert src["status"] == "completed"
+    assert src["url"] == video_url
+    assert src["thumbnail_url"] == thumb_url
     probed = probe_video(download(video_url))
-    assert probed.info.codec == "h264" and probed.info.pix_fmt == "yuv420p"
+    assert probed.info.codec == "h264"
+    assert probed.info.pix_fmt == "yuv420p"
     width, height = (int(n) for n in src["size"].split("x"))
     assert (probed.info.width, probed.info.height) == (width, height)
     assert probed.info.frames == probed.decoded_frames == src["frames"]
@@ -80,15 +83,19 @@ def test_sdk_stream_sora_2_defaults(sdk: openai.OpenAI, e2e: tuple[ServerProcess
     server, _ = e2e
     stream = sdk.chat.completions.create(model="sora-2", messages=[user(SEED_FIRST_TURN)], stream=True)
     chunks: list[ChatCompletionChunk] = list(stream)
-    assert len({c.id for c in chunks}) == 1 and {c.model for c in chunks} == {"sora-2"}
-    assert chunks[0].choices[0].delta.role == "assistant" and chunks[0].choices[0].delta.content == ""
+    assert len({c.id for c in chunks}) == 1
+    assert {c.model for c in chunks} == {"sora-2"}
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[0].choices[0].delta.content == ""
     assert chunks[-1].choices[0].finish_reason == "stop"
     content = "".join(c.choices[0].delta.content or "" for c in chunks)
     reply = parse_reply(content, "zh")
     assert reply.echo == {"prompt": SEED_FIRST_TURN, "orientation": "portrait"}
     assert reply.web_url == f"{server.base_url}/web/{reply.task_id}"
-    assert reply.progress and reply.progress == sorted(set(reply.progress))
-    assert reply.video_url and reply.thumbnail_url
+    assert reply.progress
+    assert reply.progress == sorted(set(reply.progress))
+    assert reply.video_url
+    assert reply.thumbnail_url
     src = check_video(server, reply.task_id, reply.video_url, reply.thumbnail_url)
     # the seed: sora-2 "only supports 10s standard definition"
     assert (src["seconds"], src["size"], src["orientation"], src["frames"]) == (10, "96x160", "portrait", 41)
@@ -105,12 +112,14 @@ def test_sdk_non_stream_landscape(sdk: openai.OpenAI, e2e: tuple[ServerProcess, 
     assert completion.choices[0].finish_reason == "stop"
     reply = parse_reply(completion.choices[0].message.content or "", "zh")
     assert reply.echo["orientation"] == "landscape"
-    assert reply.video_url and reply.thumbnail_url
+    assert reply.video_url
+    assert reply.thumbnail_url
     src = check_video(server, reply.task_id, reply.video_url, reply.thumbnail_url)
     assert (src["size"], src["seconds"]) == ("160x96", 10)
     # a hostile Host header through a real socket: the page still renders, with links that can't be hijacked
     r = httpx.get(f"{server.base_url}/source/{reply.task_id}", headers={"Host": "a)[x](http://evil"})
-    assert r.status_code == 200 and "evil" not in r.text
+    assert r.status_code == 200
+    assert "evil" not in r.text
 
 
 def test_sdk_sora_2_pro_has_its_own_defaults(sdk: openai.OpenAI, e2e: tuple[ServerProcess, str]) -> None:
@@ -123,7 +132,8 @@ def test_sdk_sora_2_pro_has_its_own_defaults(sdk: openai.OpenAI, e2e: tuple[Serv
     )
     content = "".join(c.choices[0].delta.content or "" for c in stream)
     reply = parse_reply(content, "en")
-    assert reply.video_url and reply.thumbnail_url
+    assert reply.video_url
+    assert reply.thumbnail_url
     src = check_video(server, reply.task_id, reply.video_url, reply.thumbnail_url)
     # the seed: sora-2-pro "supports 15s high definition": longer and larger than sora-2
     assert (src["model"], src["seconds"], src["size"], src["frames"]) == ("sora-2-pro", 15, "144x256", 61)
@@ -167,7 +177,8 @@ def test_sdk_sees_our_errors_as_openai_errors(sdk: openai.OpenAI, e2e: tuple[Ser
     wrong = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="rc-wrong", max_retries=0)
     with wrong, pytest.raises(openai.AuthenticationError) as denied:
         wrong.models.list()
-    assert denied.value.status_code == 401 and denied.value.code == "invalid_api_key"
+    assert denied.value.status_code == 401
+    assert denied.value.code == "invalid_api_key"
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -184,33 +195,37 @@ def test_cli_keys_are_shown_once_listed_without_secrets_and_revocable(make_home:
 
     listed = run_cli(home, "keys", "list")
     assert listed.returncode == 0
-    assert "alice" in listed.stdout and "active" in listed.stdout
-    assert secret not in listed.stdout and secret not in listed.stderr
+    assert "alice" in listed.stdout
+    assert "active" in listed.stdout
+    assert secret not in listed.stdout
+    assert secret not in listed.stderr
     assert secret[12:] not in listed.stdout  # not even most of it
 
     revoked = run_cli(home, "keys", "revoke", "alice")
-    assert revoked.returncode == 0 and "Revoked 1" in revoked.stdout
+    assert revoked.returncode == 0
+    assert "Revoked 1" in revoked.stdout
     assert "revoked" in run_cli(home, "keys", "list").stdout
     again = run_cli(home, "keys", "revoke", "alice")
     assert again.returncode != 0
 
     # a revoked key doesn't count: the server still refuses to listen on a public address
-    refused = run_cli(home, "serve", "--host", "0.0.0.0", "--port", str(free_port()), timeout=30)
+    refused = run_cli(home, "serve", "--host", "0.0.0.0", "--port", str(free_port()), timeout=30)  # noqa: S104  (the refusal under test)
     assert refused.returncode != 0
-    assert "no API keys" in refused.stderr and "reelchat keys create" in refused.stderr
+    assert "no API keys" in refused.stderr
+    assert "reelchat keys create" in refused.stderr
 
 
 def test_cli_serve_on_a_public_address_needs_a_key(make_home: Callable[[str], Path]) -> None:
     home = make_home("cli-serve")
     try:
-        refused = run_cli(home, "serve", "--host", "0.0.0.0", "--port", str(free_port()), timeout=30)
+        refused = run_cli(home, "serve", "--host", "0.0.0.0", "--port", str(free_port()), timeout=30)  # noqa: S104  (the refusal under test)
     except subprocess.TimeoutExpired:  # it started listening: the very thing it must not do
         pytest.fail("reelchat serve --host 0.0.0.0 with no keys kept running")
     assert refused.returncode != 0
     assert "refusing to listen on 0.0.0.0" in refused.stderr
 
     assert run_cli(home, "keys", "create", "--name", "ops").returncode == 0
-    server = ServerProcess(home, host="0.0.0.0").start()
+    server = ServerProcess(home, host="0.0.0.0").start()  # noqa: S104  (a public bind, with a key: under test)
     try:
         assert httpx.get(f"{server.base_url}/healthz").json() == {"status": "ok"}
         r = httpx.get(f"{server.base_url}/v1/models")

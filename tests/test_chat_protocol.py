@@ -11,7 +11,9 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import ValidationError
 
-from reelchat.domain import Orientation
+from reelchat.domain import MAX_PROMPT_CHARS, Orientation
+from reelchat.ids import SID_RE, TASK_ID_RE
+from reelchat.protocol.chat_references import looks_like_sid, looks_like_task_id
 from reelchat.protocol.chat_render import (
     SSE_DONE,
     ReplyRenderer,
@@ -23,17 +25,9 @@ from reelchat.protocol.chat_render import (
     pick_locale,
     sse,
 )
-from reelchat.protocol.chat_request import (
-    MAX_PROMPT_CHARS,
-    SID_RE,
-    TASK_ID_RE,
-    ChatCompletionRequest,
-    ChatMessage,
-    TurnError,
-    looks_like_sid,
-    looks_like_task_id,
-    read_turn,
-)
+from reelchat.protocol.chat_schema import ChatCompletionRequest, ChatMessage
+from reelchat.protocol.chat_turn import read_turn
+from reelchat.protocol.chat_turn_error import TurnError
 
 ALLOWED = (10, 15)
 
@@ -153,15 +147,19 @@ def user(text: Any) -> list[ChatMessage]:
 
 def test_seed_request_validates_and_reads() -> None:
     req = ChatCompletionRequest.model_validate(SEED_REQUEST)
-    assert req.model == "sora-2" and req.stream is True
+    assert req.model == "sora-2"
+    assert req.stream is True
     turn = read_turn(req.messages, allowed_seconds=ALLOWED)
     assert turn.prompt == "Let the cow's head have a halo, and the horse's feet step on auspicious clouds."
     assert turn.source_sid == SEED_SID
     assert turn.source_task_id is None
     assert turn.pasted_reference is False
     assert turn.orientation is None
-    assert turn.seconds is None and turn.size is None and turn.seed is None
-    assert turn.image_urls == () and turn.json_keys == {}
+    assert turn.seconds is None
+    assert turn.size is None
+    assert turn.seed is None
+    assert turn.image_urls == ()
+    assert turn.json_keys == {}
 
 
 def test_request_accepts_other_openai_fields() -> None:
@@ -220,12 +218,14 @@ def test_latest_user_message_is_the_turn() -> None:
         allowed_seconds=ALLOWED,
     )
     assert turn.prompt == "second"
-    assert turn.source_sid is None and not turn.pasted_reference
+    assert turn.source_sid is None
+    assert not turn.pasted_reference
 
 
 def test_sid_in_an_assistant_turn_after_the_user_turn_is_not_history() -> None:
     turn = read_turn(msgs(("user", "a cat"), ("assistant", f"> sid: {OUR_SID}")), allowed_seconds=ALLOWED)
-    assert turn.prompt == "a cat" and turn.source_sid is None
+    assert turn.prompt == "a cat"
+    assert turn.source_sid is None
 
 
 def test_most_recent_assistant_sid_wins() -> None:
@@ -326,7 +326,8 @@ def test_duration_words_need_allowed_values() -> None:
 
 def test_ids_are_not_read_as_words() -> None:
     turn = read_turn(user(f"https://x.test/16:9/{OUR_TASK} make it 10s"), allowed_seconds=ALLOWED)
-    assert turn.orientation is None and turn.seconds == 10
+    assert turn.orientation is None
+    assert turn.seconds == 10
 
 
 def test_json_block_fenced() -> None:
@@ -339,7 +340,9 @@ def test_json_block_fenced() -> None:
     turn = read_turn(user(text), allowed_seconds=ALLOWED)
     assert turn.prompt == "a red fox"
     assert turn.orientation is Orientation.LANDSCAPE
-    assert turn.seconds == 15 and turn.size == "1280x720" and turn.seed == 42
+    assert turn.seconds == 15
+    assert turn.size == "1280x720"
+    assert turn.seed == 42
     assert turn.json_keys == {
         "prompt": "a red fox",
         "orientation": Orientation.LANDSCAPE,
@@ -360,13 +363,16 @@ def test_json_block_without_prompt_uses_text_outside() -> None:
 def test_json_prompt_wins_and_outside_words_still_count() -> None:
     text = 'landscape please\n```json\n{"prompt": "a red fox"}\n```'
     turn = read_turn(user(text), allowed_seconds=ALLOWED)
-    assert turn.prompt == "a red fox" and turn.orientation is Orientation.LANDSCAPE
+    assert turn.prompt == "a red fox"
+    assert turn.orientation is Orientation.LANDSCAPE
 
 
 def test_whole_text_json_object() -> None:
     turn = read_turn(user(json.dumps({"prompt": "a red fox", "seconds": 15, "sid": OUR_SID})), allowed_seconds=ALLOWED)
-    assert turn.prompt == "a red fox" and turn.seconds == 15
-    assert turn.source_sid == OUR_SID and turn.pasted_reference
+    assert turn.prompt == "a red fox"
+    assert turn.seconds == 15
+    assert turn.source_sid == OUR_SID
+    assert turn.pasted_reference
     # JSON without our keys is just words, fenced or not
     fenced = 'animate this:\n```\n{"a": 1}\n```'
     assert read_turn(user(fenced), allowed_seconds=ALLOWED).prompt == fenced
@@ -377,7 +383,9 @@ def test_whole_text_json_object() -> None:
 def test_our_own_echo_pasted_back() -> None:
     fields: dict[str, object] = {"prompt": "a cat", "orientation": "portrait", "sid": OUR_SID}
     turn = read_turn(user("".join(echo_pieces(fields))), allowed_seconds=ALLOWED)
-    assert turn.prompt == "a cat" and turn.orientation is Orientation.PORTRAIT and turn.source_sid == OUR_SID
+    assert turn.prompt == "a cat"
+    assert turn.orientation is Orientation.PORTRAIT
+    assert turn.source_sid == OUR_SID
 
 
 @pytest.mark.parametrize(
@@ -411,7 +419,9 @@ def test_json_seconds_not_allowed_names_allowed_values() -> None:
 
 def test_json_null_is_absent() -> None:
     turn = read_turn(user('{"prompt": "a cat", "sid": null, "seed": null}'), allowed_seconds=ALLOWED)
-    assert turn.source_sid is None and turn.seed is None and turn.json_keys == {"prompt": "a cat"}
+    assert turn.source_sid is None
+    assert turn.seed is None
+    assert turn.json_keys == {"prompt": "a cat"}
 
 
 def test_content_parts_with_images() -> None:
@@ -437,20 +447,24 @@ def test_images_without_text_is_an_error() -> None:
 def test_pasted_sid_wins_over_history() -> None:
     messages = msgs(*[(m["role"], m["content"]) for m in SEED_REQUEST["messages"][:2]], ("user", f"{OUR_SID} add rain"))
     turn = read_turn(messages, allowed_seconds=ALLOWED)
-    assert turn.source_sid == OUR_SID and turn.pasted_reference
+    assert turn.source_sid == OUR_SID
+    assert turn.pasted_reference
     assert turn.prompt == "add rain"
 
 
 def test_pasted_ids_are_read_case_insensitively() -> None:
     turn = read_turn(user(f"add rain {OUR_SID.upper()}"), allowed_seconds=ALLOWED)
-    assert turn.source_sid == OUR_SID and turn.prompt == "add rain"
+    assert turn.source_sid == OUR_SID
+    assert turn.prompt == "add rain"
     turn = read_turn(user(f"add rain https://h.test/web/{OUR_TASK.upper()}"), allowed_seconds=ALLOWED)
-    assert turn.source_task_id == OUR_TASK and turn.prompt == "add rain"
+    assert turn.source_task_id == OUR_TASK
+    assert turn.prompt == "add rain"
 
 
 def test_pasted_sid_in_the_middle_stays_in_the_prompt() -> None:
     turn = read_turn(user(f"take {OUR_SID} and add rain"), allowed_seconds=ALLOWED)
-    assert turn.source_sid == OUR_SID and turn.prompt == f"take {OUR_SID} and add rain"
+    assert turn.source_sid == OUR_SID
+    assert turn.prompt == f"take {OUR_SID} and add rain"
 
 
 @pytest.mark.parametrize(
@@ -468,7 +482,8 @@ def test_pasted_task_link(text: str) -> None:
     messages = msgs(("user", "x"), ("assistant", f"> sid: {SEED_SID}"), ("user", text))
     turn = read_turn(messages, allowed_seconds=ALLOWED)
     assert turn.source_task_id == OUR_TASK
-    assert turn.source_sid is None and turn.pasted_reference
+    assert turn.source_sid is None
+    assert turn.pasted_reference
     assert turn.prompt == "让天空下雨"
 
 
@@ -483,16 +498,20 @@ def test_pasted_task_link(text: str) -> None:
 )
 def test_labelled_edge_sid_is_stripped(text: str) -> None:
     turn = read_turn(user(text), allowed_seconds=ALLOWED)
-    assert turn.source_sid == OUR_SID and turn.prompt.rstrip(".") == "add rain"
+    assert turn.source_sid == OUR_SID
+    assert turn.prompt.rstrip(".") == "add rain"
 
 
 def test_pasted_sid_beats_pasted_task_and_json_sid_beats_both() -> None:
     turn = read_turn(user(f"{OUR_WEB} {OUR_SID} add rain"), allowed_seconds=ALLOWED)
-    assert turn.source_sid == OUR_SID and turn.source_task_id is None
+    assert turn.source_sid == OUR_SID
+    assert turn.source_task_id is None
     turn = read_turn(user(f'{OUR_SID} add rain\n```json\n{{"sid": "{SEED_SID}"}}\n```'), allowed_seconds=ALLOWED)
-    assert turn.source_sid == SEED_SID and turn.pasted_reference
+    assert turn.source_sid == SEED_SID
+    assert turn.pasted_reference
     turn = read_turn(user(f'{{"prompt": "add rain", "sid": "{OUR_TASK}"}}'), allowed_seconds=ALLOWED)
-    assert turn.source_task_id == OUR_TASK and turn.source_sid is None
+    assert turn.source_task_id == OUR_TASK
+    assert turn.source_sid is None
 
 
 def test_only_an_id_is_no_prompt() -> None:
@@ -524,11 +543,15 @@ def test_prompt_length_limit() -> None:
 
 
 def test_id_patterns() -> None:
-    assert looks_like_sid(SEED_SID) and looks_like_sid(OUR_SID)
-    assert not looks_like_sid(SEED_SID.upper()) and not looks_like_sid(SEED_SID + "0")
-    assert looks_like_task_id("task_01k7e5w9z5f2d91pekrqy59rwc") and looks_like_task_id(OUR_TASK)
+    assert looks_like_sid(SEED_SID)
+    assert looks_like_sid(OUR_SID)
+    assert not looks_like_sid(SEED_SID.upper())
+    assert not looks_like_sid(SEED_SID + "0")
+    assert looks_like_task_id("task_01k7e5w9z5f2d91pekrqy59rwc")
+    assert looks_like_task_id(OUR_TASK)
     assert not looks_like_task_id("task_01k7e5w9z5f2d91pekrqy59rwi")  # i is not Crockford
-    assert SID_RE.fullmatch(SEED_SID) and TASK_ID_RE.fullmatch(OUR_TASK)
+    assert SID_RE.fullmatch(SEED_SID)
+    assert TASK_ID_RE.fullmatch(OUR_TASK)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -545,7 +568,8 @@ def test_echo_pieces_seed_layout() -> None:
     assert text == SEED_ZH_REPLY.split("\n\n> ID:")[0]
     assert pieces[: len(SEED_ECHO_HEAD)] == SEED_ECHO_HEAD
     assert pieces[-len(SEED_ECHO_TAIL) :] == SEED_ECHO_TAIL
-    assert all(pieces) and len(pieces) > 30
+    assert all(pieces)
+    assert len(pieces) > 30
     start = pieces.index("orientation") - 3
     assert pieces[start : start + 8] == ['",\n', " ", ' "', "orientation", '":', ' "', "portrait", '",\n']
     assert json.loads(text.removeprefix("```json\n").removesuffix("```")) == fields
@@ -571,10 +595,12 @@ def test_echo_is_valid_json(prompt: str) -> None:
         "hd": True,
     }
     text = "".join(echo_pieces(fields))
-    assert text.startswith("```json\n{\n") and text.endswith("\n}\n```")
+    assert text.startswith("```json\n{\n")
+    assert text.endswith("\n}\n```")
     body = text.removeprefix("```json\n").removesuffix("```")
     assert json.loads(body) == {"prompt": prompt, "orientation": "landscape", "seconds": 10, "hd": True}
-    assert '  "seconds": 10,\n' in text and '  "hd": true\n' in text
+    assert '  "seconds": 10,\n' in text
+    assert '  "hd": true\n' in text
 
 
 def test_echo_empty() -> None:
@@ -615,7 +641,9 @@ def _render_seed_stream(locale: str) -> list[str]:
     out.append(r.done(OUR_SID, OUR_THUMB, OUR_MP4))
     phases.append(r.phase)
     assert phases == ["queued", "generating", "progress", "done"]
-    assert r.keepalive() == "" and r.progress(90) == "" and r.failed("x") == ""
+    assert r.keepalive() == ""
+    assert r.progress(90) == ""
+    assert r.failed("x") == ""
     return [p for p in out if p]
 
 
@@ -627,7 +655,8 @@ def test_full_zh_reply_matches_seed() -> None:
     assert status[1:6] == ["."] * 5
     assert status[6:8] == ["\n> 生成中", "."]
     assert status[8:13] == ["\n\n>\U0001f3c3\u200d 进度 36..", "44..", "61..", "69..", "81.."]
-    assert status[0].startswith("\n\n> ID: `") and status[-1].startswith("\n\n> 生成完成 ✅\n> sid: ")
+    assert status[0].startswith("\n\n> ID: `")
+    assert status[-1].startswith("\n\n> 生成完成 ✅\n> sid: ")
 
 
 def test_full_en_reply_matches_seed_wording() -> None:
@@ -665,7 +694,8 @@ def test_seed_english_example_reproduced() -> None:
     turn = read_turn(
         msgs(("user", "cows"), ("assistant", "".join(parts)), ("user", "add a halo")), allowed_seconds=ALLOWED
     )
-    assert turn.source_sid == SEED_SID and not turn.pasted_reference
+    assert turn.source_sid == SEED_SID
+    assert not turn.pasted_reference
 
 
 def test_header_exactly_seed_chunk_63() -> None:
@@ -693,14 +723,15 @@ def test_failed_lines() -> None:
         "\n\n> 生成失败 ❌\n> 原因: CUDA out of memory. Tried to allocate  2 GiB"
     )
     assert r.phase == "failed"
-    assert r.keepalive() == "" and r.done(OUR_SID, OUR_THUMB, OUR_MP4) == ""
+    assert r.keepalive() == ""
+    assert r.done(OUR_SID, OUR_THUMB, OUR_MP4) == ""
     en = ReplyRenderer("en")
     assert en.failed("source video s_x not found") == "\n\n> Generating Failed ❌\n> Reason: source video s_x not found"
     assert ReplyRenderer("en").failed(" \n ") == "\n\n> Generating Failed ❌\n> Reason: unknown error"
 
 
 def test_unknown_locale_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown locale 'fr'"):
         ReplyRenderer("fr")
 
 
@@ -753,16 +784,20 @@ def test_chunks_validate_as_openai() -> None:
     assert last["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
     for c in (first, content, last):
         parsed = ChatCompletionChunk.model_validate(c)
-        assert parsed.id == cid and parsed.object == "chat.completion.chunk"
+        assert parsed.id == cid
+        assert parsed.object == "chat.completion.chunk"
     assert ChatCompletionChunk.model_validate(last).choices[0].finish_reason == "stop"
 
 
 def test_sse_framing() -> None:
     data = chunk("chatcmpl-x", 1, "sora-2", content="\n> 生成中")
     raw = sse(data)
-    assert raw.startswith(b"data: {") and raw.endswith(b"}\n\n") and raw.count(b"\n") == 2
+    assert raw.startswith(b"data: {")
+    assert raw.endswith(b"}\n\n")
+    assert raw.count(b"\n") == 2
     assert "生成中".encode() in raw  # not ASCII-escaped
-    assert b": " not in raw[6:] and b", " not in raw  # compact
+    assert b": " not in raw[6:]
+    assert b", " not in raw  # compact
     assert json.loads(raw[6:].decode()) == data
     assert SSE_DONE == b"data: [DONE]\n\n"
 
@@ -793,7 +828,8 @@ def test_non_stream_completion_validates_as_openai() -> None:
     assert parsed.object == "chat.completion"
     assert parsed.choices[0].message.content == content
     assert parsed.choices[0].finish_reason == "stop"
-    assert parsed.usage is not None and parsed.usage.total_tokens == 0
+    assert parsed.usage is not None
+    assert parsed.usage.total_tokens == 0
 
 
 def test_huge_message_is_refused_quickly() -> None:

@@ -73,7 +73,8 @@ def test_kills_while_the_model_loads_never_fail_a_video(make_home: Callable[[str
         assert "workers started" not in proc.log(), "killed too late"
     with server(home, demo_models, FAST, REELCHAT_MAX_ATTEMPTS="1") as proc:
         done = wait_finished(proc, video_id)
-        assert done["status"] == "completed" and done["error"] is None, done
+        assert done["status"] == "completed", done
+        assert done["error"] is None, done
         assert httpx.get(f"{proc.base_url}/readyz").json() == {"status": "ready"}
         log = proc.log()
         # the model is loaded before the workers take the waiting video
@@ -94,7 +95,8 @@ def test_sigterm_mid_video_puts_it_back_without_counting_a_crash(
     with server(home, demo_models, SLOW, REELCHAT_MAX_ATTEMPTS="1") as proc:
         assert video(proc, video_id)["status"] == "queued"
         done = wait_finished(proc, video_id)
-        assert done["status"] == "completed" and done["error"] is None, done
+        assert done["status"] == "completed", done
+        assert done["error"] is None, done
 
 
 def test_five_deaths_in_a_row_while_making_a_video_fail_it_as_crash_loop(

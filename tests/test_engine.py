@@ -98,7 +98,8 @@ def test_demo_pipeline_is_built_once_and_reloads(demo_root: Path, monkeypatch: p
     assert type(t2v.vae).__name__ == "AutoencoderKLWan"
     assert type(t2v.transformer).__name__ == "WanTransformer3DModel"
     i2v = diffusers.WanImageToVideoPipeline.from_pretrained(demo_root / "i2v")
-    assert i2v.config.expand_timesteps and i2v.image_encoder is None
+    assert i2v.config.expand_timesteps
+    assert i2v.image_encoder is None
 
 
 def test_outdated_demo_build_is_replaced(tmp_path: Path) -> None:
@@ -106,7 +107,8 @@ def test_outdated_demo_build_is_replaced(tmp_path: Path) -> None:
     (target / demo_model._STAMP).write_text('{"recipe": 0}')  # built by an older reelchat
     (target / "leftover").write_text("x")
     assert ensure_demo_pipeline(tmp_path, "t2v") == target
-    assert demo_model._is_current(target) and not (target / "leftover").exists()
+    assert demo_model._is_current(target)
+    assert not (target / "leftover").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["t2v"]
 
 
@@ -138,7 +140,8 @@ async def test_t2v_frames_and_progress(engine: DiffusersEngine) -> None:
     result = await engine.generate(job(), reporter)
     assert result.fps == 8
     assert result.frames is not None
-    assert result.frames.dtype == np.uint8 and result.frames.shape == (F, H, W, 3)
+    assert result.frames.dtype == np.uint8
+    assert result.frames.shape == (F, H, W, 3)
     assert result.frames.std() > 5  # not a flat grey clip
     assert reporter.values == [25, 50, 75, 99]  # one report per step, the 100 is the executor's
 
@@ -210,7 +213,8 @@ async def test_remix_stays_close_to_its_source(engine: DiffusersEngine, source: 
     fresh_other_seed = await frames(engine, job(remix, seed=77))
     d_remix, d_same, d_other = dist(src, remixed), dist(src, fresh_same_seed), dist(src, fresh_other_seed)
     print(f"remix {d_remix:.1f}  fresh same seed {d_same:.1f}  fresh other seed {d_other:.1f}")
-    assert remixed.shape == src.shape and remixed.dtype == np.uint8
+    assert remixed.shape == src.shape
+    assert remixed.dtype == np.uint8
     assert d_remix > 1  # the remix did change the video
     assert d_remix < d_other
     assert d_remix < d_same

@@ -97,7 +97,8 @@ def test_a_key_over_its_queue_cap_gets_429_while_another_key_is_served(server: K
         refused = _create(alice, "one too many")
         err = assert_openai_error(refused, 429, "too_many_queued_for_key")
         assert err["type"] == "rate_limit_error"
-        assert "REELCHAT_MAX_QUEUED_PER_KEY" in err["message"] and f"{QUEUED_PER_KEY} videos" in err["message"]
+        assert "REELCHAT_MAX_QUEUED_PER_KEY" in err["message"]
+        assert f"{QUEUED_PER_KEY} videos" in err["message"]
         assert int(refused.headers["retry-after"]) > 0
         # a chat turn counts against the same cap
         with pytest.raises(openai.RateLimitError):

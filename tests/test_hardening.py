@@ -78,7 +78,8 @@ async def test_open_mode_still_serves_the_seeds_forwarded_host(client: httpx.Asy
     r = await chat(client, [user("a cow")], headers={"X-Forwarded-Host": "localhost:5173"})
     assert r.status_code == 200, r.text
     reply = parse_reply(parse_sse(r.text).content, "zh")
-    assert reply.succeeded and reply.web_url.startswith("http://localhost:5173/web/")
+    assert reply.succeeded
+    assert reply.web_url.startswith("http://localhost:5173/web/")
 
 
 # ---------------------------------------------------------------------------------- input images
@@ -96,7 +97,8 @@ async def test_a_17_megapixel_image_is_refused_with_a_clear_400(client: httpx.As
         {"type": "image_url", "image_url": {"url": png_data_url(17_000, 1_000)}},
     ]
     err = assert_openai_error(await chat(client, [{"role": "user", "content": content}]), 400)
-    assert "17000x1000" in err["message"] and "16000000 pixels" in err["message"], err
+    assert "17000x1000" in err["message"], err
+    assert "16000000 pixels" in err["message"], err
     assert err["param"] == "input_reference"
 
 
@@ -108,13 +110,15 @@ async def test_public_pages_show_a_generic_failure_and_the_owner_sees_the_detail
 ) -> None:
     r = await chat(client, [user("a video that cannot be made")], model="broken")
     reply = parse_reply(parse_sse(r.text).content, "zh")
-    assert reply.reason is not None and "secretpath" in reply.reason  # the chat keeps the details
+    assert reply.reason is not None
+    assert "secretpath" in reply.reason  # the chat keeps the details
     source = (await client.get(f"/source/{reply.task_id}")).json()
     assert source["status"] == "failed"
     assert source["error"]["message"] == "The video could not be made."
     assert "secretpath" not in json.dumps(source)
     page = await client.get(f"/web/{reply.task_id}")
-    assert "The video could not be made." in page.text and "secretpath" not in page.text
+    assert "The video could not be made." in page.text
+    assert "secretpath" not in page.text
     video = (await client.get(f"/v1/videos/{source['video_id']}")).json()  # the owner, through the API
     assert "secretpath" in video["error"]["message"]
 
@@ -127,33 +131,43 @@ def assert_common_headers(response: httpx.Response) -> str:
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["referrer-policy"] == "no-referrer"
     csp = response.headers["content-security-policy"]
-    assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert "unsafe-eval" not in csp
     return csp
 
 
 async def test_pages_media_and_json_carry_security_headers(client: httpx.AsyncClient) -> None:
     r = await chat(client, [user("a calm lake")])
     reply = parse_reply(parse_sse(r.text).content, "zh")
-    assert reply.video_url and reply.thumbnail_url
+    assert reply.video_url
+    assert reply.thumbnail_url
 
     page = await client.get(f"/web/{reply.task_id}")
     csp = assert_common_headers(page)
-    assert "script-src 'self'" in csp and "default-src 'none'" in csp
+    assert "script-src 'self'" in csp
+    assert "default-src 'none'" in csp
     # nothing inline: every script is a file of ours, no <style> block, no style attribute
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page.text, re.S)
-    assert scripts and all('src="/static/' in attrs and not body.strip() for attrs, body in scripts)
-    assert "<style" not in page.text and " style=" not in page.text and "onerror=" not in page.text
+    assert scripts
+    assert all('src="/static/' in attrs and not body.strip() for attrs, body in scripts)
+    assert "<style" not in page.text
+    assert " style=" not in page.text
+    assert "onerror=" not in page.text
     for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
         served = await client.get(asset)
-        assert served.status_code == 200 and served.content
+        assert served.status_code == 200
+        assert served.content
         assert_common_headers(served)
     assert_openai_error(await client.get("/static/nothing.js"), 404)
 
     for url, kind in ((reply.video_url, "video/mp4"), (reply.thumbnail_url, "image/webp")):
         media = await client.get(url)
-        assert media.status_code == 200 and media.headers["content-type"] == kind
+        assert media.status_code == 200
+        assert media.headers["content-type"] == kind
         csp = assert_common_headers(media)
-        assert "default-src 'none'" in csp and "script-src" not in csp  # only itself, to show itself
+        assert "default-src 'none'" in csp
+        assert "script-src" not in csp  # only itself, to show itself
     assert_common_headers(await client.get(f"/source/{reply.task_id}"))
     assert_common_headers(await client.get("/v1/models"))
     assert_common_headers(await client.get("/web/task_00000000000000000000000000"))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from browser import Browser, find_chromium
+from helpers import missing_dependency
 from server_util import KeyedServer, start_server
 
 pytestmark = pytest.mark.slow
@@ -21,9 +21,7 @@ XSS_PROMPT = "<img src=x onerror=\"document.title='pwned'\"><script>document.tit
 def chromium() -> str:
     path = find_chromium()
     if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium is not installed")
+        missing_dependency("chromium is not installed (.ci/run installs Debian's chromium)")
     return path
 
 

@@ -26,7 +26,8 @@ from helpers import ServerProcess, assistant, user
 
 import reelchat
 from reelchat.protocol.chat_parse import MAX_CONTENT_PARTS, MAX_MESSAGES, parse_chat_body
-from reelchat.protocol.chat_request import ChatMessage, read_turn
+from reelchat.protocol.chat_schema import ChatMessage
+from reelchat.protocol.chat_turn import read_turn
 from reelchat.protocol.errors import RequestError
 
 N = 100_000
@@ -55,11 +56,11 @@ PATTERNS = _all_patterns()
 def test_the_walk_finds_the_patterns_that_read_user_text() -> None:
     names = set(PATTERNS)
     for expected in (
-        "reelchat.protocol.chat_request._SID_LABEL",
-        "reelchat.protocol.chat_request._SID_LABEL_ANY",
-        "reelchat.protocol.chat_request._DURATION",
-        "reelchat.protocol.chat_request._LEADING_REF",
-        "reelchat.protocol.chat_request._TRAILING_REF",
+        "reelchat.protocol.chat_references._SID_LABEL",
+        "reelchat.protocol.chat_references._SID_LABEL_ANY",
+        "reelchat.protocol.chat_words._DURATION",
+        "reelchat.protocol.chat_references._LEADING_REF",
+        "reelchat.protocol.chat_references._TRAILING_REF",
         "reelchat.media.ranges._RANGE_SPEC",
         "reelchat.api.links._HOST_RE",
         "reelchat.net.fetch._HOSTNAME_RE",
@@ -143,7 +144,8 @@ def test_a_conversation_over_the_message_limit_is_refused_before_it_is_validated
     body = {"model": "sora-2", "messages": [assistant("x")] * MAX_MESSAGES + [user("a cat")]}
     with pytest.raises(RequestError) as e:
         parse_chat_body(json.dumps(body).encode(), {"sora-2": (10,)})
-    assert e.value.code == "too_many_messages" and e.value.param == "messages"
+    assert e.value.code == "too_many_messages"
+    assert e.value.param == "messages"
     assert str(MAX_MESSAGES) in e.value.message
 
 
@@ -152,7 +154,8 @@ def test_a_message_over_the_part_limit_is_refused() -> None:
     body = {"model": "sora-2", "messages": [{"role": "user", "content": parts}]}
     with pytest.raises(RequestError) as e:
         parse_chat_body(json.dumps(body).encode(), {"sora-2": (10,)})
-    assert e.value.code == "too_many_parts" and e.value.param == "messages[0].content"
+    assert e.value.code == "too_many_parts"
+    assert e.value.param == "messages[0].content"
 
 
 def test_a_sid_in_a_long_reply_is_still_found_near_its_end() -> None:
@@ -175,7 +178,7 @@ def user_msg(text: str) -> ChatMessage:
 @pytest.mark.slow
 def test_healthz_answers_while_hostile_bodies_arrive(make_home: Callable[[str], Path]) -> None:
     """The review's probes against a real uvicorn: each hostile body gets its 400 (or its reply), and
-    `/healthz` keeps answering meanwhile. On the code before the fix one probe held it for 2.6 s."""
+    `/healthz` keeps answering meanwhile. On the code before the fix the first probe held it for about 10 s."""
     home = make_home("redos")
     with ServerProcess(home, {"REELCHAT_MODELS_JSON": json.dumps({"sora-2": {"steps": 1}})}) as server:
         url = server.base_url
@@ -195,8 +198,14 @@ def test_healthz_answers_while_hostile_bodies_arrive(make_home: Callable[[str], 
         try:
             bodies = [
                 # a sid label followed by a long run of spaces, in the history
-                # (the review's probe: "sid:" and 16,000 spaces, ending in a malformed sid, so that it is a 400)
-                {"model": "sora-2", "messages": [user("a cat"), assistant("sid:" + " " * 16_000 + "s_zz"), user("b")]},
+                # the review's probe: replies of "sid:" and 16,000 spaces (2 s each on the old code), the
+                # oldest ending in a malformed sid, so that the request is a 400 once all were read
+                {
+                    "model": "sora-2",
+                    "messages": [user("a cat"), assistant("sid:" + " " * 16_000 + "s_zz")]
+                    + [user("b"), assistant("sid:" + " " * 16_000)] * 4
+                    + [user("c")],
+                },
                 # many small messages: 17 MB that pydantic once took 0.6 s to validate on the loop
                 {"model": "sora-2", "messages": [assistant("x" * 50)] * 200_000},
                 # one 12 MB message: parsed in the worker process
@@ -211,4 +220,5 @@ def test_healthz_answers_while_hostile_bodies_arrive(make_home: Callable[[str], 
             stop.set()
             poller.join()
         assert latencies, "the poller never got an answer"
-        assert max(latencies) < 1.0, f"/healthz waited {max(latencies):.2f} s behind a hostile body"
+        # a loaded 2-core CI machine can delay one answer by a second; the old code held it for 10 s
+        assert max(latencies) < 2.5, f"/healthz waited {max(latencies):.2f} s behind a hostile body"

@@ -68,7 +68,8 @@ def test_sigkill_then_restart_finishes_every_task(make_home: Callable[[str], Pat
                 assert src["attempt"] >= 2, src
         # the video made before the crash is still there, byte for byte, at the same name
         old = httpx.get(f"{second.base_url}/source/{done.task_id}").json()
-        assert old["status"] == "completed" and old["sid"] == done.sid
+        assert old["status"] == "completed"
+        assert old["sid"] == done.sid
         assert urlsplit(old["url"]).path == media_path
         after = httpx.get(f"{second.base_url}{media_path}").content
         assert hashlib.sha256(after).digest() == hashlib.sha256(before).digest()

@@ -136,7 +136,8 @@ async def test_insert_and_get_round_trip(store: Store) -> None:
     got = await store.get_task(task.id)
     assert got is not None
     assert got == task  # every field, unicode, big seed, params and the aware timestamp come back
-    assert got.created_at == T0 and got.created_at.tzinfo is not None
+    assert got.created_at == T0
+    assert got.created_at.tzinfo is not None
     assert (await store.get_by_sid(task.sid)) == task
     assert (await store.get_by_video_id(task.video_id)) == task
     assert await store.get_task(new_task_id()) is None
@@ -155,10 +156,13 @@ async def test_claim_is_exclusive_across_two_stores(db_url: str) -> None:
             results = await asyncio.gather(a.claim(t.id), b.claim(t.id), a.claim(t.id))
             winners = [r for r in results if r is not None]
             assert len(winners) == 1, results
-            assert winners[0].status is TaskStatus.IN_PROGRESS and winners[0].attempt == 1
+            assert winners[0].status is TaskStatus.IN_PROGRESS
+            assert winners[0].attempt == 1
             assert winners[0].started_at is not None
             stored = await b.get_task(t.id)
-            assert stored is not None and stored.attempt == 1 and stored.status is TaskStatus.IN_PROGRESS
+            assert stored is not None
+            assert stored.attempt == 1
+            assert stored.status is TaskStatus.IN_PROGRESS
     finally:
         await a.close()
         await b.close()
@@ -169,7 +173,8 @@ async def test_fenced_complete_and_fail(store: Store) -> None:
     await store.insert_task(task)
     assert not await store.complete(task.id, 0, video_name="a.mp4", thumbnail_name="a.webp", spritesheet_name=None)
     claimed = await store.claim(task.id)
-    assert claimed is not None and claimed.attempt == 1
+    assert claimed is not None
+    assert claimed.attempt == 1
     assert await store.claim(task.id) is None  # already taken
 
     # a stale attempt can neither finish nor fail the task, nor move its progress
@@ -188,21 +193,28 @@ async def test_fenced_complete_and_fail(store: Store) -> None:
     assert await store.set_progress(task.id, 1, 40)
     assert await store.complete(task.id, 1, video_name="v.mp4", thumbnail_name="v.webp", spritesheet_name="v.jpg")
     done = await store.get_task(task.id)
-    assert done is not None and done.status is TaskStatus.COMPLETED and done.progress == 100
+    assert done is not None
+    assert done.status is TaskStatus.COMPLETED
+    assert done.progress == 100
     assert (done.video_name, done.thumbnail_name, done.spritesheet_name) == ("v.mp4", "v.webp", "v.jpg")
-    assert done.completed_at is not None and done.started_at is not None and done.completed_at >= done.started_at
+    assert done.completed_at is not None
+    assert done.started_at is not None
+    assert done.completed_at >= done.started_at
     # a finished task stays finished, whatever a late worker says
     assert not await store.fail(task.id, 1, code="late", message="too late")
     assert not await store.complete(task.id, 1, video_name="w.mp4", thumbnail_name="w.webp", spritesheet_name=None)
     final = await store.get_task(task.id)
-    assert final is not None and final.status is TaskStatus.COMPLETED and final.video_name == "v.mp4"
+    assert final is not None
+    assert final.status is TaskStatus.COMPLETED
+    assert final.video_name == "v.mp4"
 
     other = make_task()
     await store.insert_task(other)
     assert await store.claim(other.id) is not None
     assert await store.fail(other.id, 1, code="engine_unavailable", message="no pipeline")
     failed = await store.get_task(other.id)
-    assert failed is not None and failed.status is TaskStatus.FAILED
+    assert failed is not None
+    assert failed.status is TaskStatus.FAILED
     assert (failed.error_code, failed.error_message) == ("engine_unavailable", "no pipeline")
 
 
@@ -220,13 +232,17 @@ async def test_requeue_interrupted(store: Store) -> None:
 
     assert await store.requeue_interrupted() == 1  # only the task a dead process left running
     back = await store.get_task(running.id)
-    assert back is not None and back.status is TaskStatus.QUEUED and back.attempt == 1
+    assert back is not None
+    assert back.status is TaskStatus.QUEUED
+    assert back.attempt == 1
     assert [i for i, _ in await store.queued()] == [running.id, waiting.id]  # oldest first
     done = await store.get_task(finished.id)
-    assert done is not None and done.status is TaskStatus.COMPLETED  # never regenerated
+    assert done is not None
+    assert done.status is TaskStatus.COMPLETED
 
     rerun = await store.claim(running.id)
-    assert rerun is not None and rerun.attempt == 2
+    assert rerun is not None
+    assert rerun.attempt == 2
     # the dead process's attempt can't overwrite the new run
     assert not await store.complete(running.id, 1, video_name="old.mp4", thumbnail_name="o.webp", spritesheet_name=None)
     assert await store.complete(running.id, 2, video_name="new.mp4", thumbnail_name="n.webp", spritesheet_name=None)
@@ -261,7 +277,9 @@ async def test_a_death_before_the_engine_started_counts_no_crash(store: Store) -
     await store.insert_task(task)
     for attempt in range(1, 11):
         claimed = await store.claim(task.id)
-        assert claimed is not None and claimed.attempt == attempt and claimed.crashes == 0
+        assert claimed is not None
+        assert claimed.attempt == attempt
+        assert claimed.crashes == 0
         assert await store.requeue_interrupted() == 1
     assert await store.queued() == [(task.id, None)]
 
@@ -275,30 +293,38 @@ async def test_a_death_in_the_engine_counts_a_crash_and_holds_the_task_back(stor
         assert await store.engine_started(task.id, claimed.attempt)
         assert await store.requeue_interrupted(backoff=lambda n: 0.3 * n) == 1
         back = await store.get_task(task.id)
-        assert back is not None and back.status is TaskStatus.QUEUED and back.crashes == crashes
+        assert back is not None
+        assert back.status is TaskStatus.QUEUED
+        assert back.crashes == crashes
         [(_, not_before)] = await store.queued()
-        assert not_before is not None and not_before > time.time()
+        assert not_before is not None
+        assert not_before > time.time()
         assert await store.claim(task.id) is None  # not yet
         await asyncio.sleep(not_before - time.time() + 0.05)
     # the third run gets through its engine: the streak ends, the media names to come are recorded
     claimed = await store.claim(task.id)
-    assert claimed is not None and claimed.crashes == 2
+    assert claimed is not None
+    assert claimed.crashes == 2
     assert await store.engine_started(task.id, claimed.attempt)
     assert await store.engine_returned(task.id, claimed.attempt, ["v.mp4", "t.webp", "s.jpg"])
     assert await store.requeue_interrupted() == 1  # died while writing them: no crash
     again = await store.claim(task.id)
-    assert again is not None and again.crashes == 0 and again.media_pending == ["v.mp4", "t.webp", "s.jpg"]
+    assert again is not None
+    assert again.crashes == 0
+    assert again.media_pending == ["v.mp4", "t.webp", "s.jpg"]
 
 
 async def test_release_puts_a_task_back_as_it_was(store: Store) -> None:
     task = make_task(created=T0)
     await store.insert_task(task)
     claimed = await store.claim(task.id)
-    assert claimed is not None and await store.engine_started(task.id, claimed.attempt)
+    assert claimed is not None
+    assert await store.engine_started(task.id, claimed.attempt)
     assert await store.release(task.id, claimed.attempt)  # a graceful stop mid-run
     assert await store.requeue_interrupted() == 0
     back = await store.claim(task.id)
-    assert back is not None and back.crashes == 0
+    assert back is not None
+    assert back.crashes == 0
     assert not await store.release(task.id, claimed.attempt)  # fenced: the old run can't touch the new one
 
 
@@ -310,19 +336,25 @@ async def test_list_tasks_pages_in_order_within_a_tenant(store: Store) -> None:
     ids = [t.video_id for t in mine]
 
     page, more = await store.list_tasks("alice", after=None, limit=2, order="desc")
-    assert [t.video_id for t in page] == ids[::-1][:2] and more
+    assert [t.video_id for t in page] == ids[::-1][:2]
+    assert more
     page, more = await store.list_tasks("alice", after=page[-1].video_id, limit=2, order="desc")
-    assert [t.video_id for t in page] == ids[::-1][2:4] and more
+    assert [t.video_id for t in page] == ids[::-1][2:4]
+    assert more
     page, more = await store.list_tasks("alice", after=page[-1].video_id, limit=2, order="desc")
-    assert [t.video_id for t in page] == ids[::-1][4:] and not more
+    assert [t.video_id for t in page] == ids[::-1][4:]
+    assert not more
 
     page, more = await store.list_tasks("alice", after=None, limit=3, order="asc")
-    assert [t.video_id for t in page] == ids[:3] and more
+    assert [t.video_id for t in page] == ids[:3]
+    assert more
     page, more = await store.list_tasks("alice", after=page[-1].video_id, limit=3, order="asc")
-    assert [t.video_id for t in page] == ids[3:] and not more
+    assert [t.video_id for t in page] == ids[3:]
+    assert not more
 
     page, more = await store.list_tasks("bob", after=None, limit=10, order="desc")
-    assert [t.video_id for t in page] == [t.video_id for t in theirs[::-1]] and not more
+    assert [t.video_id for t in page] == [t.video_id for t in theirs[::-1]]
+    assert not more
     # another tenant's id as the cursor never leaks their videos
     page, _ = await store.list_tasks("bob", after=ids[2], limit=10, order="desc")
     assert {t.tenant for t in page} == {"bob"}
@@ -338,44 +370,50 @@ async def test_soft_delete(store: Store) -> None:
     assert await store.complete(completed.id, 1, video_name="c.mp4", thumbnail_name="c.webp", spritesheet_name=None)
 
     assert await store.mark_deleted(queued.id) is not None
-    assert await store.is_deleted(queued.id)
     gone = await store.get_task(queued.id)
-    assert gone is not None and gone.status is TaskStatus.CANCELLED  # the row stays: lineage still points at it
+    assert gone is not None
+    assert gone.deleted
+    assert gone.status is TaskStatus.CANCELLED
     assert await store.claim(queued.id) is None  # and no worker will run it
     assert queued.id not in [i for i, _ in await store.queued()]
 
     assert await store.mark_deleted(completed.id) is not None
     kept = await store.get_task(completed.id)
-    assert kept is not None and kept.status is TaskStatus.COMPLETED and await store.is_deleted(completed.id)
+    assert kept is not None
+    assert kept.status is TaskStatus.COMPLETED
+    assert kept.deleted
     assert (await store.list_tasks("alice", after=None, limit=10, order="desc")) == ([], False)
     assert await store.mark_deleted(new_task_id()) is None
-    assert not await store.is_deleted(new_task_id())
 
 
 async def test_api_keys_add_lookup_revoke(store: Store) -> None:
-    assert await store.active_key_count() == 0
+    assert await store.keys.active_count() == 0
     alice, secret = await create_key(store, "alice")
     bob, bob_secret = await create_key(store, "bob", "team-b")
-    assert secret != bob_secret and secret.startswith(alice.prefix)
+    assert secret != bob_secret
+    assert secret.startswith(alice.prefix)
     assert (alice.tenant, bob.tenant) == ("alice", "team-b")
 
-    found = await store.key_by_hash(hash_key(secret))
-    assert found is not None and (found.id, found.name, found.tenant) == (alice.id, "alice", "alice")
+    found = await store.keys.by_hash(hash_key(secret))
+    assert found is not None
+    assert (found.id, found.name, found.tenant) == (alice.id, "alice", "alice")
     assert (await authenticate(store, bob_secret)) is not None
     assert await authenticate(store, secret + "x") is None
     assert await authenticate(store, "") is None
-    assert await store.active_key_count() == 2
-    assert [k.name for k in await store.list_keys()] == ["alice", "bob"]
+    assert await store.keys.active_count() == 2
+    assert [k.name for k in await store.keys.list_all()] == ["alice", "bob"]
 
     # only a hash is stored: the secret is nowhere in the database
     async with store.engine.connect() as conn:
         rows = (await conn.execute(sa.text("SELECT * FROM api_keys"))).fetchall()
-    assert secret not in repr(rows) and bob_secret not in repr(rows)
+    assert secret not in repr(rows)
+    assert bob_secret not in repr(rows)
 
-    assert await store.revoke_key("alice") == 1
+    assert await store.keys.revoke("alice") == 1
     assert await authenticate(store, secret) is None
-    assert await store.revoke_key("alice") == 0
-    assert await store.revoke_key(bob.id) == 1  # by id as well as by name
-    assert await store.active_key_count() == 0
-    listed = {k.name: k for k in await store.list_keys()}
-    assert listed["alice"].revoked_at is not None and listed["bob"].revoked_at is not None
+    assert await store.keys.revoke("alice") == 0
+    assert await store.keys.revoke(bob.id) == 1  # by id as well as by name
+    assert await store.keys.active_count() == 0
+    listed = {k.name: k for k in await store.keys.list_all()}
+    assert listed["alice"].revoked_at is not None
+    assert listed["bob"].revoked_at is not None

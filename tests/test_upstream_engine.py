@@ -209,7 +209,7 @@ class FakeUpstream:
         if fault.sleep:
             # in slices, so stopping the server doesn't wait out (or noisily cancel) the sleep
             end = time.monotonic() + fault.sleep
-            while time.monotonic() < end and not self.stopping:
+            while time.monotonic() < end and not self.stopping:  # noqa: ASYNC110  (set from the test's thread)
                 await asyncio.sleep(0.02)
         if fault.html:
             return Response(b"<html><body>502 Bad Gateway</body></html>", media_type="text/html")
@@ -386,7 +386,8 @@ async def expect_error(spec: UpstreamServer, job: UpstreamJob, reporter: FakeRep
     err = info.value
     assert err.code == code, f"{err.code}: {err}"
     assert API_KEY not in str(err)
-    assert API_KEY not in repr(err.__cause__) and API_KEY not in repr(err.__context__)
+    assert API_KEY not in repr(err.__cause__)
+    assert API_KEY not in repr(err.__context__)
     return err
 
 
@@ -452,13 +453,16 @@ async def test_happy_path(upstream: Callable[..., FakeUpstream], mp4: bytes) -> 
 
     assert result.video == mp4
     assert result.thumbnail == thumb
-    assert result.frames is None and result.fps == 0
+    assert result.frames is None
+    assert result.fps == 0
     # the upstream id is durable before the first poll
-    assert len(reporter.remembered) == 1 and reporter.remembered[0] in fake.jobs
+    assert len(reporter.remembered) == 1
+    assert reporter.remembered[0] in fake.jobs
     assert reporter.polls_before_remember == 0
     # progress: relayed, rising, never 100 (the service says 100 once the media is stored)
     assert reporter.progress_values == sorted(set(reporter.progress_values))
-    assert any(0 < p < 100 for p in reporter.progress_values) and max(reporter.progress_values) < 100
+    assert any(0 < p < 100 for p in reporter.progress_values)
+    assert max(reporter.progress_values) < 100
     # the create request: the SDK sends multipart form fields even without a file
     (create,) = fake.requests("POST", "/v1/videos")
     assert create.headers["content-type"].startswith("multipart/form-data")
@@ -474,16 +478,23 @@ async def test_happy_path(upstream: Callable[..., FakeUpstream], mp4: bytes) -> 
 async def test_thumbnail_missing_upstream_gives_none(upstream: Callable[..., FakeUpstream], mp4: bytes) -> None:
     fake = upstream(thumbnail=None)
     result = await run_engine(make_spec(fake.base_url), make_job(), FakeReporter(fake))
-    assert result.video == mp4 and result.thumbnail is None
+    assert result.video == mp4
+    assert result.thumbnail is None
 
 
 async def test_thumbnail_in_another_format_becomes_webp(upstream: Callable[..., FakeUpstream]) -> None:
     fake = upstream(thumbnail=png_bytes((96, 160), (0, 0, 255)))
     result = await run_engine(make_spec(fake.base_url), make_job(), FakeReporter(fake))
-    assert result.thumbnail is not None and result.thumbnail[:4] == b"RIFF" and result.thumbnail[8:12] == b"WEBP"
+    assert result.thumbnail is not None
+    assert result.thumbnail[:4] == b"RIFF"
+    assert result.thumbnail[8:12] == b"WEBP"
     with Image.open(io.BytesIO(result.thumbnail)) as im:
-        r, g, b = im.convert("RGB").getpixel((48, 80))  # type: ignore[misc]
-        assert b > 200 and r < 40 and g < 40
+        pixel = im.convert("RGB").getpixel((48, 80))
+        assert isinstance(pixel, tuple)
+        r, g, b = pixel
+        assert b > 200
+        assert r < 40
+        assert g < 40
 
 
 async def test_poll_after_header_is_honoured(upstream: Callable[..., FakeUpstream]) -> None:
@@ -499,7 +510,8 @@ async def test_poll_after_header_is_honoured(upstream: Callable[..., FakeUpstrea
     fast = upstream(polls_to_finish=3)
     await run_engine(make_spec(fast.base_url), make_job(), FakeReporter(fast))
     fast_gaps = np.diff([s.at for s in fast.polls()])
-    assert len(fast_gaps) == 3 and max(fast_gaps) < 0.2, fast_gaps
+    assert len(fast_gaps) == 3, fast_gaps
+    assert max(fast_gaps) < 0.2, fast_gaps
 
 
 async def test_resume_polls_the_remembered_job_without_creating(
@@ -519,7 +531,8 @@ async def test_resume_of_a_job_the_upstream_lost_fails_clearly(upstream: Callabl
     fake = upstream()
     reporter = FakeReporter(fake, upstream_job_id="video_lost")
     err = await expect_error(make_spec(fake.base_url), make_job(), reporter, "upstream_rejected")
-    assert "404" in str(err) and "No such video" in str(err)
+    assert "404" in str(err)
+    assert "No such video" in str(err)
     assert fake.requests("POST") == []
 
 
@@ -531,7 +544,8 @@ async def test_remix_through_the_upstream_remix_endpoint(upstream: Callable[...,
     result = await run_engine(make_spec(fake.base_url), job, reporter)
     assert result.video == mp4
     (remix,) = fake.requests("POST")
-    assert remix.path == "/v1/videos/video_src/remix" and remix.form == {"prompt": "now at night"}
+    assert remix.path == "/v1/videos/video_src/remix"
+    assert remix.form == {"prompt": "now at night"}
     (new_id,) = reporter.remembered
     assert fake.jobs[new_id].remixed_from == "video_src"
 
@@ -546,7 +560,8 @@ async def test_remix_through_a_reference_frame(upstream: Callable[..., FakeUpstr
     ref = create.form["input_reference"]
     assert ref["type"] == "image/png"
     with Image.open(io.BytesIO(ref["data"])) as im:
-        assert im.format == "PNG" and im.size == (96, 160)
+        assert im.format == "PNG"
+        assert im.size == (96, 160)
         sent = np.asarray(im.convert("RGB"), dtype=np.float64)
     first = decode_mp4(mp4)[0].astype(np.float64)
     assert np.abs(sent - first).mean() < 2.0  # it is the source's first frame
@@ -570,7 +585,8 @@ async def test_remix_that_changes_size_uses_a_reference(upstream: Callable[..., 
     job = make_job(width=160, height=96, source_upstream_id="video_src", source_video=mp4)
     await run_engine(make_spec(fake.base_url), job, FakeReporter(fake))
     (create,) = fake.requests("POST")
-    assert create.path == "/v1/videos" and create.form["size"] == "160x96"
+    assert create.path == "/v1/videos"
+    assert create.form["size"] == "160x96"
     with Image.open(io.BytesIO(create.form["input_reference"]["data"])) as im:
         assert im.size == (160, 96)
 
@@ -604,7 +620,8 @@ async def test_remix_unsupported(
     spec = make_spec(fake.base_url, supports_remix=supports_remix, supports_reference=False)
     job = make_job(source_upstream_id=source_upstream_id, source_video=mp4)
     err = await expect_error(spec, job, FakeReporter(fake), "remix_unsupported")
-    assert needle in str(err) and "supports_reference is off" in str(err)
+    assert needle in str(err)
+    assert "supports_reference is off" in str(err)
     assert fake.seen == []
 
 
@@ -632,7 +649,8 @@ async def test_500s_fail_after_max_retries(upstream: Callable[..., FakeUpstream]
     spec = make_spec(fake.base_url, max_retries=3)
     err = await expect_error(spec, make_job(), FakeReporter(fake), "upstream_unavailable")
     assert len(fake.requests("POST")) == 4  # the first try and three retries
-    assert "HTTP 500: the GPU caught fire" in str(err) and "failed 4 times" in str(err)
+    assert "HTTP 500: the GPU caught fire" in str(err)
+    assert "failed 4 times" in str(err)
 
 
 async def test_request_timeout_is_retried_then_fails(upstream: Callable[..., FakeUpstream]) -> None:
@@ -655,7 +673,8 @@ async def test_request_timeout_then_success(upstream: Callable[..., FakeUpstream
 async def test_upstream_failed_status_carries_its_reason(upstream: Callable[..., FakeUpstream]) -> None:
     fake = upstream(fail_with=("moderation_blocked", "The prompt was flagged by the safety system."))
     err = await expect_error(make_spec(fake.base_url), make_job(), FakeReporter(fake), "upstream_failed")
-    assert "The prompt was flagged by the safety system." in str(err) and "moderation_blocked" in str(err)
+    assert "The prompt was flagged by the safety system." in str(err)
+    assert "moderation_blocked" in str(err)
     assert [s for s in fake.seen if s.path.endswith("/content")] == []
 
 
@@ -663,7 +682,8 @@ async def test_4xx_is_not_retried(upstream: Callable[..., FakeUpstream]) -> None
     fake = upstream(faults={"create": [Fault(400, "size 96x160 is not supported; use 720x1280")] * 5})
     err = await expect_error(make_spec(fake.base_url), make_job(), FakeReporter(fake), "upstream_rejected")
     assert len(fake.requests("POST")) == 1
-    assert "HTTP 400" in str(err) and "size 96x160 is not supported" in str(err)
+    assert "HTTP 400" in str(err)
+    assert "size 96x160 is not supported" in str(err)
 
 
 async def test_upstream_disappears_mid_job(upstream: Callable[..., FakeUpstream]) -> None:
@@ -676,7 +696,8 @@ async def test_upstream_disappears_mid_job(upstream: Callable[..., FakeUpstream]
     started = time.monotonic()
     err = await expect_error(spec, make_job(), FakeReporter(fake, on_remember=vanish), "upstream_unavailable")
     assert time.monotonic() - started < 5
-    assert str(err).startswith("upstream unreachable: poll") and "failed 4 times" in str(err)
+    assert str(err).startswith("upstream unreachable: poll")
+    assert "failed 4 times" in str(err)
     assert "connection failed" in str(err)
 
 
@@ -751,9 +772,11 @@ async def test_unreadable_key_file_is_a_clear_error(tmp_path: Path) -> None:
 async def test_engine_attributes_and_close(upstream: Callable[..., FakeUpstream]) -> None:
     fake = upstream()
     reference_only = make_spec(fake.base_url, supports_remix=False, supports_reference=True)
-    assert reference_only.capabilities.remix and reference_only.capabilities.image_input
+    assert reference_only.capabilities.remix
+    assert reference_only.capabilities.image_input
     neither = make_spec(fake.base_url, supports_remix=False, supports_reference=False)
-    assert not neither.capabilities.remix and not neither.capabilities.image_input
+    assert not neither.capabilities.remix
+    assert not neither.capabilities.image_input
     engine, none = UpstreamEngine(reference_only), UpstreamEngine(neither)
     await engine.generate(make_job(), FakeReporter(fake))
     await engine.close()

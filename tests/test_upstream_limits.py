@@ -163,7 +163,8 @@ async def test_the_processes_environment_does_not_reach_the_upstream(
     assert result.video == mp4
     assert fake.seen, "the upstream was never reached"
     for seen in fake.seen:
-        assert "openai-organization" not in seen.headers and "openai-project" not in seen.headers, seen.headers
+        assert "openai-organization" not in seen.headers, seen.headers
+        assert "openai-project" not in seen.headers, seen.headers
     assert proxy.connections == 0
 
 

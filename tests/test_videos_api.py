@@ -20,6 +20,7 @@ import numpy.typing as npt
 import openai
 import pytest
 from helpers import assert_openai_error, user
+from openai.types import VideoSeconds, VideoSize
 from PIL import Image
 from server_util import FAST_SORA2, KeyedServer, chat, chat_text, start_server, wait_video, wait_video_http
 
@@ -32,6 +33,15 @@ POLL_AFTER_MS = 250
 MISSING = "video_" + "0" * 32
 SID = re.compile(r"s_[0-9a-f]{32}")
 TASK = re.compile(r"task_[0-9a-z]{26}")
+
+
+# The SDK's Literals list OpenAI's sizes and seconds; reelchat takes any WxH and refuses bad values itself.
+def off_list_size(size: str) -> VideoSize:
+    return cast("VideoSize", size)
+
+
+def off_list_seconds(seconds: str) -> VideoSeconds:
+    return cast("VideoSeconds", seconds)
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +103,12 @@ def test_create_and_poll(made: Any, client: openai.OpenAI) -> None:
     assert (made.object, made.model, made.seconds, made.size) == ("video", "sora-2", "10", "96x160")
     assert made.prompt == "a cow in a field"
     assert made.progress == 100
-    assert made.error is None and made.remixed_from_video_id is None
-    assert made.completed_at is not None and made.completed_at >= made.created_at
-    assert SID.fullmatch(extra(made)["sid"]) and TASK.fullmatch(extra(made)["task_id"])
+    assert made.error is None
+    assert made.remixed_from_video_id is None
+    assert made.completed_at is not None
+    assert made.completed_at >= made.created_at
+    assert SID.fullmatch(extra(made)["sid"])
+    assert TASK.fullmatch(extra(made)["task_id"])
     again = client.videos.retrieve(made.id)
     assert (again.id, again.status, again.seconds, again.size) == (made.id, "completed", "10", "96x160")
     assert extra(again)["sid"] == extra(made)["sid"]
@@ -148,7 +161,8 @@ def test_list_pages_both_orders(client: openai.OpenAI, http: httpx.Client) -> No
     # the SDK's auto-pagination follows after=last_id the same way
     assert [v.id for v in client.videos.list(limit=1, order="asc")] == asc
     raw = http.get("/v1/videos", params={"limit": 2, "order": "asc"}).json()
-    assert raw["object"] == "list" and raw["has_more"] is True
+    assert raw["object"] == "list"
+    assert raw["has_more"] is True
     assert (raw["first_id"], raw["last_id"]) == (asc[0], asc[1])
     for video_id in ids:
         assert wait_video(client, video_id).status == "completed"
@@ -191,10 +205,14 @@ def test_remix(made: Any, remixed: Any, client: openai.OpenAI, server: KeyedServ
 
 
 def test_remix_of_a_landscape_video_stays_landscape(client: openai.OpenAI, server: KeyedServer) -> None:
-    wide = wait_video(client, client.videos.create(prompt="a wide field", model="sora-2", size="160x96").id)
-    assert wide.status == "completed" and wide.size == "160x96"
+    wide = wait_video(
+        client, client.videos.create(prompt="a wide field", model="sora-2", size=off_list_size("160x96")).id
+    )
+    assert wide.status == "completed"
+    assert wide.size == "160x96"
     remix = wait_video(client, client.videos.remix(wide.id, prompt="with a rainbow").id)
-    assert remix.status == "completed" and remix.size == "160x96"
+    assert remix.status == "completed"
+    assert remix.size == "160x96"
     mp4 = client.videos.download_content(remix.id, variant="video").content
     info = probe_mp4(mp4)
     assert (info.width, info.height) == (160, 96)
@@ -210,9 +228,12 @@ def test_a_deleted_source_leaves_no_words_or_pictures_in_its_remixes_history(
     assert [e["video_id"] for e in history] == [parent.id, child.id]
     assert (history[0]["prompt"], history[0]["thumbnail_url"], history[0]["status"]) == ("(deleted)", None, "deleted")
     page = httpx.get(f"{server.url}/web/{extra(child)['task_id']}", timeout=30).text
-    assert "a secret garden" not in page and "in autumn" in page
+    assert "a secret garden" not in page
+    assert "in autumn" in page
     gone = source(server, extra(parent)["task_id"])
-    assert gone["deleted"] is True and gone["prompt"] == "(deleted)" and gone["url"] is None
+    assert gone["deleted"] is True
+    assert gone["prompt"] == "(deleted)"
+    assert gone["url"] is None
 
 
 def test_delete(remixed: Any, client: openai.OpenAI, http: httpx.Client) -> None:
@@ -281,7 +302,9 @@ def test_image_conditioning(client: openai.OpenAI, http: httpx.Client, server: K
     for video in videos.values():
         assert video.status == "completed", video.error
         src = source(server, extra(video)["task_id"])
-        assert src["has_image"] is True and src["seed"] == IMAGE_SEED and src["size"] == "96x160"
+        assert src["has_image"] is True
+        assert src["seed"] == IMAGE_SEED
+        assert src["size"] == "96x160"
     # and in chat: an image_url part with the JSON block's prompt and seed
     block = f'```json\n{{"prompt": "{IMAGE_PROMPT}", "seed": {IMAGE_SEED}}}\n```'
     reply = chat(
@@ -298,7 +321,8 @@ def test_image_conditioning(client: openai.OpenAI, http: httpx.Client, server: K
         stream=True,
     )
     assert reply.echo["image"] is True
-    assert reply.echo["seed"] == IMAGE_SEED and "sid" not in reply.echo
+    assert reply.echo["seed"] == IMAGE_SEED
+    assert "sid" not in reply.echo
     chat_src = source(server, reply.task_id)
     assert chat_src["has_image"] is True
 
@@ -447,10 +471,10 @@ def test_bad_create_fields_are_400(body: dict[str, Any], param: str, must_name: 
 
 def test_bad_fields_through_the_sdk(client: openai.OpenAI, made: Any) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        client.videos.create(prompt="x", size="1x1")  # type: ignore[arg-type]
+        client.videos.create(prompt="x", size=off_list_size("1x1"))
     assert "96x160" in info.value.message
     with pytest.raises(openai.BadRequestError) as info:
-        client.videos.create(prompt="x", seconds="7")  # type: ignore[arg-type]
+        client.videos.create(prompt="x", seconds=off_list_seconds("7"))
     assert "10" in info.value.message
     with pytest.raises(openai.BadRequestError):
         client.videos.remix(made.id, prompt="")

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
-import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from .catalog import DEMO_I2V_PIPELINE, DEMO_PIPELINE, CatalogError, ModelSpec, UpstreamSpec, load_catalog
+from .net.loopback import is_loopback
 from .service import keys as keys_service
 from .settings import Settings
 from .store.tasks import Store
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:
-            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
-        except OSError:
-            return False
 
 
 def describe_model(spec: ModelSpec) -> str:
@@ -44,33 +31,48 @@ def describe_model(spec: ModelSpec) -> str:
     return f"{spec.name} -> {where}{image}; {secs}, {sizes}, {spec.fps} fps, {spec.steps} steps"
 
 
-async def _with_store(settings: Settings, fn: str, *args: str) -> int:
+async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
+    """Run `fn` on the migrated store of `settings`, then close it."""
     store = Store(settings.resolved_database_url)
     try:
         await store.migrate()
-        if fn == "count":
-            return await store.active_key_count()
-        if fn == "create":
-            key, secret = await keys_service.create_key(store, args[0], args[1] or None)
-            print(f"Created key {key.id} (name {key.name}, tenant {key.tenant}).")
-            print("Copy it now; it is stored hashed and will not be shown again:")
-            print(secret)
-            return 0
-        if fn == "list":
-            rows = await store.list_keys()
-            if not rows:
-                print("No API keys: the server runs open on loopback addresses only.")
-            for k in rows:
-                state = "revoked" if k.revoked_at else "active"
-                print(f"{k.id}\t{k.name}\ttenant={k.tenant}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{state}")
-            return 0
-        if fn == "revoke":
-            n = await store.revoke_key(args[0])
-            print(f"Revoked {n} key(s)." if n else f"No active key with id or name {args[0]!r}.")
-            return 0 if n else 1
-        raise AssertionError(fn)
+        return await fn(store)
     finally:
         await store.close()
+
+
+async def _count_keys(store: Store) -> int:
+    return await store.keys.active_count()
+
+
+def _create_key(name: str, tenant: str | None) -> Callable[[Store], Awaitable[int]]:
+    async def create(store: Store) -> int:
+        key, secret = await keys_service.create_key(store, name, tenant or None)
+        print(f"Created key {key.id} (name {key.name}, tenant {key.tenant}).")
+        print("Copy it now; it is stored hashed and will not be shown again:")
+        print(secret)
+        return 0
+
+    return create
+
+
+async def _list_keys(store: Store) -> int:
+    rows = await store.keys.list_all()
+    if not rows:
+        print("No API keys: the server runs open on loopback addresses only.")
+    for k in rows:
+        state = "revoked" if k.revoked_at else "active"
+        print(f"{k.id}\t{k.name}\ttenant={k.tenant}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{state}")
+    return 0
+
+
+def _revoke_key(id_or_name: str) -> Callable[[Store], Awaitable[int]]:
+    async def revoke(store: Store) -> int:
+        n = await store.keys.revoke(id_or_name)
+        print(f"Revoked {n} key(s)." if n else f"No active key with id or name {id_or_name!r}.")
+        return 0 if n else 1
+
+    return revoke
 
 
 def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
@@ -88,8 +90,8 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         print(f"reelchat: {e}", file=sys.stderr)
         return 2
     settings.home.mkdir(parents=True, exist_ok=True)
-    key_count = asyncio.run(_with_store(settings, "count"))
-    if key_count == 0 and not _is_loopback(host):
+    key_count = asyncio.run(_with_store(settings, _count_keys))
+    if key_count == 0 and not is_loopback(host, resolve=True):
         print(
             f"reelchat: refusing to listen on {host}: no API keys exist, so the server would be open to anyone.\n"
             "Create one with `reelchat keys create --name NAME`, or listen on 127.0.0.1.",
@@ -154,10 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     settings.home.mkdir(parents=True, exist_ok=True)
     if args.keys_command == "create":
-        return asyncio.run(_with_store(settings, "create", args.name, args.tenant))
+        return asyncio.run(_with_store(settings, _create_key(args.name, args.tenant)))
     if args.keys_command == "list":
-        return asyncio.run(_with_store(settings, "list"))
-    return asyncio.run(_with_store(settings, "revoke", args.key))
+        return asyncio.run(_with_store(settings, _list_keys))
+    return asyncio.run(_with_store(settings, _revoke_key(args.key)))
 
 
 if __name__ == "__main__":

@@ -44,8 +44,8 @@ class InputImage:
 class VideoRequest:
     """What a user asked for, read from a chat turn or a /v1/videos body.
 
-    `seconds`, `size` and `seed` are None when the user left them to the model's defaults.
-    `source_sid` names the video this request modifies (a remix), if any.
+    `seconds`, `size` and `seed` are None when the user left them to the model's defaults. The video
+    it modifies (a remix), if any, is resolved by the service and passed beside it.
     """
 
     model: str
@@ -54,8 +54,6 @@ class VideoRequest:
     seconds: int | None = None
     size: str | None = None  # "WxH"
     seed: int | None = None
-    source_sid: str | None = None
-    source_video_id: str | None = None
     image: InputImage | None = None
     image_url: str | None = None  # an http(s) url still to be fetched (chat image parts)
 

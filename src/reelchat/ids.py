@@ -14,7 +14,6 @@ TASK_ID_PATTERN = r"task_[0-9a-hjkmnp-tv-z]{26}"  # lowercase Crockford base32 (
 SID_PATTERN = r"s_[0-9a-f]{32}"
 TASK_ID_RE = re.compile(TASK_ID_PATTERN)
 SID_RE = re.compile(SID_PATTERN)
-VIDEO_ID_RE = re.compile(r"video_[0-9a-f]{32}")
 
 
 def ulid(now_ms: int | None = None) -> str:

@@ -8,14 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from ..catalog import load_catalog
-from ..engines.registry import EngineRegistry
 from ..homelock import HomeLock
-from ..media.storage import LocalStorage
-from ..service.executor import InProcessExecutor
+from ..service.chat import ChatServing
+from ..service.factory import build_service, build_storage
 from ..service.videos import VideoService
 from ..settings import Settings
-from ..store.tasks import Store
 from . import errors
 from .deps import AppState
 from .limits import BodySizeLimit
@@ -27,35 +24,21 @@ from .stream_slots import StreamSlots
 log = logging.getLogger("reelchat")
 
 
-def build_service(settings: Settings) -> VideoService:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    catalog = load_catalog(settings.models_file, settings.models_json)
-    return VideoService(
-        settings=settings,
-        store=Store(settings.resolved_database_url),
-        storage=LocalStorage(settings.resolved_media_dir),
-        catalog=catalog,
-        engines=EngineRegistry(settings.models_dir, device=settings.device, dtype=settings.dtype),
-        executor=InProcessExecutor(settings.workers),
-    )
-
-
 @asynccontextmanager
 async def _serving(service: VideoService) -> AsyncIterator[None]:
-    await service.store.migrate()
-    resumed = await service.start()
+    resumed = await service.open()
     if resumed:
         log.info("resuming %d task(s) left queued or running by an earlier process", resumed)
     try:
         yield
     finally:
-        await service.stop()
-        await service.store.close()
+        await service.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    service = build_service(settings)
+    storage = build_storage(settings)
+    service = build_service(settings, storage)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reelchat = AppState(
         settings=settings,
         service=service,
+        # a reply gives up well past any job's own deadline, queue included
+        chat=ChatServing(service, keepalive_s=settings.keepalive_s, give_up_s=settings.job_deadline_s * 2 + 600),
+        storage=storage,
         links=LinkBuilder(settings.public_base_url, settings.trusted_proxies),
         streams=StreamSlots(settings.max_streams_per_key),
     )

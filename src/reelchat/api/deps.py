@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..service.keys import authenticate
+from ..media.storage import Storage
+from ..net.loopback import is_loopback
+from ..service.chat import ChatServing
 from ..service.videos import VideoService
 from ..settings import Settings
 from .body_parser import BodyParser
@@ -25,6 +26,8 @@ OPEN_TENANT = "default"
 class AppState:
     settings: Settings
     service: VideoService
+    chat: ChatServing
+    storage: Storage  # the media the service writes, served by the media routes
     links: LinkBuilder
     streams: StreamSlots
     bodies: BodyParser = field(default_factory=BodyParser)
@@ -43,7 +46,7 @@ class AppState:
         return await asyncio.shield(self._keys_query)
 
     async def _count_keys(self) -> bool:
-        exist = await self.service.store.active_key_count() > 0
+        exist = await self.service.active_key_count() > 0
         self._keys_exist, self._keys_checked_at = exist, time.monotonic()
         return exist
 
@@ -61,7 +64,7 @@ async def get_tenant(request: Request, state: StateDep) -> str:
     scheme, _, token = header.partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
     if token:
-        key = await authenticate(state.service.store, token)
+        key = await state.service.authenticate(token)
         if key is not None:
             return key.tenant
     if not await state.keys_exist():
@@ -107,9 +110,4 @@ def _header_title(name: str) -> str:
 
 
 def _is_loopback_peer(request: Request) -> bool:
-    if request.client is None:
-        return False
-    try:
-        return ipaddress.ip_address(request.client.host).is_loopback
-    except ValueError:
-        return False
+    return request.client is not None and is_loopback(request.client.host)

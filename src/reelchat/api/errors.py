@@ -69,26 +69,26 @@ def request_error(e: RequestError) -> ApiError:
 
 def install(app: FastAPI) -> None:
     async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
+        assert isinstance(exc, ApiError)  # noqa: S101  (narrows a type; never input validation)
         return error_response(exc)
 
     async def on_service_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ServiceError)
+        assert isinstance(exc, ServiceError)  # noqa: S101  (narrows a type; never input validation)
         headers = {"Retry-After": "5"} if exc.status == 429 else None
         return error_response(
             ApiError(exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type, headers=headers)
         )
 
     async def on_request_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestError)
+        assert isinstance(exc, RequestError)  # noqa: S101  (narrows a type; never input validation)
         return error_response(request_error(exc))
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
+        assert isinstance(exc, RequestValidationError)  # noqa: S101  (narrows a type; never input validation)
         return error_response(validation_error(exc))
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101  (narrows a type; never input validation)
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             message = "Not found."

@@ -6,7 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ApiError
+from .errors import ApiError, error_body
 
 
 class _TooLarge(ApiError):
@@ -17,16 +17,8 @@ class _TooLarge(ApiError):
 
 
 def _body_413(limit: int) -> bytes:
-    return json.dumps(
-        {
-            "error": {
-                "message": f"The request body is larger than the {limit} bytes this server accepts.",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "request_too_large",
-            }
-        }
-    ).encode()
+    err = _TooLarge(limit)
+    return json.dumps(error_body(err.message, err.type, err.param, err.code)).encode()
 
 
 class BodySizeLimit:

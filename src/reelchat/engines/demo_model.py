@@ -80,7 +80,7 @@ def _build_tokenizer() -> Any:
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {tok: i for i, tok in enumerate(_SPECIALS + alphabet)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))  # noqa: S106  (a tokenizer token)
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     # like T5: append </s> to every sequence
@@ -88,7 +88,11 @@ def _build_tokenizer() -> Any:
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", vocab["</s>"])]
     )
     return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512
+        tokenizer_object=tok,
+        pad_token="<pad>",  # noqa: S106  (a tokenizer token)
+        eos_token="</s>",  # noqa: S106  (a tokenizer token)
+        unk_token="<unk>",  # noqa: S106  (a tokenizer token)
+        model_max_length=512,
     )
 
 

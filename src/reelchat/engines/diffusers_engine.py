@@ -104,7 +104,7 @@ class DiffusersEngine:
             return self._t2v, self._v2v
 
     def _image_pipe(self) -> Any:
-        assert self.i2v_pipeline_dir is not None
+        assert self.i2v_pipeline_dir is not None  # noqa: S101  (narrows a type; never input validation)
         if self.i2v_pipeline_dir.resolve() == self.pipeline_dir.resolve():
             # one checkpoint for both (Wan 2.2 TI2V-5B): share the loaded modules, no second copy
             t2v, _ = self._text_pipes()
@@ -321,7 +321,7 @@ def _source_video(job: DiffusersJob) -> list[Any]:
     from PIL import Image
 
     src = job.source_frames
-    assert src is not None
+    assert src is not None  # noqa: S101  (narrows a type; never input validation)
     if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
         raise EngineError(f"remix source frames must be (F, H, W, 3); got {src.shape}", "invalid_request")
     if len(src) != job.frames:  # resample evenly in time
@@ -334,7 +334,7 @@ def _source_video(job: DiffusersJob) -> list[Any]:
 def _decode_image(job: DiffusersJob) -> Any:
     from . import images
 
-    assert job.image is not None
+    assert job.image is not None  # noqa: S101  (narrows a type; never input validation)
     try:
         return images.fit_image(job.image, job.width, job.height)
     except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError

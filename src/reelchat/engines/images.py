@@ -14,7 +14,7 @@ import av
 import av.error
 from PIL import Image, ImageOps
 
-from ..net.fetch import MAX_IMAGE_PIXELS
+from ..net.images import MAX_IMAGE_PIXELS
 
 
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -89,7 +89,7 @@ class EngineRegistry:
 
             kind: Literal["t2v", "i2v"] = "i2v" if value == DEMO_I2V_PIPELINE else "t2v"
             return await asyncio.to_thread(ensure_demo_pipeline, self.models_dir / "demo", kind)
-        return Path(value).expanduser()
+        return Path(value).expanduser()  # noqa: ASYNC240  (reads $HOME only, no disk I/O)
 
     async def close(self) -> None:
         engines: list[Engine] = [*self._local.values(), *self._upstream.values()]

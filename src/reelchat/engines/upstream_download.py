@@ -30,7 +30,7 @@ async def download_capped(
     variant: Literal["video", "thumbnail"],
     *,
     limit: int,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109  (the SDK request's own timeout, passed through)
     where: str,
 ) -> bytes:
     """The content's bytes; DownloadTooLarge past `limit`. HTTP errors are the SDK's, as for any request."""

@@ -88,7 +88,7 @@ class UpstreamEngine:
 
     def scrub(self, text: str) -> str:
         """Upstream text made safe to show: the API key cut out, the length bounded."""
-        if self._secret and len(self._secret) >= 4 and self._secret != "none":
+        if self._secret and len(self._secret) >= 4 and self._secret != "none":  # noqa: S105  ("none" is the no-key sentinel, not a password)
             text = text.replace(self._secret, "[redacted]")
         text = " ".join(text.split())
         return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"

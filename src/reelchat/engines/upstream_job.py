@@ -116,7 +116,7 @@ class UpstreamRun:
 
     async def _same_shape(self, job: UpstreamJob) -> bool:
         """Whether upstream /remix (which keeps the source's size) gives the size this job asks for."""
-        assert job.remix is not None
+        assert job.remix is not None  # noqa: S101  (narrows a type; never input validation)
         try:
             info = await asyncio.to_thread(encode.probe_mp4, job.remix.video)
         except encode.MediaError:

@@ -111,7 +111,7 @@ class Requests:
 def backoff(first_s: float, attempt: int) -> float:
     """Exponential backoff with equal jitter: half fixed, half random, so retries spread out."""
     base = min(MAX_BACKOFF_S, first_s * 2.0**attempt)
-    return base / 2 + random.uniform(0, base / 2)
+    return base / 2 + random.uniform(0, base / 2)  # noqa: S311  (retry jitter, not a secret)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

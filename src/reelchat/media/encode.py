@@ -36,7 +36,6 @@ __all__ = [
     "encode_webp",
     "pick_thumbnail_frame",
     "probe_mp4",
-    "thumbnail_from_mp4",
 ]
 
 Frames = npt.NDArray[np.uint8]
@@ -247,30 +246,6 @@ def probe_mp4(data: bytes) -> VideoInfo:
         duration=float(duration),
         pix_fmt=pix_fmt,
     )
-
-
-def thumbnail_from_mp4(data: bytes) -> bytes:
-    """A WebP thumbnail of an MP4's middle frame (for videos that arrived as files)."""
-    total = probe_mp4(data).frames
-    if total <= 0:
-        raise MediaError("the video has no decodable frames")
-    target = total // 2
-    container, stream = _open_mp4(data)
-    chosen: Frames | None = None
-    try:
-        with container:
-            for index, frame in enumerate(container.decode(stream)):
-                chosen = _rgb(frame)
-                if index >= target:
-                    break
-    except av.error.FFmpegError as exc:
-        raise MediaError(f"could not decode the video: {exc}") from exc
-    if chosen is None:
-        raise MediaError("the video has no decodable frames")
-    return encode_webp(chosen)
-
-
-# --------------------------------------------------------------------------- images
 
 
 def pick_thumbnail_frame(frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

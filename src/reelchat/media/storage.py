@@ -25,7 +25,7 @@ __all__ = [
     "new_media_name",
 ]
 
-MEDIA_EXTENSIONS = frozenset({"mp4", "webp", "jpg", "jpeg", "png"})
+MEDIA_EXTENSIONS = frozenset({"mp4", "webp", "jpg", "jpeg", "png", "gif", "bmp"})
 
 # \Z, not $: "$" also matches before a trailing newline.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}\.[a-z0-9]{1,5}\Z")
@@ -47,7 +47,7 @@ def check_media_name(name: str) -> str:
 
 
 def new_media_name(ext: str) -> str:
-    """A fresh, unguessable name: 32 hex characters, a dot, ``ext`` (mp4, webp, jpg, jpeg, png)."""
+    """A fresh, unguessable name: 32 hex characters, a dot, ``ext`` (mp4, webp, jpg, jpeg, png, gif, bmp)."""
     if ext not in MEDIA_EXTENSIONS:
         raise StorageError(f"unsupported media extension: {ext!r}")
     return f"{secrets.token_hex(16)}.{ext}"

@@ -19,7 +19,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .chat_request import ChatCompletionRequest, Turn, TurnError, read_turn
+from .chat_schema import ChatCompletionRequest
+from .chat_turn import Turn, read_turn
+from .chat_turn_error import TurnError
 from .errors import RequestError, describe_validation_error
 from .json_body import load_json
 

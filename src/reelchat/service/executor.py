@@ -1,4 +1,5 @@
-"""Where jobs run. In-process (default): a FIFO queue drained by N worker tasks owned by the app lifespan.
+"""Where jobs run: the `Executor` contract, and its in-process implementation (the default), a FIFO
+queue drained by N worker tasks owned by the app lifespan.
 
 The queue holds only task ids; the store holds the tasks. Losing the queue (a crash) loses nothing:
 on start the service re-enqueues every task still queued. A task held back after a crash waits
@@ -11,10 +12,29 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 log = logging.getLogger("reelchat.executor")
 
 Runner = Callable[[str], Awaitable[None]]
+
+
+class Executor(Protocol):
+    """Runs task ids through the service's runner. It holds ids only: the store holds the tasks, and
+    the task row (its lease and attempt) decides who owns a job, whatever executor runs it."""
+
+    def start(self, runner: Runner) -> None:
+        """Begin taking submitted ids; each is passed to `runner` once a worker is free."""
+
+    def submit(self, task_id: str, not_before: float | None = None) -> None:
+        """Run `task_id` when a worker is free, not before `not_before` (unix seconds). Idempotent."""
+
+    def pending(self) -> int:
+        """Ids submitted and not yet taken by a worker."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop the workers (a running job is cancelled; its task goes back to the queue)."""
 
 
 class InProcessExecutor:

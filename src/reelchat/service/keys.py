@@ -27,9 +27,9 @@ async def create_key(store: Store, name: str, tenant: str | None = None) -> tupl
         prefix=secret[:10],
         created_at=datetime.now(UTC),
     )
-    await store.add_key(key, hash_key(secret))
+    await store.keys.add(key, hash_key(secret))
     return key, secret
 
 
 async def authenticate(store: Store, secret: str) -> ApiKey | None:
-    return await store.key_by_hash(hash_key(secret))
+    return await store.keys.by_hash(hash_key(secret))

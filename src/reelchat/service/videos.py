@@ -9,28 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
 
-from ..catalog import ModelSpec, orientation_of, parse_size
-from ..domain import MAX_PROMPT_CHARS, Orientation, Task, TaskEvent, TaskStatus, VideoRequest
+from ..catalog import ModelSpec
+from ..domain import ApiKey, Task, TaskEvent, TaskStatus, VideoRequest
 from ..engines.registry import EngineRegistry
-from ..ids import SID_RE, new_sid, new_task_id, new_video_id
-from ..media.storage import Storage, new_media_name
-from ..net.fetch import IMAGE_CHECKS_AT_ONCE, FetchPolicy, ImageFetchError, check_image_async, fetch_image
+from ..ids import SID_RE
+from ..media.storage import Storage
 from ..settings import Settings
 from ..store.tasks import Store
+from . import keys
 from .crashes import CrashPolicy
 from .errors import Busy, InvalidRequest, NotFound, UnknownModel
-from .events import EventBus
-from .executor import InProcessExecutor
+from .events import EventBus, InProcessEventBus
+from .executor import Executor
+from .inputs import ImageInputs
+from .planning import plan_task
 from .runner import TaskRunner
 
 log = logging.getLogger("reelchat.service")
-
-_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "png", "image/bmp": "png"}
 
 
 class VideoService:
@@ -41,7 +39,7 @@ class VideoService:
         storage: Storage,
         catalog: dict[str, ModelSpec],
         engines: EngineRegistry,
-        executor: InProcessExecutor,
+        executor: Executor,
         bus: EventBus | None = None,
     ) -> None:
         self.settings = settings
@@ -50,14 +48,23 @@ class VideoService:
         self.catalog = catalog
         self.engines = engines
         self.executor = executor
-        self.bus = bus or EventBus()
+        self.bus: EventBus = bus or InProcessEventBus()
         self.crashes = CrashPolicy(settings.max_attempts, settings.crash_backoff_s)
         self.runner = TaskRunner(settings, store, storage, catalog, engines, self.bus, self.crashes)
         self._opener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self._image_checks = asyncio.Semaphore(IMAGE_CHECKS_AT_ONCE)  # Pillow decodes, all requests together
+        self.images = ImageInputs(settings)
 
     # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> int:
+        """Migrate the store, then `start`; returns the tasks waiting from an earlier process."""
+        await self.store.migrate()
+        return await self.start()
+
+    async def close(self) -> None:
+        await self.stop()
+        await self.store.close()
 
     async def start(self) -> int:
         """Requeue what a dead process left behind, then (in the background) load the models and
@@ -114,6 +121,10 @@ class VideoService:
         """The durations each model allows, by name: what reading a chat turn needs to know."""
         return {name: tuple(spec.seconds) for name, spec in self.catalog.items()}
 
+    def models(self) -> list[ModelSpec]:
+        """The catalog, in its order."""
+        return list(self.catalog.values())
+
     def spec(self, model: str) -> ModelSpec:
         spec = self.catalog.get(model)
         if spec is None:
@@ -165,8 +176,17 @@ class VideoService:
     async def prepare(
         self, tenant: str, req: VideoRequest, *, origin: str = "chat", source: Task | None = None
     ) -> Task:
-        """Validate a request and build its task (nothing is queued yet; an input image is stored)."""
+        """Validate a request and build its task (nothing is stored or queued yet; an input image is
+        fetched and checked, and saved by `enqueue`)."""
         spec = self.spec(req.model)
+        await self._check_capacity(tenant)
+        task = plan_task(spec, tenant, req, source=source, origin=origin)
+        if task.has_image:
+            image = await self.images.load(req)
+            task.image_name, task.image_data = image.name, image.data
+        return task
+
+    async def _check_capacity(self, tenant: str) -> None:
         if self.executor.pending() >= self.settings.max_queued:
             raise Busy(
                 f"{self.executor.pending()} videos are already waiting; try again later.",
@@ -180,133 +200,26 @@ class VideoService:
                 "(REELCHAT_MAX_QUEUED_PER_KEY); try again when some have finished.",
                 code="too_many_queued_for_key",
             )
-        prompt = req.prompt.strip()
-        if not prompt:
-            raise InvalidRequest("A prompt is required.", param="prompt", code="missing_prompt")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise InvalidRequest(
-                f"The prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}.",
-                param="prompt",
-                code="prompt_too_long",
-            )
-        if source is None and (req.source_sid or req.source_video_id):
-            source = await self.resolve_source(tenant, sid=req.source_sid, video_id=req.source_video_id)
 
-        # seconds: the request's, else the source's (a remix keeps it), else the model's default
-        if req.seconds is not None:
-            if req.seconds not in spec.seconds:
-                raise InvalidRequest(
-                    f"seconds={req.seconds} is not supported by {spec.name}; allowed: "
-                    + ", ".join(str(s) for s in spec.seconds)
-                    + ".",
-                    param="seconds",
-                    code="unsupported_value",
-                )
-            seconds = req.seconds
-        elif source is not None and source.seconds in spec.seconds:
-            seconds = source.seconds
-        else:
-            seconds = spec.default_seconds
+    # ---- keys and health -----------------------------------------------------------------------
 
-        # size: explicit, else the source's (unless the turn turned it), else the orientation's default
-        if req.size is not None:
-            size = req.size.lower()
-            if size not in spec.all_sizes:
-                raise InvalidRequest(
-                    f"size '{req.size}' is not supported by {spec.name}; allowed: {', '.join(spec.all_sizes)}.",
-                    param="size",
-                    code="unsupported_value",
-                )
-            orientation = orientation_of(size)
-        elif source is not None and (req.orientation is source.orientation or req.orientation is None):
-            orientation = source.orientation
-            size = source.size if source.size in spec.all_sizes else spec.default_size(orientation)
-        else:
-            orientation = req.orientation or Orientation.PORTRAIT
-            size = spec.default_size(orientation)
-        width, height = parse_size(size)
+    async def authenticate(self, secret: str) -> ApiKey | None:
+        return await keys.authenticate(self.store, secret)
 
-        image_name: str | None = None
-        image_bytes: bytes | None = None
-        if req.image is not None or req.image_url is not None:
-            if source is not None:
-                raise InvalidRequest(
-                    "An input image can't be combined with a video to modify; send one or the other.",
-                    param="input_reference",
-                    code="unsupported_combination",
-                )
-            if not spec.capabilities.image_input:
-                raise InvalidRequest(
-                    f"{spec.name} does not accept an input image.", param="input_reference", code="unsupported_value"
-                )
-            image_bytes, content_type = await self._load_image(req)
-            image_name = new_media_name(_EXT.get(content_type, "png"))
-        elif source is not None and not spec.capabilities.remix:
-            raise InvalidRequest(
-                f"{spec.name} can't modify an existing video.", param="model", code="unsupported_value"
-            )
-        elif source is None and not spec.capabilities.text_to_video:
-            raise InvalidRequest(
-                f"{spec.name} needs an input image or a video to modify.", param="model", code="unsupported_value"
-            )
+    async def active_key_count(self) -> int:
+        return await self.store.keys.active_count()
 
-        if req.seed is not None:
-            seed = req.seed
-        elif source is not None:
-            seed = source.seed
-        else:
-            seed = random.randrange(2**31)
-        engine_prompt = spec.remix_prompt(source.engine_prompt, prompt) if source is not None else prompt
-        task = Task(
-            id=new_task_id(),
-            video_id=new_video_id(),
-            sid=new_sid(),
-            tenant=tenant,
-            model=spec.name,
-            prompt=prompt,
-            engine_prompt=engine_prompt,
-            orientation=orientation,
-            seconds=seconds,
-            size=size,
-            width=width,
-            height=height,
-            fps=spec.fps,
-            frames=spec.frames_for(seconds),
-            steps=spec.steps,
-            seed=seed,
-            origin=origin,
-            remixed_from=source.id if source is not None else None,
-            has_image=image_name is not None,
-            image_name=image_name,
-            image_data=image_bytes,
-            created_at=datetime.now(UTC),
-            params=spec.remix_params() if source is not None else {},
-        )
-        return task
-
-    async def _load_image(self, req: VideoRequest) -> tuple[bytes, str]:
-        policy = FetchPolicy(
-            max_bytes=self.settings.image_max_bytes,
-            timeout_s=self.settings.image_fetch_timeout_s,
-            allow_private=self.settings.allow_private_image_urls,
-        )
+    async def health(self) -> dict[str, str]:
+        """What `/healthz` reports: the store answers a query, and the workers run (or are loading)."""
         try:
-            if req.image is not None:
-                if len(req.image.data) > self.settings.image_max_bytes:
-                    raise InvalidRequest(
-                        f"The input image is larger than {self.settings.image_max_bytes} bytes.",
-                        param="input_reference",
-                        code="image_too_large",
-                    )
-                checked = await check_image_async(req.image.data, self._image_checks)
-            else:
-                assert req.image_url is not None
-                checked = await fetch_image(req.image_url, policy, gate=self._image_checks)
-        except ImageFetchError as e:
-            raise InvalidRequest(str(e), param="input_reference", code=e.code) from e
-        if len(checked.data) > self.settings.image_max_bytes:
-            raise InvalidRequest("The input image is too large.", param="input_reference", code="image_too_large")
-        return checked.data, checked.content_type
+            await self.store.ping()
+            database = "ok"
+        except Exception as e:  # reported, not raised: the caller answers 503
+            log.warning("health check: the store did not answer: %s", e)
+            database = f"error: {type(e).__name__}"
+        opener_failed = self._opener is not None and self._opener.done() and self._sweeper is None
+        workers = "running" if self.ready else ("failed" if opener_failed else "loading")
+        return {"database": database, "workers": workers}
 
     # ---- queries -----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The task and key store: SQLAlchemy Core over an async engine (SQLite with WAL, or PostgreSQL).
+"""The task store: SQLAlchemy Core over an async engine (SQLite with WAL, or PostgreSQL).
 
 Every state change is one durable UPDATE. Work that may run twice (after a crash, on two replicas)
 is fenced by `attempt`: only the attempt that claimed a task can finish it. `crashes` is another
@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ..domain import ApiKey, Orientation, Task, TaskStatus
-from .schema import MIGRATIONS, api_keys, metadata, schema_migrations, tasks
+from ..domain import Orientation, Task, TaskStatus
+from .keys import KeyStore
+from .schema import MIGRATIONS, metadata, schema_migrations, tasks
 
 
 def _ts(dt: datetime | None) -> float | None:
@@ -68,6 +69,7 @@ class Store:
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self.keys = KeyStore(self.engine)  # the same database and pool
         self._pending_inserts: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._insert_writer: asyncio.Task[None] | None = None
         if self.is_sqlite:
@@ -91,6 +93,11 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    async def ping(self) -> None:
+        """One round trip to the database; raises when it does not answer."""
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
 
     # ---- tasks -------------------------------------------------------------------------------
 
@@ -139,11 +146,6 @@ class Store:
 
     async def get_by_video_id(self, video_id: str) -> Task | None:
         return await self._one(tasks.c.video_id == video_id)
-
-    async def is_deleted(self, task_id: str) -> bool:
-        async with self.engine.connect() as conn:
-            value = (await conn.execute(sa.select(tasks.c.deleted).where(tasks.c.id == task_id))).scalar()
-        return bool(value)
 
     async def list_tasks(self, tenant: str, *, after: str | None, limit: int, order: str) -> tuple[list[Task], bool]:
         """A page of a tenant's live videos, newest first for order=desc; (page, has_more)."""
@@ -322,68 +324,6 @@ class Store:
             )
             row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
         return _row_to_task(row) if row is not None else None
-
-    # ---- api keys ----------------------------------------------------------------------------
-
-    async def add_key(self, key: ApiKey, key_hash: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                api_keys.insert().values(
-                    id=key.id,
-                    name=key.name,
-                    tenant=key.tenant,
-                    prefix=key.prefix,
-                    key_hash=key_hash,
-                    created_at=key.created_at.timestamp(),
-                )
-            )
-
-    async def key_by_hash(self, key_hash: str) -> ApiKey | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
-                )
-            ).first()
-        return _row_to_key(row) if row is not None else None
-
-    async def list_keys(self) -> list[ApiKey]:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at))).fetchall()
-        return [_row_to_key(r) for r in rows]
-
-    async def revoke_key(self, id_or_name: str) -> int:
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                api_keys.update()
-                .where(
-                    (api_keys.c.id == id_or_name) | (api_keys.c.name == id_or_name),
-                    api_keys.c.revoked_at.is_(None),
-                )
-                .values(revoked_at=time.time())
-            )
-        return int(result.rowcount)
-
-    async def active_key_count(self) -> int:
-        async with self.engine.connect() as conn:
-            value = await conn.execute(
-                sa.select(sa.func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
-            )
-            return int(value.scalar() or 0)
-
-
-def _row_to_key(row: sa.Row[Any]) -> ApiKey:
-    m = row._mapping
-    created = _dt(m["created_at"])
-    assert created is not None
-    return ApiKey(
-        id=m["id"],
-        name=m["name"],
-        tenant=m["tenant"],
-        prefix=m["prefix"],
-        created_at=created,
-        revoked_at=_dt(m["revoked_at"]),
-    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,10 +1,11 @@
-"""GET /v1/models, /v1/models/{id}, /healthz (the process answers), /readyz (it takes work)."""
+"""GET /v1/models, /v1/models/{id}, /healthz (the store answers, workers run or load), /readyz (it takes work)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from ...catalog import ModelSpec
 from ..deps import StateDep, TenantDep
@@ -30,20 +31,24 @@ def _model(spec: ModelSpec, created: int) -> dict[str, Any]:
 @router.get("/v1/models")
 async def list_models(state: StateDep, _tenant: TenantDep) -> dict[str, Any]:
     created = int(state.started_at)
-    return {"object": "list", "data": [_model(s, created) for s in state.service.catalog.values()]}
+    return {"object": "list", "data": [_model(s, created) for s in state.service.models()]}
 
 
 @router.get("/v1/models/{model_id}")
 async def get_model(model_id: str, state: StateDep, _tenant: TenantDep) -> dict[str, Any]:
-    spec = state.service.catalog.get(model_id)
+    spec = next((s for s in state.service.models() if s.name == model_id), None)
     if spec is None:
         raise ApiError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
     return _model(spec, int(state.started_at))
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz(state: StateDep) -> JSONResponse:
+    """200 while the store answers and the workers run or load their models; 503 (with what failed) if not."""
+    checks = await state.service.health()
+    if checks["database"] == "ok" and checks["workers"] != "failed":
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "unavailable", **checks}, status_code=503)
 
 
 @router.get("/readyz")

@@ -178,7 +178,7 @@ async def download_video(
     if name is None:
         raise ApiError(404, f"Video '{video_id}' has no {variant}.", param="variant", code="not_found")
     ext = name.rsplit(".", 1)[-1]
-    return await serve_media(state.service.storage, name, request, download_name=f"{task.video_id}.{ext}", private=True)
+    return await serve_media(state.storage, name, request, download_name=f"{task.video_id}.{ext}", private=True)
 
 
 @router.post("/v1/videos/{video_id}/remix")

@@ -1,0 +1,166 @@
+"""`ChatServing`: one chat turn, from a read conversation to the snapshots its reply renders.
+
+The route parses the body (`protocol.chat_parse`), calls `start`, and renders what `follow`
+yields; every decision about the turn is made here:
+
+- which video the turn modifies: a video the user pasted or named in the JSON block, else the
+  latest `sid` in the history; an image in the turn starts a fresh image-to-video generation and
+  drops the history's video (a pasted one can't be combined with an image: 400);
+- validation and planning (through `VideoService.prepare`, the same rules as `/v1/videos`);
+- following the task: live events merged with re-reads of the store, which is the truth.
+
+`start` does not store the task: `follow` stores it first thing, after subscribing to its events,
+so that no event can slip past and the reply's first bytes (the echo) never wait on the insert.
+The task is durable before `follow` yields its first snapshot, which carries the `> ID` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..domain import Orientation, Task, TaskEvent, TaskStatus, VideoRequest
+from .videos import VideoService
+
+log = logging.getLogger("reelchat.service.chat")
+
+__all__ = ["ChatServing", "ChatTurn", "FollowFailed", "Snapshot", "Turn"]
+
+
+class Turn(Protocol):
+    """What a read chat turn asks for (`protocol`'s `Turn` is one; the service imports no protocol)."""
+
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def orientation(self) -> Orientation | None: ...
+    @property
+    def seconds(self) -> int | None: ...
+    @property
+    def size(self) -> str | None: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def source_sid(self) -> str | None: ...
+    @property
+    def source_task_id(self) -> str | None: ...
+    @property
+    def pasted_reference(self) -> bool: ...
+    @property
+    def image_urls(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """A planned turn: its task (not yet stored) and the video it modifies, if any."""
+
+    task: Task
+    source: Task | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The task as it stands; `tick` marks a keep-alive interval that brought nothing new."""
+
+    task: Task
+    tick: bool = False
+
+
+class FollowFailed(Exception):
+    """The reply can't follow its task any further (not stored, lost, no result in time): the
+    message says why, in words for the user."""
+
+
+class ChatServing:
+    def __init__(self, videos: VideoService, *, keepalive_s: float, give_up_s: float) -> None:
+        self.videos = videos
+        self.keepalive_s = keepalive_s
+        self.give_up_s = give_up_s
+
+    def seconds_by_model(self) -> Mapping[str, tuple[int, ...]]:
+        """What reading a turn needs to know of the catalog."""
+        return self.videos.seconds_by_model()
+
+    def check_model(self, model: str) -> None:
+        """An unknown model gets its OpenAI-shaped error (`UnknownModel`)."""
+        self.videos.spec(model)
+
+    async def start(self, tenant: str, model: str, turn: Turn) -> ChatTurn:
+        """Resolve the source, validate and plan the turn's task; raises the service's errors."""
+        spec = self.videos.spec(model)
+        source: Task | None = None
+        image_url = turn.image_urls[0] if turn.image_urls else None
+        use_history_source = image_url is None or turn.pasted_reference
+        if turn.source_sid is not None and use_history_source:
+            source = await self.videos.resolve_source(tenant, sid=turn.source_sid)
+        elif turn.source_task_id is not None and use_history_source:
+            source = await self.videos.resolve_source(tenant, task_id=turn.source_task_id)
+        request = VideoRequest(
+            model=spec.name,
+            prompt=turn.prompt,
+            orientation=turn.orientation,
+            seconds=turn.seconds,
+            size=turn.size,
+            seed=turn.seed,
+            image_url=image_url,
+        )
+        task = await self.videos.prepare(tenant, request, origin="chat", source=source)
+        return ChatTurn(task, source)
+
+    async def follow(self, turn: ChatTurn) -> AsyncIterator[Snapshot]:
+        """Store the task, then yield its snapshots until it finishes; raises `FollowFailed`.
+
+        A client that goes away does not cancel the task: the insert is shielded, and the task
+        runs whether anyone follows it or not.
+        """
+        task = turn.task
+        give_up_at = time.monotonic() + self.give_up_s
+        async with self.videos.watch(task.id) as events:
+            try:
+                await asyncio.shield(self.videos.enqueue(task))  # durable before the client sees the ID
+            except Exception as e:
+                log.exception("could not store task %s", task.id)
+                raise FollowFailed(f"the task could not be stored ({type(e).__name__})") from e
+            try:
+                async for snapshot in self._snapshots(task, events, give_up_at):
+                    yield snapshot
+            except FollowFailed:
+                raise
+            except Exception as e:  # e.g. the store went away mid-stream
+                log.exception("lost track of task %s", task.id)
+                raise FollowFailed(
+                    f"the server lost track of this task ({type(e).__name__}); its page has its state"
+                ) from e
+
+    async def _snapshots(
+        self, task: Task, events: asyncio.Queue[TaskEvent], give_up_at: float
+    ) -> AsyncIterator[Snapshot]:
+        current = task
+        yield Snapshot(current)
+        while not current.status.finished:
+            if time.monotonic() > give_up_at:
+                raise FollowFailed(f"no result after {self.give_up_s:.0f} s; the task's page has its state")
+            try:
+                event: TaskEvent | None = await asyncio.wait_for(events.get(), timeout=self.keepalive_s)
+            except TimeoutError:
+                event = None
+            if event is None:
+                yield Snapshot(current, tick=True)
+                # events are an optimisation; the store is the truth (another worker, a lost event)
+                stored = await self.videos.get(task.id)
+                if stored is not None:
+                    stored.progress = max(stored.progress, current.progress)
+                    current = stored
+            elif event.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
+                current = await self.videos.get(task.id) or current
+                if event.status is TaskStatus.CANCELLED:
+                    current.status = TaskStatus.CANCELLED
+                    current.error_message = event.error_message
+            else:
+                current.status = event.status
+                current.progress = max(current.progress, event.progress)
+            yield Snapshot(current)

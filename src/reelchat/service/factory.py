@@ -1,0 +1,45 @@
+"""One place where configuration picks the implementations behind the service's contracts.
+
+Today each contract has its embedded default (SQLite or PostgreSQL by URL, a local media directory,
+in-process workers, in-process events); the scale-out adds its choices here (`REELCHAT_EXECUTOR`,
+`REELCHAT_STORAGE_URL`, events over PostgreSQL) without touching `VideoService`.
+"""
+
+from __future__ import annotations
+
+from ..catalog import load_catalog
+from ..engines.registry import EngineRegistry
+from ..media.storage import LocalStorage, Storage
+from ..settings import Settings
+from ..store.tasks import Store
+from .events import EventBus, InProcessEventBus
+from .executor import Executor, InProcessExecutor
+from .videos import VideoService
+
+__all__ = ["build_bus", "build_executor", "build_service", "build_storage"]
+
+
+def build_storage(settings: Settings) -> Storage:
+    return LocalStorage(settings.resolved_media_dir)
+
+
+def build_executor(settings: Settings) -> Executor:
+    return InProcessExecutor(settings.workers)
+
+
+def build_bus(settings: Settings) -> EventBus:
+    return InProcessEventBus()
+
+
+def build_service(settings: Settings, storage: Storage | None = None) -> VideoService:
+    """The service on the configured implementations; `storage` when the caller also serves its media."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return VideoService(
+        settings=settings,
+        store=Store(settings.resolved_database_url),
+        storage=storage or build_storage(settings),
+        catalog=load_catalog(settings.models_file, settings.models_json),
+        engines=EngineRegistry(settings.models_dir, device=settings.device, dtype=settings.dtype),
+        executor=build_executor(settings),
+        bus=build_bus(settings),
+    )

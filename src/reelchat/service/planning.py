@@ -1,0 +1,138 @@
+"""Planning a task: a request, its model and its source video in, a validated `Task` out. Pure.
+
+Every rule about what a request may ask of a model lives here, once, whichever API it came from:
+the prompt's length, the durations and sizes the model allows, what a remix keeps of its source,
+and what the model's engine can do (an input image, a remix).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from ..catalog import ModelSpec, orientation_of, parse_size
+from ..domain import MAX_PROMPT_CHARS, Orientation, Task, VideoRequest
+from ..ids import new_sid, new_task_id, new_video_id
+from .errors import InvalidRequest
+
+__all__ = ["plan_task"]
+
+
+def plan_task(
+    spec: ModelSpec,
+    tenant: str,
+    req: VideoRequest,
+    *,
+    source: Task | None,
+    origin: str,
+    rng: random.Random | None = None,
+) -> Task:
+    """The task for `req` on `spec` (a remix of `source` when given); raises `InvalidRequest`.
+
+    The input image itself is not loaded here: the task says it has one, and the service attaches
+    it (`image_name`, `image_data`) once it is fetched and checked.
+    """
+    prompt = _prompt(req.prompt)
+    seconds = _seconds(spec, req, source)
+    orientation, size = _size(spec, req, source)
+    width, height = parse_size(size)
+    has_image = req.image is not None or req.image_url is not None
+    _check_capabilities(spec, source, has_image)
+    if req.seed is not None:
+        seed = req.seed
+    elif source is not None:
+        seed = source.seed
+    else:
+        seed = (rng or random).randrange(2**31)
+    return Task(
+        id=new_task_id(),
+        video_id=new_video_id(),
+        sid=new_sid(),
+        tenant=tenant,
+        model=spec.name,
+        prompt=prompt,
+        engine_prompt=spec.remix_prompt(source.engine_prompt, prompt) if source is not None else prompt,
+        orientation=orientation,
+        seconds=seconds,
+        size=size,
+        width=width,
+        height=height,
+        fps=spec.fps,
+        frames=spec.frames_for(seconds),
+        steps=spec.steps,
+        seed=seed,
+        origin=origin,
+        remixed_from=source.id if source is not None else None,
+        has_image=has_image,
+        created_at=datetime.now(UTC),
+        params=spec.remix_params() if source is not None else {},
+    )
+
+
+def _prompt(text: str) -> str:
+    prompt = text.strip()
+    if not prompt:
+        raise InvalidRequest("A prompt is required.", param="prompt", code="missing_prompt")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(
+            f"The prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}.",
+            param="prompt",
+            code="prompt_too_long",
+        )
+    return prompt
+
+
+def _seconds(spec: ModelSpec, req: VideoRequest, source: Task | None) -> int:
+    """The request's, else the source's (a remix keeps it), else the model's default."""
+    if req.seconds is not None:
+        if req.seconds not in spec.seconds:
+            raise InvalidRequest(
+                f"seconds={req.seconds} is not supported by {spec.name}; allowed: "
+                + ", ".join(str(s) for s in spec.seconds)
+                + ".",
+                param="seconds",
+                code="unsupported_value",
+            )
+        return req.seconds
+    if source is not None and source.seconds in spec.seconds:
+        return source.seconds
+    return spec.default_seconds
+
+
+def _size(spec: ModelSpec, req: VideoRequest, source: Task | None) -> tuple[Orientation, str]:
+    """Explicit, else the source's (unless the turn turned it), else the orientation's default."""
+    if req.size is not None:
+        size = req.size.lower()
+        if size not in spec.all_sizes:
+            raise InvalidRequest(
+                f"size '{req.size}' is not supported by {spec.name}; allowed: {', '.join(spec.all_sizes)}.",
+                param="size",
+                code="unsupported_value",
+            )
+        return orientation_of(size), size
+    if source is not None and (req.orientation is source.orientation or req.orientation is None):
+        size = source.size if source.size in spec.all_sizes else spec.default_size(source.orientation)
+        return source.orientation, size
+    orientation = req.orientation or Orientation.PORTRAIT
+    return orientation, spec.default_size(orientation)
+
+
+def _check_capabilities(spec: ModelSpec, source: Task | None, has_image: bool) -> None:
+    """What the model's engine kind declares it can do (`spec.capabilities`), checked before queuing."""
+    if has_image:
+        if source is not None:
+            raise InvalidRequest(
+                "An input image can't be combined with a video to modify; send one or the other.",
+                param="input_reference",
+                code="unsupported_combination",
+            )
+        if not spec.capabilities.image_input:
+            raise InvalidRequest(
+                f"{spec.name} does not accept an input image.", param="input_reference", code="unsupported_value"
+            )
+    elif source is not None and not spec.capabilities.remix:
+        raise InvalidRequest(f"{spec.name} can't modify an existing video.", param="model", code="unsupported_value")
+    elif source is None and not spec.capabilities.text_to_video:
+        raise InvalidRequest(
+            f"{spec.name} needs an input image or a video to modify.", param="model", code="unsupported_value"
+        )

@@ -1,0 +1,86 @@
+"""API keys in the store: only their SHA-256 hashes and metadata, never the secrets."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..domain import ApiKey
+from .schema import api_keys
+
+__all__ = ["KeyStore"]
+
+
+class KeyStore:
+    """The `api_keys` table, over the task store's engine (`Store.keys`)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def add(self, key: ApiKey, key_hash: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                api_keys.insert().values(
+                    id=key.id,
+                    name=key.name,
+                    tenant=key.tenant,
+                    prefix=key.prefix,
+                    key_hash=key_hash,
+                    created_at=key.created_at.timestamp(),
+                )
+            )
+
+    async def by_hash(self, key_hash: str) -> ApiKey | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+                )
+            ).first()
+        return _row_to_key(row) if row is not None else None
+
+    async def list_all(self) -> list[ApiKey]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at))).fetchall()
+        return [_row_to_key(r) for r in rows]
+
+    async def revoke(self, id_or_name: str) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                api_keys.update()
+                .where(
+                    (api_keys.c.id == id_or_name) | (api_keys.c.name == id_or_name),
+                    api_keys.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=time.time())
+            )
+        return int(result.rowcount)
+
+    async def active_count(self) -> int:
+        async with self.engine.connect() as conn:
+            value = await conn.execute(
+                sa.select(sa.func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
+            )
+            return int(value.scalar() or 0)
+
+
+def _row_to_key(row: sa.Row[Any]) -> ApiKey:
+    m = row._mapping
+    created = _dt(m["created_at"])
+    assert created is not None  # noqa: S101  (narrows a type; never input validation)
+    return ApiKey(
+        id=m["id"],
+        name=m["name"],
+        tenant=m["tenant"],
+        prefix=m["prefix"],
+        created_at=created,
+        revoked_at=_dt(m["revoked_at"]),
+    )
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
