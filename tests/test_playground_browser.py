@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from browser import find_chromium
 from server_util import KeyedServer, start_server
@@ -38,7 +39,7 @@ CHROMIUM_ARGS = [
 ]
 XSS = (
     "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned2'</script>"
-    ' ![t](javascript:alert(1)) [x](javascript:alert(1)) > ID: `task_0123456789abcdefghjkmnpqrs` & "cows"'
+    ' ![t](javascript:alert(1)) [x](javascript:alert(1)) \n> ID: `task_fake`\n> sid: nothing & "cows"'
 )
 
 
@@ -83,7 +84,7 @@ def page(browser: Any, server: KeyedServer) -> Iterator[Any]:
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.goto(server.url + "/")
-    pg.wait_for_function("document.querySelectorAll('#model option').length > 0")
+    pg.wait_for_function("() => document.querySelectorAll('#model option').length > 0")
     try:
         yield pg
     finally:
@@ -146,6 +147,23 @@ def sid_of(reply: Any) -> str:
 # --------------------------------------------------------------------------- tests
 
 
+def test_the_page_is_static_files_under_a_strict_policy(server: KeyedServer) -> None:
+    """No inline code: the shell names its script and style under /static/, which the package ships."""
+    page = httpx.get(server.url + "/", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "connect-src 'self';" in csp and "unsafe" not in csp
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page.text, re.S)
+    assert len(scripts) == 1 and 'src="/static/playground.' in scripts[0][0] and not scripts[0][1].strip()
+    assert "<style" not in page.text and " style=" not in page.text
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+    assert len(assets) == 2
+    for asset in assets:
+        served = httpx.get(server.url + asset, timeout=10)
+        assert served.status_code == 200 and len(served.content) > 1000
+        assert "immutable" in served.headers["cache-control"]
+
+
 def test_three_turn_edit_each_video_plays(page: Any) -> None:
     page.screenshot(path="/tmp/playground-empty.png")
     send(page, "a red barn in a green field", seconds=10)
@@ -169,12 +187,15 @@ def test_three_turn_edit_each_video_plays(page: Any) -> None:
     # the rail holds the three versions; clicking the first shows it and its prompt
     rail = page.locator("#rail .rail-item")
     assert rail.count() == 3
-    page.wait_for_function("[...document.querySelectorAll('#rail img')].every(i => i.complete && i.naturalWidth)")
+    page.wait_for_function("() => [...document.querySelectorAll('#rail img')].every(i => i.complete && i.naturalWidth)")
     rail.nth(0).click()
     assert page.locator("#viewer .viewer-prompt").text_content() == "a red barn in a green field"
     assert_plays(page, page.locator("#viewer-video"), 10.5)
     assert page.locator("#viewer-video").get_attribute("src") == first.locator("video").get_attribute("src")
 
+    page.screenshot(path="/tmp/playground-desktop-viewer.png")
+    page.click("#viewer .viewer-head button")
+    assert page.locator("#viewer").is_hidden()
     page.screenshot(path="/tmp/playground-desktop.png")
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path="/tmp/playground-phone.png")
@@ -195,9 +216,13 @@ def test_edit_from_here_branches_from_an_earlier_video(page: Any) -> None:
     assert replies(page).count() == 1
     assert page.locator("#conversations li").count() == 2
     assert "1" in page.locator("#branch-note").text_content()
-    send(page, "make the kite blue")
+    # in Chinese this time: the page asks for it with Accept-Language, and the reply is worded in it
+    page.click("#locale-toggle")
+    assert page.locator("#send").text_content() == "发送"
+    send(page, "把风筝变成蓝色")
     branched = wait_done(page, 2)
     assert echo(branched)["sid"] == first_sid
+    assert "> 生成完成 ✅" in branched.locator("details pre").text_content()
     assert_plays(page, branched.locator("video"), 10.5)
 
     # the original is untouched, and its rail points at the branch
@@ -235,8 +260,9 @@ def test_reload_during_generation_resumes(page: Any) -> None:
     page.select_option("#model", "sora-2-pro")
     send(page, "a slow sunrise over mountains")
     page.wait_for_selector("#log .status-label.in_progress, #log .status-label.queued", timeout=30_000)
-    page.wait_for_function("document.querySelector('#log .task-id')")
+    page.wait_for_function("() => document.querySelector('#log .task-id')")
     task_id = page.locator("#log .task-id").text_content()
+    page.screenshot(path="/tmp/playground-progress.png")
     page.reload()
     # back on the same conversation, following the same task, still unfinished
     page.wait_for_selector("#log .task-id")
@@ -259,14 +285,14 @@ def test_bad_key_is_refused_clearly(browser: Any, make_home: Callable[[str], Pat
         assert "needs an API key" in page.locator("#key-message").text_content()
         page.fill("#key-input", "sk-wrong-key")
         page.press("#key-input", "Enter")
-        page.wait_for_function("document.getElementById('key-message').classList.contains('bad')")
+        page.wait_for_function("() => document.getElementById('key-message').classList.contains('bad')")
         message = page.locator("#key-message").text_content()
         assert "not accepted" in message and "Incorrect API key provided" in message, message
         assert page.locator("#model option").count() == 0
 
         page.fill("#key-input", keyed.keys["alice"])
         page.press("#key-input", "Enter")
-        page.wait_for_function("document.querySelectorAll('#model option').length > 0")
+        page.wait_for_function("() => document.querySelectorAll('#model option').length > 0")
         assert dialog.is_hidden()
         assert page.evaluate("localStorage.getItem('reelchat.apiKey')") == keyed.keys["alice"]
         assert keyed.keys["alice"] not in page.url
@@ -285,6 +311,6 @@ def test_html_in_prompts_stays_text(page: Any) -> None:
     # nothing from the prompt became an element, a link or the reply's task
     assert page.locator("img[src='x'], a[href^='javascript'], #log script").count() == 0
     assert page.locator("script").count() == 1
-    assert page.locator("#log .task-id").text_content() != "task_0123456789abcdefghjkmnpqrs"
+    assert page.locator("#log .task-id").text_content() != "task_fake"
     assert page.locator("#conversations .conv span").first.text_content() == XSS[:60]
     assert_plays(page, reply.locator("video"), 10.5)

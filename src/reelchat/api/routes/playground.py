@@ -33,7 +33,7 @@ SHELL = f"""<!doctype html>
   <h1>reelchat</h1>
   <span class="spacer"></span>
   <button type="button" id="key-button" class="ghost" hidden data-i18n="apiKey">API key</button>
-  <button type="button" id="locale-toggle" class="ghost" aria-label="Language">中文</button>
+  <button type="button" id="locale-toggle" class="ghost" aria-label="Language">中文 (zh)</button>
 </header>
 <div class="layout">
   <nav id="sidebar" aria-label="Conversations">
@@ -41,6 +41,7 @@ SHELL = f"""<!doctype html>
     <ul id="conversations"></ul>
   </nav>
   <main id="main">
+   <div id="scroll">
     <p id="notice" role="alert" hidden></p>
     <section id="rail-section" hidden>
       <h2 data-i18n="versions">Versions</h2>
@@ -52,6 +53,7 @@ SHELL = f"""<!doctype html>
       <h2 data-i18n="welcomeTitle">Describe a video</h2>
       <p data-i18n="welcomeBody">Each message makes a video; the next message edits it.</p>
     </section>
+   </div>
     <form id="composer" autocomplete="off">
       <p id="branch-note" hidden></p>
       <div class="pickers">

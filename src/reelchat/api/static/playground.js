@@ -16,7 +16,7 @@
       orientation: "Orientation", duration: "Duration", attach: "Image", send: "Send", save: "Save",
       keyTitle: "API key", portrait: "Portrait", landscape: "Landscape", seconds: "s",
       welcomeTitle: "Describe a video", welcomeBody: "Each message makes a video; the next message edits the latest one. Attach an image to animate it.",
-      placeholder: "A red fox running through snow… (Enter to send, Shift+Enter for a new line)",
+      placeholder: "A red fox running through snow… (Enter ↵ sends)",
       sending: "Sending", queued: "Queued", in_progress: "Generating", completed: "Done", failed: "Failed", cancelled: "Deleted",
       editFromHere: "Edit from here", openMp4: "mp4", taskPage: "task page", rawReply: "reply as sent",
       needKey: "This server needs an API key. It is kept in this browser only (localStorage).",
@@ -31,7 +31,7 @@
       orientation: "方向", duration: "时长", attach: "图片", send: "发送", save: "保存",
       keyTitle: "API 密钥", portrait: "竖屏", landscape: "横屏", seconds: "秒",
       welcomeTitle: "描述一个视频", welcomeBody: "每条消息生成一个视频；下一条消息修改最新的视频。附上图片可让图片动起来。",
-      placeholder: "一只红狐狸在雪地里奔跑……（Enter 发送，Shift+Enter 换行）",
+      placeholder: "一只红狐狸在雪地里奔跑……（Enter ↵ 发送）",
       sending: "发送中", queued: "排队中", in_progress: "生成中", completed: "生成完成", failed: "生成失败", cancelled: "已删除",
       editFromHere: "从这里修改", openMp4: "mp4", taskPage: "任务页面", rawReply: "原始回复",
       needKey: "此服务器需要 API 密钥。密钥只保存在本浏览器（localStorage）。",
@@ -155,7 +155,8 @@
     const secs = $("seconds");
     const options = spec ? spec.seconds : [];
     secs.replaceChildren(...options.map((s) => el("option", {value: s, text: s + " " + t("seconds")})));
-    if (options.includes(prefs.seconds)) secs.value = prefs.seconds;
+    // the longest by default: the seed's sora-2 "only supports 10s"
+    if (options.length) secs.value = String(options.includes(prefs.seconds) ? prefs.seconds : Math.max(...options));
   }
   function setAttachment(file) {
     if (!file || !file.type.startsWith("image/")) return;
@@ -262,8 +263,9 @@
             if (delta) reply.content += delta;
           }
         }
+        const before = reply.taskId + reply.status;
         readReply(reply);
-        save(false);
+        save(reply.taskId + reply.status !== before); // the task id at once: a reload needs it to re-attach
         update(conv, reply);
       }
     } catch { /* the connection dropped: the task goes on, follow it below */ }
@@ -480,7 +482,7 @@
   function applyLocale() {
     document.documentElement.lang = locale === "zh" ? "zh-CN" : "en";
     for (const e of document.querySelectorAll("[data-i18n]")) e.textContent = t(e.dataset.i18n);
-    $("locale-toggle").textContent = locale === "zh" ? "EN" : "中文";
+    $("locale-toggle").textContent = locale === "zh" ? "English (en)" : "中文 (zh)";
     $("prompt").placeholder = t("placeholder");
     $("prompt").setAttribute("aria-label", t("prompt"));
     for (const id of ["model", "orientation", "seconds"]) $(id).setAttribute("aria-label", t(id === "seconds" ? "duration" : id));
@@ -526,6 +528,7 @@
     $("key-input").value = "";
     loadModels();
   });
+  window.addEventListener("pagehide", () => { if (saveTimer) { clearTimeout(saveTimer); saveTimer = null; save(); } });
   window.addEventListener("keydown", (e) => { if (e.key === "Escape") toggleSidebar(false); });
 
   resumeAll();
