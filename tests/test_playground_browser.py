@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 # seconds and fps chosen so that Wan's 4k+1 frames give clips of 10.5 s and 4.5 s: close to what was asked
 CATALOG = {
     "sora-2": {"steps": 2, "fps": 2, "seconds": [4, 10], "default_seconds": 10},
-    "sora-2-pro": {"steps": 12, "fps": 2},  # slow enough to reload the page while it renders
+    "sora-2-pro": {"steps": 24, "fps": 2},  # slow enough (seconds) to reload the page while it renders
 }
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -236,6 +236,11 @@ def test_pasted_image_becomes_image_to_video(page: Any) -> None:
 
     buf = io.BytesIO()
     Image.new("RGB", (96, 160), (220, 40, 40)).save(buf, format="PNG")
+    # the file picker attaches too, and the attachment can be taken back
+    page.set_input_files("#file", files=[{"name": "red.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    page.wait_for_selector("#attachment img")
+    page.click("#attachment button")
+    assert page.locator("#attachment").is_hidden()
     png = base64.b64encode(buf.getvalue()).decode()
     page.focus("#prompt")
     page.evaluate(
