@@ -1,4 +1,6 @@
-"""The task page's style sheet and script, served from /static/ so the page runs no inline code.
+"""The pages' style sheets and scripts, served from /static/ so no page runs inline code.
+
+The task page's (/web) are written here; the playground's (/) are files shipped in `api/static/`.
 
 The page's Content-Security-Policy allows scripts and styles from this server only ('self'): an
 injected <script> or style attribute would not run even if escaping ever failed. The names carry
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from importlib import resources
 
 
 @dataclass(frozen=True)
@@ -92,4 +95,13 @@ if (boot.taskId) {
 """,
 )
 
-ASSETS = {asset.name: asset for asset in (PAGE_CSS, PAGE_JS)}
+
+def _packaged(stem: str, ext: str, media_type: str) -> Asset:
+    text = (resources.files("reelchat.api") / "static" / f"{stem}.{ext}").read_text(encoding="utf-8")
+    return _asset(stem, ext, media_type, text)
+
+
+PLAYGROUND_CSS = _packaged("playground", "css", "text/css; charset=utf-8")
+PLAYGROUND_JS = _packaged("playground", "js", "text/javascript; charset=utf-8")
+
+ASSETS = {asset.name: asset for asset in (PAGE_CSS, PAGE_JS, PLAYGROUND_CSS, PLAYGROUND_JS)}

@@ -76,16 +76,18 @@ async def static(name: str) -> Response:
     return Response(asset.body, media_type=asset.media_type, headers={"Cache-Control": cache})
 
 
-def page_policy(base: str) -> str:
+def page_policy(base: str, *, local_images: bool = False) -> str:
     """Scripts, styles and fetches from this server only; pictures and video also from the links' origin
-    (REELCHAT_PUBLIC_BASE_URL or the proxy's host, when it differs from the address the browser used)."""
+    (REELCHAT_PUBLIC_BASE_URL or the proxy's host, when it differs from the address the browser used).
+    `local_images`: pictures also from data: and blob: URLs (the playground previews images the user attaches)."""
     parts = urlsplit(base)
     origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else ""
     if not all(c.isalnum() or c in ".-:[]" for c in parts.netloc):
         origin = ""  # nothing that could end a directive or add a source
     media = f"'self' {origin}".strip()
+    images = f"{media} data: blob:" if local_images else media
     return (
-        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {media}; media-src {media}; "
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {images}; media-src {media}; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 
