@@ -15,6 +15,7 @@ Everything talks to 127.0.0.1 only; the server is killed at exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -44,6 +45,17 @@ def hostile_bodies() -> dict[str, bytes]:
         "100k text parts": [_msg("user", [{"type": "text", "text": "x"}] * 100_000)],
     }
     return {name: json.dumps({"model": "sora-2", "messages": m}).encode() for name, m in bodies.items()}
+
+
+def wait_ready(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=url, timeout=5, trust_env=False) as c:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if c.get("/readyz").status_code == 200:
+                    return
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready in {timeout_s:.0f} s")
 
 
 class Poller(threading.Thread):
@@ -85,6 +97,7 @@ def main() -> int:
             proc = spawn(cmd, env, work / "server.log")
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, proc, 600, work / "server.log")
+        wait_ready(url, 600)  # the models load after /healthz answers: measure a server at rest
         bodies = hostile_bodies()
         poller = Poller(url, args.interval)
         poller.start()
