@@ -8,6 +8,10 @@ video to finish (the server renders one at a time). Meanwhile a separate process
 50 ms and a thread samples the server's RSS (with children) every 100 ms. The same N requests also go to a
 bare Starlette SSE endpoint under uvicorn with the same settings: the HTTP stack's own limit.
 
+With `--backlog K`, K videos are queued first (and rendering) before each N: the busy case. Its
+streams are closed after their first chunk, since the videos behind the backlog would take long.
+Set REELCHAT_EXECUTOR=inprocess in the environment to compare engines in the API process.
+
 Targets (from the issue): first-chunk p99 within 2x of the bare endpoint at N=100; /healthz p99 < 50 ms.
 
 Everything talks to 127.0.0.1 only; subprocesses are killed at exit (try/finally and atexit).
@@ -319,7 +323,12 @@ def _chat_body(model: str, prompt: str) -> dict[str, Any]:
 
 
 async def one_stream(
-    client: httpx.AsyncClient, url: str, body: dict[str, Any], i: int, headers: dict[str, str]
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    i: int,
+    headers: dict[str, str],
+    first_chunk_only: bool = False,
 ) -> ReqResult:
     t0 = time.perf_counter()
     r = ReqResult(i=i, t_send=time.time())
@@ -337,6 +346,9 @@ async def one_stream(
                     continue
                 if r.ttfc_ms is None:
                     r.ttfc_ms = (time.perf_counter() - t0) * 1000.0
+                    if first_chunk_only:  # busy runs: the videos behind the backlog would take hours
+                        r.completed = True
+                        break
                 data = line[5:].strip()
                 if data == "[DONE]":
                     break
@@ -356,15 +368,48 @@ async def one_stream(
     finally:
         r.t_end = time.time()
     text = "".join(content)
-    r.completed = "/media/" in text and ".mp4" in text
+    r.completed = r.completed or ("/media/" in text and ".mp4" in text)
     if not r.completed:
         m = re.search(r"\n> [^\n]*\n> ([^\n]*)$", text)
         r.failed_text = (m.group(1) if m else text[-200:]) or None
     return r
 
 
+async def queue_backlog(url: str, k: int, model: str, prompt_tag: str, headers: dict[str, str]) -> int:
+    """Queue `k` videos through /v1/videos (no stream held); returns how many were accepted."""
+    async with httpx.AsyncClient(timeout=60.0, trust_env=False) as client:
+        replies = await asyncio.gather(
+            *(
+                client.post(
+                    url + "/v1/videos",
+                    json={"model": model, "prompt": f"backlog {prompt_tag} #{i}: a lighthouse in a storm"},
+                    headers=headers,
+                )
+                for i in range(k)
+            )
+        )
+    return sum(1 for r in replies if r.status_code == 200)
+
+
+async def wait_rendering(url: str, headers: dict[str, str], timeout_s: float = 120.0) -> None:
+    """Until some video shows progress: the model is busy rendering."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=30.0, trust_env=False) as client:
+        while time.monotonic() < deadline:
+            page = (await client.get(url + "/v1/videos?limit=100", headers=headers)).json()
+            if any(v.get("status") == "in_progress" and v.get("progress", 0) > 0 for v in page.get("data", [])):
+                return
+            await asyncio.sleep(0.2)
+
+
 async def run_wave(
-    url: str, n: int, model: str, prompt_tag: str, max_wait_s: float, headers: dict[str, str]
+    url: str,
+    n: int,
+    model: str,
+    prompt_tag: str,
+    max_wait_s: float,
+    headers: dict[str, str],
+    first_chunk_only: bool = False,
 ) -> tuple[list[ReqResult], float, float]:
     """N concurrent streams; returns results and the wave's (start, end) unix times."""
     limits = httpx.Limits(max_connections=n + 8, max_keepalive_connections=n + 8)
@@ -378,6 +423,7 @@ async def run_wave(
                     _chat_body(model, f"bench {prompt_tag} #{i}: a paper boat drifting on a rainy street, take {i}"),
                     i,
                     headers,
+                    first_chunk_only,
                 )
             )
             for i in range(n)
@@ -527,6 +573,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--healthz-interval", type=float, default=0.05, help="seconds between /healthz probes")
     p.add_argument("--rss-interval", type=float, default=0.1, help="seconds between RSS samples")
     p.add_argument("--no-warmup", action="store_true", help="skip the one warm-up video (loads the model)")
+    p.add_argument(
+        "--first-chunk-only",
+        action="store_true",
+        help="close each stream after its first chunk (implied by --backlog): first-chunk latency without the wait",
+    )
+    p.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        metavar="K",
+        help="queue K videos first and measure each N's first chunk while they render (the busy case); "
+        "streams are closed after their first chunk",
+    )
     p.add_argument("--log-level", default="info", help="uvicorn log level of both servers (reelchat's default: info)")
     p.add_argument("--server-start-timeout", type=float, default=600.0)
     p.add_argument("--keep-home", action="store_true", help="keep the temp REELCHAT_HOME (path printed)")
@@ -569,8 +628,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides: dict[str, Any] = json.loads(args.models_json) if args.models_json else {}
         if args.steps > 0:
             overrides.setdefault(args.model, {})["steps"] = args.steps
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REELCHAT_")}
+        # REELCHAT_EXECUTOR passes through: the same run with engines in or out of the API process
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REELCHAT_") or k == "REELCHAT_EXECUTOR"}
         env.update(REELCHAT_HOME=str(home), PYTHONUNBUFFERED="1")
+        # the backlog and the streams come from one (open) tenant: its caps must not answer 429
+        env.update(REELCHAT_MAX_QUEUED_PER_KEY="100000", REELCHAT_MAX_STREAMS_PER_KEY="100000")
         if overrides:
             env["REELCHAT_MODELS_JSON"] = json.dumps(overrides)
         cmd = [sys.executable, "-m", "reelchat.cli", "serve", "--host", HOST, "--port", str(port)]
@@ -674,9 +736,21 @@ def main(argv: list[str] | None = None) -> int:
             if bare_url:
                 res.bare, _, _ = asyncio.run(run_wave(bare_url, n, "bare", f"{run_id} bare n{n}", 120.0, {}))
                 time.sleep(0.5)
+            if args.backlog:
+                accepted = asyncio.run(queue_backlog(url, args.backlog, args.model, f"{run_id} n{n}", headers))
+                asyncio.run(wait_rendering(url, headers))
+                print(f"N={n}: {accepted} videos queued first; the model is rendering", flush=True)
             print(f"N={n}: {n} concurrent streams (max wait {max_wait:.0f} s)...", flush=True)
             res.reelchat, res.wave_start, res.wave_end = asyncio.run(
-                run_wave(url, n, args.model, f"{run_id} n{n}", max_wait, headers)
+                run_wave(
+                    url,
+                    n,
+                    args.model,
+                    f"{run_id} n{n}",
+                    max_wait,
+                    headers,
+                    first_chunk_only=args.backlog > 0 or args.first_chunk_only,
+                )
             )
             res.timed_out = any(r.error and "cancelled" in r.error for r in res.reelchat)
             res.healthz_ms, res.healthz_errors = read_healthz(hz_file, res.wave_start, res.wave_end)

@@ -27,6 +27,9 @@ def _no_developer_env() -> Iterator[None]:
         for name in list(os.environ):
             if name.startswith("REELCHAT_"):
                 mp.delenv(name)
+        # in-process apps run their engines in-process (2 cores); `reelchat serve` subprocesses don't
+        # inherit this (helpers.clean_env) and use worker processes, the default
+        mp.setenv("REELCHAT_EXECUTOR", "inprocess")
         yield
 
 

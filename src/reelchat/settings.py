@@ -43,7 +43,11 @@ class Settings(BaseSettings):
     max_video_pixels: int = Field(
         default=2_000_000_000, gt=0, description="width x height x frames of a video decoded whole, at most"
     )
-    workers: int = Field(default=1, ge=1, description="jobs run at once in-process")
+    executor: Literal["local", "inprocess"] = Field(
+        default="local",
+        description="where engines run: local = worker processes the server supervises; inprocess = the API process",
+    )
+    workers: int = Field(default=1, ge=1, description="jobs run at once: worker processes (or in-process workers)")
     device: str | None = Field(default=None, description="torch device; default cuda when present, else cpu")
     dtype: str | None = Field(default=None, description="torch dtype; default bfloat16 on cuda, float32 on cpu")
     poll_after_ms: int = Field(default=1000, ge=100)

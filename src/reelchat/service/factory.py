@@ -1,7 +1,7 @@
 """One place where configuration picks the implementations behind the service's contracts.
 
 Today each contract has its embedded default (SQLite or PostgreSQL by URL, a local media directory,
-in-process workers, in-process events); the scale-out adds its choices here (`REELCHAT_EXECUTOR`,
+worker processes, in-process events); the scale-out adds its choices here (`REELCHAT_EXECUTOR`,
 `REELCHAT_STORAGE_URL`, events over PostgreSQL) without touching `VideoService`.
 """
 
@@ -15,6 +15,7 @@ from ..store.tasks import Store
 from .events import EventBus, InProcessEventBus
 from .executor import Executor, InProcessExecutor
 from .videos import VideoService
+from .worker_pool import WorkerPool
 
 __all__ = ["build_bus", "build_executor", "build_service", "build_storage"]
 
@@ -24,7 +25,10 @@ def build_storage(settings: Settings) -> Storage:
 
 
 def build_executor(settings: Settings) -> Executor:
-    return InProcessExecutor(settings.workers)
+    """`local` (the default): engines in worker processes; `inprocess`: in the API process's threads."""
+    if settings.executor == "inprocess":
+        return InProcessExecutor(settings.workers)
+    return WorkerPool(settings, settings.workers)
 
 
 def build_bus(settings: Settings) -> EventBus:

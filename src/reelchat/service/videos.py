@@ -75,12 +75,11 @@ class VideoService:
 
     @property
     def ready(self) -> bool:
-        """Models loaded and workers taking tasks."""
-        return self._sweeper is not None
+        """Models loaded and every worker taking tasks."""
+        return self._sweeper is not None and self.executor.health() == "running"
 
     async def _open(self) -> None:
-        await self.engines.preload(self.catalog.values())
-        self.executor.start(self.runner.execute)
+        await self.executor.start(self.runner)  # loads the models where the engines run
         self._sweeper = asyncio.create_task(self._sweep(), name="reelchat-lease-sweeper")
         log.info("workers started: %d task(s) waiting", self.executor.pending())
 
@@ -106,14 +105,13 @@ class VideoService:
     async def stop(self) -> None:
         # Running engines stop at their next step so shutdown doesn't wait for a whole video; their
         # tasks go back to the queue (no crash counted) and run again on the next start.
-        self.runner.stop_all()
         for task in (self._opener, self._sweeper):
             if task is not None:
                 task.cancel()
-                with suppress(asyncio.CancelledError):
+                with suppress(Exception, asyncio.CancelledError):
                     await task
         await self.executor.stop()
-        await self.engines.close()
+        await self.engines.close()  # loaded here only by an in-process executor
 
     # ---- submit ------------------------------------------------------------------------------
 
@@ -218,7 +216,7 @@ class VideoService:
             log.warning("health check: the store did not answer: %s", e)
             database = f"error: {type(e).__name__}"
         opener_failed = self._opener is not None and self._opener.done() and self._sweeper is None
-        workers = "running" if self.ready else ("failed" if opener_failed else "loading")
+        workers = "failed" if opener_failed else self.executor.health() if self._sweeper else "loading"
         return {"database": database, "workers": workers}
 
     # ---- queries -----------------------------------------------------------------------------
@@ -252,7 +250,7 @@ class VideoService:
 
     async def delete(self, tenant: str, video_id: str) -> Task:
         task = await self.get_video(tenant, video_id)
-        self.runner.cancel(task.id)  # a running engine stops at its next step
+        self.executor.cancel(task.id)  # a running engine stops at its next step
         task = await self.store.mark_deleted(task.id) or task
         names = (task.video_name, task.thumbnail_name, task.spritesheet_name, task.image_name, *task.media_pending)
         for name in dict.fromkeys(names):

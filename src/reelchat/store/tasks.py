@@ -257,12 +257,17 @@ class Store:
         self, owner: str | None = "local", lease_s: float | None = None, backoff: Callable[[int], float] = lambda n: 0.0
     ) -> int:
         """Tasks a dead process left in_progress go back to queued: those `owner` (this node, just
-        restarted; None: no node) held, and, with `lease_s`, any node's whose heartbeat is older than that.
+        restarted, or one of its worker processes; None: no node) held, and, with `lease_s`, any
+        node's whose heartbeat is older than that.
         A live node's running work is never taken. A task the process died in while its engine ran
         counts one more crash and waits `backoff(crashes)` seconds before it may be claimed again."""
         mine: sa.ColumnElement[bool] = sa.false()
-        if owner is not None:
-            mine = (tasks.c.owner == owner) | tasks.c.owner.is_(None)
+        if owner is not None:  # its worker processes' leases too (`<owner>/worker-<n>`)
+            mine = (
+                (tasks.c.owner == owner)
+                | tasks.c.owner.startswith(owner + "/", autoescape=True)
+                | tasks.c.owner.is_(None)
+            )
         if lease_s is not None:
             mine = mine | (tasks.c.heartbeat_at < time.time() - lease_s)
         left = sa.and_(tasks.c.status == TaskStatus.IN_PROGRESS.value, tasks.c.deleted == sa.false(), mine)
