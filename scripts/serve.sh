@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs reelchat into .venv and starts the server with its embedded defaults
-# (SQLite + media under $REELCHAT_HOME or ~/.reelchat, in-process jobs, the demo model).
+# (SQLite + media under $REELCHAT_HOME or ~/.reelchat, the demo model rendering in a worker process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh

@@ -72,6 +72,7 @@ def test_a_remix_keeps_its_sources_size_and_seed_and_combines_the_prompts() -> N
         (VideoRequest("sora-2", "x", size="1x1"), "size", "unsupported_value"),
         (VideoRequest("sora-2", "   "), "prompt", "missing_prompt"),
         (VideoRequest("sora-2", "x" * 40_000), "prompt", "prompt_too_long"),
+        (VideoRequest("sora-2", "\ud800 a cat"), "prompt", "invalid_value"),  # JSON's "\ud800": no UTF-8 for it
     ],
 )
 def test_plan_task_refuses_what_the_model_does_not_allow(req: VideoRequest, param: str, code: str) -> None:
@@ -163,3 +164,17 @@ async def test_healthz_says_503_when_the_database_is_gone(make_home: Callable[[s
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_a_lone_surrogate_in_a_prompt_is_a_400_in_both_apis(make_home: Callable[[str], Path]) -> None:
+    """JSON may spell a lone surrogate ("\\ud800"); it can't be stored or streamed as UTF-8, so it is
+    refused before any reply starts (it once tore the chat stream after its 200, and 500ed /v1/videos)."""
+    app = create_app(Settings(home=make_home("surrogate"), models_json=json.dumps({"sora-2": {"steps": 1}})))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            chat = b'{"model": "sora-2", "stream": true, "messages": [{"role": "user", "content": "\\ud800 a cat"}]}'
+            for path, body in (("/v1/chat/completions", chat), ("/v1/videos", b'{"prompt": "\\ud800 a cat"}')):
+                r = await client.post(path, content=body, headers={"content-type": "application/json"})
+                assert r.status_code == 400, (path, r.text)
+                assert r.json()["error"]["param"] == "prompt"

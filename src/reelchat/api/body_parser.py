@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from ..parent_death import die_with_parent
 from ..protocol.chat_parse import ParsedChat, parse_chat_body
 from ..protocol.json_body import load_json_object
+from .errors import ApiError
 
 log = logging.getLogger("reelchat.api.bodies")
 
@@ -51,12 +54,23 @@ class BodyParser:
             except BrokenProcessPool:  # the worker died (killed, out of memory): start a new one once
                 log.warning("the body parser's worker process died; starting another (attempt %d)", attempt)
                 self._drop_pool(pool)
-        raise RuntimeError("the body parser's worker process keeps dying")
+        raise ApiError(
+            503,
+            "The server could not parse this request: its parser process stopped twice. Try again.",
+            type="server_error",
+            code="parser_unavailable",
+            headers={"Retry-After": "5"},
+        )
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the API process may hold threads and a loaded model
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent,  # no idle parser lingers after a SIGKILLed server
+                initargs=(os.getpid(),),
+            )
         return self._pool
 
     def _drop_pool(self, pool: ProcessPoolExecutor) -> None:

@@ -71,6 +71,14 @@ def plan_task(
 
 def _prompt(text: str) -> str:
     prompt = text.strip()
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:  # JSON's "\ud800" escapes decode to lone surrogates, which no UTF-8 can carry
+        raise InvalidRequest(
+            "The prompt contains an invalid character (a lone UTF-16 surrogate such as \\ud800).",
+            param="prompt",
+            code="invalid_value",
+        ) from None
     if not prompt:
         raise InvalidRequest("A prompt is required.", param="prompt", code="missing_prompt")
     if len(prompt) > MAX_PROMPT_CHARS:

@@ -9,9 +9,7 @@ behind to finish a job behind the next server's back).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
-import os
 import signal
 import sys
 import threading
@@ -22,6 +20,7 @@ from multiprocessing.connection import Connection
 from ..catalog import load_catalog
 from ..domain import TaskEvent
 from ..engines.registry import EngineRegistry
+from ..parent_death import die_with_parent
 from ..settings import Settings
 from ..store.tasks import Store
 from .crashes import CrashPolicy
@@ -30,24 +29,15 @@ from .worker_messages import Cancel, Done, FromWorker, Progress, Ready, Run, Sto
 
 log = logging.getLogger("reelchat.worker")
 
-PR_SET_PDEATHSIG = 1
-
 
 def run(settings: Settings, conn: Connection, parent_pid: int, log_level: int) -> None:
     """The process's entry point (spawned, never forked)."""
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the API stops us
     logging.basicConfig(
         level=log_level, format="%(asctime)s %(levelname)s %(name)s[%(processName)s]: %(message)s", stream=sys.stderr
     )
     asyncio.run(_serve(settings, conn))
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # it died before the line above took effect
-        os._exit(1)
 
 
 class PipeBus:

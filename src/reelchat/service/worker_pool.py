@@ -130,7 +130,11 @@ class WorkerPool:
     async def _supervise(self, slot: WorkerSlot) -> None:
         failed_starts = 0
         while not self._stopping:
-            was_ready = await self._run_once(slot)
+            try:
+                was_ready = await self._run_once(slot)
+            except Exception:  # the process could not even start (no memory, no file descriptors)
+                log.exception("worker %d could not be started", slot.index)
+                was_ready = False
             if self._stopping:
                 break
             await self._requeue(slot)
