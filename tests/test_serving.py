@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from pg import fresh_database
 from PIL import Image
+from sqlalchemy.engine import make_url
 
 import reelchat.api
 from reelchat.api.app import create_app
@@ -118,36 +117,11 @@ def test_routes_never_reach_past_the_service() -> None:
     assert offenders == []
 
 
-PG_URL = os.environ.get("REELCHAT_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
 async def test_healthz_says_503_when_the_database_is_gone(make_home: Callable[[str], Path]) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    server = make_url(PG_URL)
-    connect: dict[str, Any] = {
-        "host": server.host or "127.0.0.1",
-        "port": server.port or 5432,
-        "user": server.username or "postgres",
-        "password": server.password,
-        "database": "postgres",
-        "timeout": 5,
-    }
-    try:
-        admin = await asyncpg.connect(**connect)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is unreachable: {e!r}")
-        pytest.skip(f"PostgreSQL is unreachable: {e!r}")
-    name = f"reelchat_health_{secrets.token_hex(6)}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    async with fresh_database("reelchat_health") as (url, admin):
         settings = Settings(
             home=make_home("health"),
-            database_url=server.set(drivername="postgresql+asyncpg", database=name).render_as_string(
-                hide_password=False
-            ),
+            database_url=url,
             models_json=json.dumps({"sora-2": {"steps": 1}}),
         )
         app = create_app(settings)
@@ -155,15 +129,12 @@ async def test_healthz_says_503_when_the_database_is_gone(make_home: Callable[[s
             transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1234))
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 assert (await client.get("/healthz")).json() == {"status": "ok"}
-                await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+                await admin.execute(f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)')
                 r = await client.get("/healthz")
                 assert r.status_code == 503, r.text
                 body = r.json()
                 assert body["status"] == "unavailable"
                 assert body["database"].startswith("error")
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_a_lone_surrogate_in_a_prompt_is_a_400_in_both_apis(make_home: Callable[[str], Path]) -> None:

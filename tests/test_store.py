@@ -8,8 +8,6 @@ except under CI (CI env var set), where it fails them.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, make_url
+from pg import fresh_database
 
 from reelchat.domain import Orientation, Task, TaskStatus
 from reelchat.ids import new_sid, new_task_id, new_video_id
@@ -26,42 +24,14 @@ from reelchat.service.keys import authenticate, create_key, hash_key
 from reelchat.store.schema import MIGRATIONS
 from reelchat.store.tasks import Store
 
-PG_URL = os.environ.get("REELCHAT_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
-def _pg_connect_args(url: URL, database: str) -> dict[str, Any]:
-    return {
-        "host": url.host or "127.0.0.1",
-        "port": url.port or 5432,
-        "user": url.username or "postgres",
-        "password": url.password,
-        "database": database,
-        "timeout": 5,
-    }
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
         return
-    import asyncpg
-
-    server = make_url(PG_URL)
-    try:
-        admin = await asyncpg.connect(**_pg_connect_args(server, "postgres"))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as e:
-        message = f"PostgreSQL at {server.render_as_string(hide_password=True)} is unreachable: {e!r}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    name = f"reelchat_test_{secrets.token_hex(6)}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_database("reelchat_test") as (url, _admin):
+        yield url
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ class VideoService:
         self._opener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.images = ImageInputs(settings)
+        self._seconds_by_model = {name: tuple(spec.seconds) for name, spec in catalog.items()}  # per request
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -117,7 +118,11 @@ class VideoService:
 
     def seconds_by_model(self) -> dict[str, tuple[int, ...]]:
         """The durations each model allows, by name: what reading a chat turn needs to know."""
-        return {name: tuple(spec.seconds) for name, spec in self.catalog.items()}
+        return self._seconds_by_model
+
+    def model(self, name: str) -> ModelSpec | None:
+        """The catalog entry named `name`, if there is one."""
+        return self.catalog.get(name)
 
     def models(self) -> list[ModelSpec]:
         """The catalog, in its order."""

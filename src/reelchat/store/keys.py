@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..domain import ApiKey
 from .schema import api_keys
+from .timestamps import to_datetime
 
 __all__ = ["KeyStore"]
 
@@ -70,7 +70,7 @@ class KeyStore:
 
 def _row_to_key(row: sa.Row[Any]) -> ApiKey:
     m = row._mapping
-    created = _dt(m["created_at"])
+    created = to_datetime(m["created_at"])
     assert created is not None  # noqa: S101  (narrows a type; never input validation)
     return ApiKey(
         id=m["id"],
@@ -78,9 +78,5 @@ def _row_to_key(row: sa.Row[Any]) -> ApiKey:
         tenant=m["tenant"],
         prefix=m["prefix"],
         created_at=created,
-        revoked_at=_dt(m["revoked_at"]),
+        revoked_at=to_datetime(m["revoked_at"]),
     )
-
-
-def _dt(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, UTC) if ts is not None else None

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,15 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ..domain import Orientation, Task, TaskStatus
 from .keys import KeyStore
 from .schema import MIGRATIONS, metadata, schema_migrations, tasks
-
-
-def _ts(dt: datetime | None) -> float | None:
-    return dt.timestamp() if dt is not None else None
-
-
-def _dt(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
-
+from .timestamps import to_datetime, to_timestamp
 
 _TIMES = ("created_at", "started_at", "completed_at")  # datetimes in the domain, unix seconds in the table
 _FIELDS = [f.name for f in dataclasses.fields(Task) if f.name in tasks.c]
@@ -38,7 +29,7 @@ _FIELDS = [f.name for f in dataclasses.fields(Task) if f.name in tasks.c]
 def _row_to_task(row: sa.Row[Any]) -> Task:
     m = row._mapping
     values: dict[str, Any] = {name: m[name] for name in _FIELDS}
-    values.update({name: _dt(m[name]) for name in _TIMES})
+    values.update({name: to_datetime(m[name]) for name in _TIMES})
     values.update(
         orientation=Orientation(m["orientation"]),
         status=TaskStatus(m["status"]),
@@ -52,7 +43,7 @@ def _row_to_task(row: sa.Row[Any]) -> Task:
 
 def _task_to_row(task: Task) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(task, name) for name in _FIELDS}
-    values.update({name: _ts(getattr(task, name)) for name in _TIMES})
+    values.update({name: to_timestamp(getattr(task, name)) for name in _TIMES})
     values.update(orientation=task.orientation.value, status=task.status.value)
     values["created_at"] = values["created_at"] or time.time()
     return values

@@ -36,7 +36,7 @@ async def list_models(state: StateDep, _tenant: TenantDep) -> dict[str, Any]:
 
 @router.get("/v1/models/{model_id}")
 async def get_model(model_id: str, state: StateDep, _tenant: TenantDep) -> dict[str, Any]:
-    spec = next((s for s in state.service.models() if s.name == model_id), None)
+    spec = state.service.model(model_id)
     if spec is None:
         raise ApiError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
     return _model(spec, int(state.started_at))
