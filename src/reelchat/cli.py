@@ -9,6 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from .catalog import DEMO_I2V_PIPELINE, DEMO_PIPELINE, CatalogError, ModelSpec, UpstreamSpec, load_catalog
+from .media.storage import StorageConfigError
 from .net.loopback import is_loopback
 from .service import keys as keys_service
 from .settings import Settings
@@ -29,6 +30,13 @@ def describe_model(spec: ModelSpec) -> str:
     sizes = "/".join(spec.all_sizes)
     secs = "/".join(f"{s}s" for s in spec.seconds)
     return f"{spec.name} -> {where}{image}; {secs}, {sizes}, {spec.fps} fps, {spec.steps} steps"
+
+
+def _media_place(settings: Settings) -> str:
+    if not settings.storage_url:
+        return str(settings.resolved_media_dir)
+    links = f"presigned links, {settings.s3_presign_expires_s} s" if settings.s3_links == "presigned" else "proxied"
+    return f"{settings.storage_url} ({links})"
 
 
 async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
@@ -79,6 +87,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     import uvicorn
 
     from .api.app import create_app
+    from .service.factory import build_storage
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -87,6 +96,11 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     try:
         catalog = load_catalog(settings.models_file, settings.models_json)
     except CatalogError as e:
+        print(f"reelchat: {e}", file=sys.stderr)
+        return 2
+    try:  # a bucket that doesn't exist or can't be reached is said now, not as a traceback later
+        storage = build_storage(settings, check=True)
+    except StorageConfigError as e:
         print(f"reelchat: {e}", file=sys.stderr)
         return 2
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -100,7 +114,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         return 2
     print(
         f"reelchat: data in {settings.home} (database {settings.resolved_database_url.split('://')[0]}, "
-        f"media {settings.resolved_media_dir})"
+        f"media {_media_place(settings)})"
     )
     for spec in catalog.values():
         print(f"reelchat: model {describe_model(spec)}")
@@ -110,7 +124,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         print(f"reelchat: {key_count} API key(s); requests need 'Authorization: Bearer <key>'")
     print(f"reelchat: listening on http://{host}:{port}", flush=True)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, storage),
         host=host,
         port=port,
         proxy_headers=False,

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ..homelock import HomeLock
+from ..media.storage import Storage
 from ..service.chat import ChatServing
 from ..service.factory import build_service, build_storage
 from ..service.videos import VideoService
@@ -35,9 +36,10 @@ async def _serving(service: VideoService) -> AsyncIterator[None]:
         await service.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
+    """The app on `settings`; `storage` when the caller built (and checked) it already, as `reelchat serve` does."""
     settings = settings or Settings()
-    storage = build_storage(settings)
+    storage = storage or build_storage(settings)
     service = build_service(settings, storage)
 
     @asynccontextmanager
@@ -58,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # a reply gives up well past any job's own deadline, queue included
         chat=ChatServing(service, keepalive_s=settings.keepalive_s, give_up_s=settings.job_deadline_s * 2 + 600),
         storage=storage,
-        links=LinkBuilder(settings.public_base_url, settings.trusted_proxies),
+        links=LinkBuilder(settings.public_base_url, settings.trusted_proxies, direct_url=storage.direct_url),
         streams=StreamSlots(settings.max_streams_per_key),
     )
     errors.install(app)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ..catalog import load_catalog
 from ..engines.registry import EngineRegistry
-from ..media.storage import LocalStorage, Storage
+from ..media.storage import LocalStorage, Storage, StorageConfigError
+from ..media.storage_url import parse_storage_url
 from ..settings import Settings
 from ..store.tasks import Store
 from .events import EventBus, InProcessEventBus
@@ -20,8 +21,28 @@ from .worker_pool import WorkerPool
 __all__ = ["build_bus", "build_executor", "build_service", "build_storage"]
 
 
-def build_storage(settings: Settings) -> Storage:
-    return LocalStorage(settings.resolved_media_dir)
+def build_storage(settings: Settings, *, check: bool = False) -> Storage:
+    """The local media directory, or S3 when `REELCHAT_STORAGE_URL` is an s3:// URL.
+
+    Raises StorageConfigError (the message names the variable and the fix) for a bad URL or a missing
+    boto3, and with `check` (the server's start, not every worker's) for a bucket that can't be used.
+    """
+    if not settings.storage_url:
+        return LocalStorage(settings.resolved_media_dir)
+    location = parse_storage_url(settings.storage_url)
+    try:
+        from ..media.s3_storage import S3Storage
+    except ImportError as e:
+        raise StorageConfigError(
+            f"REELCHAT_STORAGE_URL={location} needs boto3, which is not installed ({e}). "
+            "Install it with `pip install 'reelchat[s3]'`, or unset REELCHAT_STORAGE_URL to keep media "
+            "in the local directory."
+        ) from None
+    presigned = settings.s3_presign_expires_s if settings.s3_links == "presigned" else None
+    storage = S3Storage(location, presign_expires_s=presigned)
+    if check:
+        storage.check()
+    return storage
 
 
 def build_executor(settings: Settings) -> Executor:
