@@ -174,9 +174,9 @@ class S3Storage(Storage):
         the query parameters sorted by name, so their order in the URL is free, and clients that look
         for a link ending in `.mp4` find one.
         """
+        key = self._key(name)
         if self.presign_expires_s is None:
             return None
-        key = self._key(name)
         params = {"Bucket": self.location.bucket, "Key": key, "ResponseContentDisposition": f"inline; filename={name}"}
         url = self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.presign_expires_s)
         base, _, query = url.partition("?")
