@@ -28,6 +28,7 @@ from helpers import (
     run_cli,
     user,
 )
+from moto_s3 import MotoS3
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 pytestmark = pytest.mark.slow
@@ -35,14 +36,20 @@ pytestmark = pytest.mark.slow
 SECRET_RE = re.compile(r"rc-[A-Za-z0-9_-]{20,}")
 
 
-@pytest.fixture(scope="module")
-def e2e(make_home: Callable[[str], Path]) -> Iterator[tuple[ServerProcess, str]]:
+# Run once with the embedded defaults (media in a local directory), once with the media in S3
+# (moto's standalone server): the same replies, links and videos either way.
+@pytest.fixture(scope="module", params=["local", "s3"])
+def e2e(request: pytest.FixtureRequest, make_home: Callable[[str], Path]) -> Iterator[tuple[ServerProcess, str]]:
     """A server on the default catalog, with one API key (created with the CLI, as a user would)."""
-    home = make_home("e2e")
+    env = {"REELCHAT_KEEPALIVE_S": "0.2"}
+    if request.param == "s3":
+        moto: MotoS3 = request.getfixturevalue("moto_s3")
+        env |= moto.env(moto.new_bucket("e2e"), "e2e")
+    home = make_home(f"e2e-{request.param}")
     created = run_cli(home, "keys", "create", "--name", "e2e")
     assert created.returncode == 0, created.stderr
     secret = SECRET_RE.findall(created.stdout)[0]
-    with ServerProcess(home, {"REELCHAT_KEEPALIVE_S": "0.2"}) as server:
+    with ServerProcess(home, env) as server:
         yield server, secret
 
 
@@ -160,6 +167,22 @@ def test_a_client_that_disconnects_does_not_cancel_the_task(sdk: openai.OpenAI, 
     src = poll_source(server.base_url, task_id, timeout=120)
     assert src["status"] == "completed", src
     assert len(download(src["url"])) > 0
+
+
+def test_media_lives_in_the_configured_storage(e2e: tuple[ServerProcess, str], request: pytest.FixtureRequest) -> None:
+    server, _ = e2e
+    media_dir = server.home / "media"
+    local_files = sorted(p.name for p in media_dir.iterdir()) if media_dir.is_dir() else []
+    url = server.env.get("REELCHAT_STORAGE_URL")
+    if url is None:
+        assert any(name.endswith(".mp4") for name in local_files)
+        return
+    moto: MotoS3 = request.getfixturevalue("moto_s3")
+    bucket = url.removeprefix("s3://").split("/")[0]
+    keys = moto.keys(bucket)
+    assert any(k.startswith("e2e/") and k.endswith(".mp4") for k in keys), keys
+    assert all(k.startswith("e2e/") for k in keys)
+    assert local_files == []  # the videos above were all served from the bucket
 
 
 def test_sdk_lists_models(sdk: openai.OpenAI) -> None:

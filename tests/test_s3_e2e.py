@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import openai
 import pytest
 from helpers import SEED_FIRST_TURN, assert_openai_error, decode_webp, free_port, probe_video, run_cli, user
 from moto_s3 import MotoS3
@@ -32,13 +31,11 @@ def extra(video: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def proxied(
-    make_home: Callable[[str], Path], demo_models: Path, moto_s3: MotoS3
-) -> Iterator[tuple[KeyedServer, str]]:
+def proxied(make_home: Callable[[str], Path], demo_models: Path, moto_s3: MotoS3) -> Iterator[tuple[KeyedServer, str]]:
     bucket = moto_s3.new_bucket("proxied")
-    srv = start_server(
-        make_home, demo_models, "s3-proxy", models={"sora-2": FAST_SORA2}, keys=("main", "other"), env=moto_s3.env(bucket, PREFIX)
-    )
+    env = moto_s3.env(bucket, PREFIX)
+    keys = ("main", "other")
+    srv = start_server(make_home, demo_models, "s3-proxy", models={"sora-2": FAST_SORA2}, keys=keys, env=env)
     try:
         yield srv, bucket
     finally:
@@ -62,9 +59,7 @@ def media_keys(*names: str | None) -> set[str]:
     return {f"{PREFIX}/{n}" for n in names if n}
 
 
-def test_videos_api_writes_to_the_bucket_and_serves_content(
-    proxied: tuple[KeyedServer, str], moto_s3: MotoS3
-) -> None:
+def test_videos_api_writes_to_the_bucket_and_serves_content(proxied: tuple[KeyedServer, str], moto_s3: MotoS3) -> None:
     server, bucket = proxied
     client = server.client("main")
     video = client.videos.create_and_poll(prompt="a cow in a field", model="sora-2", poll_interval_ms=100)
