@@ -108,7 +108,23 @@ def test_sdk_stream_sora_2_defaults(sdk: openai.OpenAI, e2e: tuple[ServerProcess
     assert (src["seconds"], src["size"], src["orientation"], src["frames"]) == (10, "96x160", "portrait", 41)
 
 
-def test_sdk_non_stream_landscape(sdk: openai.OpenAI, e2e: tuple[ServerProcess, str]) -> None:
+def assert_stored_where_configured(server: ServerProcess, video_url: str, request: pytest.FixtureRequest) -> None:
+    """The mp4 is in the bucket under the prefix (and not on disk) with S3, in the media directory without."""
+    name = video_url.rsplit("/", 1)[-1]
+    on_disk = (server.home / "media" / name).is_file()
+    url = server.env.get("REELCHAT_STORAGE_URL")
+    if url is None:
+        assert on_disk
+        return
+    moto: MotoS3 = request.getfixturevalue("moto_s3")
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    assert f"{prefix}/{name}" in moto.keys(bucket)
+    assert not on_disk
+
+
+def test_sdk_non_stream_landscape(
+    sdk: openai.OpenAI, e2e: tuple[ServerProcess, str], request: pytest.FixtureRequest
+) -> None:
     server, _ = e2e
     completion = sdk.chat.completions.create(
         model="sora-2",
@@ -123,6 +139,7 @@ def test_sdk_non_stream_landscape(sdk: openai.OpenAI, e2e: tuple[ServerProcess, 
     assert reply.thumbnail_url
     src = check_video(server, reply.task_id, reply.video_url, reply.thumbnail_url)
     assert (src["size"], src["seconds"]) == ("160x96", 10)
+    assert_stored_where_configured(server, reply.video_url, request)
     # a hostile Host header through a real socket: the page still renders, with links that can't be hijacked
     r = httpx.get(f"{server.base_url}/source/{reply.task_id}", headers={"Host": "a)[x](http://evil"})
     assert r.status_code == 200
@@ -167,22 +184,6 @@ def test_a_client_that_disconnects_does_not_cancel_the_task(sdk: openai.OpenAI, 
     src = poll_source(server.base_url, task_id, timeout=120)
     assert src["status"] == "completed", src
     assert len(download(src["url"])) > 0
-
-
-def test_media_lives_in_the_configured_storage(e2e: tuple[ServerProcess, str], request: pytest.FixtureRequest) -> None:
-    server, _ = e2e
-    media_dir = server.home / "media"
-    local_files = sorted(p.name for p in media_dir.iterdir()) if media_dir.is_dir() else []
-    url = server.env.get("REELCHAT_STORAGE_URL")
-    if url is None:
-        assert any(name.endswith(".mp4") for name in local_files)
-        return
-    moto: MotoS3 = request.getfixturevalue("moto_s3")
-    bucket = url.removeprefix("s3://").split("/")[0]
-    keys = moto.keys(bucket)
-    assert any(k.startswith("e2e/") and k.endswith(".mp4") for k in keys), keys
-    assert all(k.startswith("e2e/") for k in keys)
-    assert local_files == []  # the videos above were all served from the bucket
 
 
 def test_sdk_lists_models(sdk: openai.OpenAI) -> None:

@@ -8,6 +8,7 @@ content is reelchat's answer either way. A bucket that doesn't exist stops the s
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,12 +19,22 @@ import httpx
 import pytest
 from helpers import SEED_FIRST_TURN, assert_openai_error, decode_webp, free_port, probe_video, run_cli, user
 from moto_s3 import MotoS3
+from PIL import Image
 from server_util import FAST_SORA2, KeyedServer, chat, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")]
 
 PREFIX = "tenant-media/reelchat"
 PRESIGN_S = 300
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 160), (230, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
 
 
 def extra(video: Any) -> dict[str, Any]:
@@ -62,8 +73,15 @@ def media_keys(*names: str | None) -> set[str]:
 def test_videos_api_writes_to_the_bucket_and_serves_content(proxied: tuple[KeyedServer, str], moto_s3: MotoS3) -> None:
     server, bucket = proxied
     client = server.client("main")
-    video = client.videos.create_and_poll(prompt="a cow in a field", model="sora-2", poll_interval_ms=100)
+    before = set(moto_s3.keys(bucket))
+    image = ("a.png", PNG, "image/png")
+    started = client.videos.create(prompt="a cow in a field", model="sora-2", input_reference=image)
+    video = client.videos.poll(started.id, poll_interval_ms=100)
     assert video.status == "completed", video.error
+    made = set(moto_s3.keys(bucket)) - before
+    # the input image (saved by the API process as it accepts the request), the mp4, thumbnail and spritesheet
+    assert sorted(k.rsplit(".", 1)[1] for k in made) == ["jpg", "mp4", "png", "webp"], made
+    assert all(k.startswith(f"{PREFIX}/") for k in made)
     mp4 = client.videos.download_content(video.id).content
     probed = probe_video(mp4)  # decoded back with PyAV
     assert probed.info.codec == "h264"
@@ -84,9 +102,9 @@ def test_videos_api_writes_to_the_bucket_and_serves_content(proxied: tuple[Keyed
     # tenants stay apart exactly as with a local directory
     assert_openai_error(server.http("other").get(f"/v1/videos/{video.id}/content"), 404)
 
-    # delete removes the objects
+    # delete removes the objects, the input image's too
     client.videos.delete(video.id)
-    assert not (media_keys(*names) & set(moto_s3.keys(bucket)))
+    assert not (made & set(moto_s3.keys(bucket)))
     assert httpx.get(src["url"], timeout=30).status_code == 404
 
 

@@ -223,7 +223,9 @@ class _S3Blob:
                     return
                 yield data
         finally:
-            await asyncio.to_thread(body.close)
+            # not awaited: a client that left cancels this generator, and an await here would be
+            # cancelled too, leaking the connection (closing a response is quick: no draining)
+            body.close()
 
     async def close(self) -> None:
         """Nothing held between the HEAD and a read."""

@@ -275,7 +275,7 @@ class _LocalBlob:
                 remaining -= len(data)
                 yield data
         finally:
-            await self.close()
+            self._f.close()  # not awaited: a client that left cancels this generator, and any await with it
 
     async def close(self) -> None:
         await asyncio.to_thread(self._f.close)
