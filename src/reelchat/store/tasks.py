@@ -201,9 +201,11 @@ class Store:
         return await self._fenced_update(task_id, attempt, in_engine=True)
 
     async def engine_returned(self, task_id: str, attempt: int, media: Sequence[str]) -> bool:
-        """The engine came back with a video: whatever killed the process before, it was not this
-        one, so its crash streak ends. The media names about to be written are recorded first."""
-        return await self._fenced_update(task_id, attempt, in_engine=False, crashes=0, media_pending=list(media))
+        """The engine came back with a video: the media names about to be written are recorded first.
+        `in_engine` stays set until the outcome: a process that dies while encoding or storing the
+        video counts a crash too (a video whose encode kills the process must end, not loop), and
+        the crash streak ends only when the task completes."""
+        return await self._fenced_update(task_id, attempt, media_pending=list(media))
 
     async def release(self, task_id: str, attempt: int) -> bool:
         """A graceful stop: the task goes back to the queue as it was (its crash count unchanged)."""
@@ -228,6 +230,8 @@ class Store:
             attempt,
             status=TaskStatus.COMPLETED.value,
             progress=100,
+            in_engine=False,
+            crashes=0,
             video_name=video_name,
             thumbnail_name=thumbnail_name,
             spritesheet_name=spritesheet_name,
