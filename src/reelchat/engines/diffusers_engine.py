@@ -217,7 +217,7 @@ class DiffusersEngine:
             pipe = self._text_pipes()[1]
             common["num_inference_steps"] = _remix_schedule(job)
             _check_geometry(job, family, pipe)
-            common.update(family.video_args(pipe, job, _source_video(job)))
+            common.update(family.video_args(pipe, job, _source_video(job), common["num_inference_steps"]))
         elif job.image is not None:
             pipe = self._image_pipe()
             _check_geometry(job, family, pipe)

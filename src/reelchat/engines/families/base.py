@@ -50,9 +50,10 @@ class Family(ABC):
         """Arguments of an image-to-video call; `image` is a PIL image fitted to the job's size."""
 
     @abstractmethod
-    def video_args(self, pipe: Any, job: DiffusersJob, video: list[Any]) -> dict[str, Any]:
+    def video_args(self, pipe: Any, job: DiffusersJob, video: list[Any], schedule: int) -> dict[str, Any]:
         """Arguments of a remix call; `video` is the source as PIL frames at the job's size and length.
-        The engine has set `num_inference_steps` to the stretched schedule (see `_remix_schedule`)."""
+        The engine has set `num_inference_steps` to `schedule`, the stretched schedule whose last
+        `job.steps` steps the remix runs (see `_remix_schedule`)."""
 
     @abstractmethod
     def geometry(self, pipe: Any) -> tuple[int, int]:

@@ -39,8 +39,16 @@ class LTXFamily(Family):
     def image_args(self, pipe: Any, job: DiffusersJob, image: Any) -> dict[str, Any]:
         return {"image": image, **_common(pipe, job)}
 
-    def video_args(self, pipe: Any, job: DiffusersJob, video: list[Any]) -> dict[str, Any]:
-        return {"latents": _encode(pipe, video, job), "denoise_strength": job.strength, **_common(pipe, job)}
+    def video_args(self, pipe: Any, job: DiffusersJob, video: list[Any], schedule: int) -> dict[str, Any]:
+        # LTX's own schedule stays near sigma 1 for its first half, so `denoise_strength` alone would start
+        # a 0.6 remix from almost pure noise (the source lost). An even schedule starts it at sigma ~0.6.
+        timesteps = [1000.0 * (1 - i / schedule) for i in range(schedule)]
+        return {
+            "latents": _encode(pipe, video, job),
+            "denoise_strength": job.strength,
+            "timesteps": timesteps,
+            **_common(pipe, job),
+        }
 
     def geometry(self, pipe: Any) -> tuple[int, int]:
         spatial = int(pipe.vae_spatial_compression_ratio) * int(pipe.transformer_spatial_patch_size)

@@ -41,7 +41,7 @@ class WanFamily(Family):
     def image_args(self, pipe: Any, job: DiffusersJob, image: Any) -> dict[str, Any]:
         return {"image": image, "num_frames": job.frames, **_prompt_embeds(pipe, job)}
 
-    def video_args(self, pipe: Any, job: DiffusersJob, video: list[Any]) -> dict[str, Any]:
+    def video_args(self, pipe: Any, job: DiffusersJob, video: list[Any], schedule: int) -> dict[str, Any]:
         return {"video": video, "strength": job.strength, **_prompt_embeds(pipe, job)}
 
     def geometry(self, pipe: Any) -> tuple[int, int]:
