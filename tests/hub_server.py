@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +48,8 @@ class HubServer:
 
     repos: dict[str, Repo]
     requests: list[Request] = field(default_factory=list)
+    # files whose next full download is cut off half-way (the connection drops), as on a flaky network
+    cut_once: set[str] = field(default_factory=set)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -95,10 +98,15 @@ class HubServer:
             return _json(h, _tree(self.repos[tree[1]], (tree[3] or "").strip("/")))
         resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if resolve and resolve[1] in self.repos and resolve[3] in self.repos[resolve[1]].files:
-            return _file(h, self.repos[resolve[1]], resolve[3], body=body)
+            cut = body and resolve[3] in self.cut_once and not h.headers.get("Range")
+            if cut:
+                self.cut_once.discard(resolve[3])
+            return _file(h, self.repos[resolve[1]], resolve[3], body=body, cut=cut)
         if api or tree or resolve:
             h.send_response(404)
-            h.send_header("X-Error-Code", "RepoNotFound" if not (resolve and resolve[1] in self.repos) else "EntryNotFound")
+            h.send_header(
+                "X-Error-Code", "RepoNotFound" if not (resolve and resolve[1] in self.repos) else "EntryNotFound"
+            )
             h.send_header("Content-Length", "0")
             h.end_headers()
             return None
@@ -131,7 +139,7 @@ def _json(h: BaseHTTPRequestHandler, data: Any) -> None:
     h.wfile.write(raw)
 
 
-def _file(h: BaseHTTPRequestHandler, repo: Repo, path: str, *, body: bool) -> None:
+def _file(h: BaseHTTPRequestHandler, repo: Repo, path: str, *, body: bool, cut: bool = False) -> None:
     data = repo.files[path]
     start = 0
     ranged = re.fullmatch(r"bytes=(\d+)-", h.headers.get("Range") or "")
@@ -149,7 +157,12 @@ def _file(h: BaseHTTPRequestHandler, repo: Repo, path: str, *, body: bool) -> No
         h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
     h.send_header("Content-Length", str(len(data) - start))
     h.end_headers()
-    if body:
+    if cut:  # half the promised bytes, then the connection drops
+        h.wfile.write(data[: len(data) // 2])
+        h.wfile.flush()
+        h.close_connection = True
+        h.connection.shutdown(socket.SHUT_RDWR)
+    elif body:
         h.wfile.write(data[start:])
 
 

@@ -97,7 +97,9 @@ def print_presets() -> int:
         window = f"{p.window_frames} fr"
         vram = f"~{p.vram_gb} GB"
         supports = ",".join(p.supports)
-        rows.append((p.name, p.repo_id, p.family, p.params, sizes, str(f["fps"]), window, str(f["steps"]), vram, supports))
+        rows.append(
+            (p.name, p.repo_id, p.family, p.params, sizes, str(f["fps"]), window, str(f["steps"]), vram, supports)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -128,7 +130,7 @@ def pull(target: str) -> int:
     preset = target if target in PRESETS else None
     entry = f'{{"preset": "{preset}"}}' if preset else f'{{"pipeline": "{repo_id}"}}'
     print(f"reelchat: {repo_id} is in {path}")
-    print(f'reelchat: serve it with a catalog entry, e.g. REELCHAT_MODELS_JSON=\'{{"sora-2": {entry}}}\'')
+    print(f"reelchat: serve it with a catalog entry, e.g. REELCHAT_MODELS_JSON='{{\"sora-2\": {entry}}}'")
     return 0
 
 
@@ -140,7 +142,9 @@ def missing_models(catalog: dict[str, ModelSpec]) -> list[str]:
         return []
     from .engines import hub
 
-    return [hub.missing_message(name, v) for name, v in sorted(repos) if hub.is_repo_id(v) and not hub.cached_snapshot(v)]
+    return [
+        hub.missing_message(name, v) for name, v in sorted(repos) if hub.is_repo_id(v) and not hub.cached_snapshot(v)
+    ]
 
 
 def serve(settings: Settings, host: str, port: int, log_level: str) -> int:

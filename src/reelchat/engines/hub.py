@@ -46,9 +46,7 @@ def resolve_target(name: str) -> str:
         return PRESETS[name].repo_id
     if _REPO_ID.fullmatch(name):
         return name
-    raise HubError(
-        f"{name!r} is neither a preset ({', '.join(PRESETS)}) nor a Hugging Face repo id (owner/name)"
-    )
+    raise HubError(f"{name!r} is neither a preset ({', '.join(PRESETS)}) nor a Hugging Face repo id (owner/name)")
 
 
 def _hub() -> Any:
@@ -133,14 +131,17 @@ def _check_family(repo_id: str, model_index: dict[str, Any]) -> None:
 
 
 def cached_snapshot(repo_id: str) -> Path | None:
-    """The local snapshot of `repo_id` when every component the pipeline needs is there; never online."""
-    errors = importlib.import_module("huggingface_hub.errors")
-    try:
-        path = Path(_hub().snapshot_download(repo_id, local_files_only=True))
-    except (errors.LocalEntryNotFoundError, OSError, ValueError):
+    """The local snapshot of `repo_id` when every component the pipeline needs is there; never online.
+
+    Found through its model_index.json (`try_to_load_from_cache`): `snapshot_download(local_files_only=
+    True)` would call the snapshot incomplete for lacking the files a pull skips on purpose.
+    """
+    found = _hub().try_to_load_from_cache(repo_id, "model_index.json")
+    if not isinstance(found, str):  # None (never fetched) or the cache's "known missing" marker
         return None
+    path = Path(found).parent
     try:
-        model_index = json.loads((path / "model_index.json").read_text())
+        model_index = json.loads(Path(found).read_text())
     except (OSError, ValueError):
         return None
     for folder in components(model_index):

@@ -54,7 +54,7 @@ class EngineRegistry:
                 engine = await self._get_local(spec)
                 await engine.load()
             except EngineError as e:  # a reason worth reading as is (a model not pulled yet, say)
-                log.error("could not load model %s: %s", spec.name, e)  # noqa: TRY400  (no traceback)
+                log.error("could not load model %s: %s", spec.name, e)
                 continue
             except Exception:
                 log.exception("could not load model %s", spec.name)

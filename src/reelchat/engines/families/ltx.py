@@ -53,7 +53,9 @@ class LTXFamily(Family):
     def geometry(self, pipe: Any) -> tuple[int, int]:
         spatial = int(pipe.vae_spatial_compression_ratio) * int(pipe.transformer_spatial_patch_size)
         # diffusers' LTX pipelines refuse sizes that are not multiples of 32, whatever the VAE
-        return math.lcm(32, spatial), int(pipe.vae_temporal_compression_ratio) * int(pipe.transformer_temporal_patch_size)
+        return math.lcm(32, spatial), int(pipe.vae_temporal_compression_ratio) * int(
+            pipe.transformer_temporal_patch_size
+        )
 
 
 def _common(pipe: Any, job: DiffusersJob) -> dict[str, Any]:
