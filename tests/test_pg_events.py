@@ -65,8 +65,8 @@ async def replicas(db: tuple[str, Any, Store]) -> AsyncIterator[tuple[Replica, R
             await r.bus.close()
 
 
-async def next_event(queue: asyncio.Queue[TaskEvent], timeout: float = 5.0) -> TaskEvent:
-    return await asyncio.wait_for(queue.get(), timeout=timeout)
+async def next_event(queue: asyncio.Queue[TaskEvent], within: float = 5.0) -> TaskEvent:
+    return await asyncio.wait_for(queue.get(), timeout=within)
 
 
 async def test_an_event_published_on_one_replica_reaches_the_other_once(replicas: tuple[Replica, Replica]) -> None:
@@ -107,7 +107,8 @@ async def test_a_long_error_message_still_fits_one_notice(replicas: tuple[Replic
         got = await next_event(on_b)
     assert got.status is TaskStatus.FAILED
     assert got.error_code == "upstream_error"
-    assert got.error_message is not None and got.error_message.startswith("无" * 100)
+    assert got.error_message is not None
+    assert got.error_message.startswith("无" * 100)
 
 
 async def test_a_malformed_notice_is_ignored(db: tuple[str, Any, Store], replicas: tuple[Replica, Replica]) -> None:
@@ -148,7 +149,7 @@ async def test_a_dropped_listen_connection_reconnects_and_catches_up_from_the_st
             )
             assert killed == 3  # every replica's one listen connection
             # b reconnects, says it may have missed notices, and its notifier re-reads the store
-            event = await next_event(on_b, timeout=10.0)
+            event = await next_event(on_b, within=10.0)
             assert event == TaskEvent(task.id, TaskStatus.IN_PROGRESS, 42)
             assert b.bus.reconnects == 1
             assert b.work.gaps == gaps_before + 1

@@ -289,6 +289,28 @@ class VideoService:
         events = await self.store.task_events(task_ids)
         return [_with_deleted_message(e) for e in events]
 
+    async def follow(self, task_id: str, idle_s: float) -> AsyncIterator[TaskEvent | None]:
+        """The task's state as it changes, from whichever replica runs it, until it finishes: first
+        what the store says, then every event (the bus's notifier covers lost ones); None after
+        `idle_s` without news (the caller's keep-alive). Nothing is yielded for an unknown task."""
+        async with self.bus.subscribe(task_id) as events:
+            task = await self.store.get_task(task_id)  # read after subscribing: no event slips between
+            if task is None:
+                return
+            current = TaskEvent(task.id, TaskStatus.CANCELLED if task.deleted else task.status, task.progress)
+            yield current
+            while not current.status.finished:
+                try:
+                    event = await asyncio.wait_for(events.get(), timeout=idle_s)
+                except TimeoutError:
+                    yield None
+                    continue
+                if event.status is TaskStatus.IN_PROGRESS and current.status is TaskStatus.IN_PROGRESS:
+                    event = dataclasses.replace(event, progress=max(event.progress, current.progress))
+                if event != current:
+                    current = event
+                    yield current
+
     @asynccontextmanager
     async def watch(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
         async with self.bus.subscribe(task_id) as queue:

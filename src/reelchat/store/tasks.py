@@ -23,6 +23,7 @@ from .schema import MIGRATIONS, metadata, schema_migrations, tasks
 from .timestamps import to_datetime, to_timestamp
 
 _TIMES = ("created_at", "started_at", "completed_at")  # datetimes in the domain, unix seconds in the table
+MIGRATION_LOCK_KEY = 0x7265656C63686174  # "reelchat": the advisory lock that serialises migrations
 _FIELDS = [f.name for f in dataclasses.fields(Task) if f.name in tasks.c]
 
 
@@ -70,6 +71,8 @@ class Store:
         """Apply pending migrations in order; returns the versions applied now."""
         applied_now: list[int] = []
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:  # replicas starting together: one migrates, the others wait, then see it done
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             await conn.run_sync(lambda c: schema_migrations.create(c, checkfirst=True))
             done = set((await conn.execute(sa.select(schema_migrations.c.version))).scalars())
             for version, name, fn in MIGRATIONS:
