@@ -5,6 +5,7 @@ replica requeues the task when its lease runs out and makes the video, once."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import signal
 import threading
@@ -119,6 +120,10 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = 60.0) -> N
         time.sleep(0.05)
 
 
+def is_ready(proc: ServerProcess) -> bool:
+    return httpx.get(f"{proc.base_url}/readyz").status_code == 200
+
+
 def progress_values(frames: list[dict[str, Any]]) -> list[int]:
     return [f["progress"] for f in frames if f["status"] == "in_progress" and f["progress"] > 0]
 
@@ -131,7 +136,7 @@ def test_a_stream_on_one_replica_sees_every_step_of_a_job_another_runs(
     b = replica(make_home, demo_models, database, media, "replica-b").start()
     try:
         for proc in (a, b):  # both take work: either may claim the job
-            wait_until("the workers are ready", lambda p=proc: httpx.get(f"{p.base_url}/readyz").status_code == 200)
+            wait_until("the workers are ready", functools.partial(is_ready, proc))
         client = openai.OpenAI(base_url=f"{a.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
         video = client.videos.create(model="sora-2", prompt="a lighthouse in a storm")
         task_id = str(getattr(video, "task_id", None) or (video.model_extra or {})["task_id"])
@@ -178,7 +183,7 @@ def test_a_replica_killed_mid_job_loses_nothing(
     a = replica(make_home, demo_models, database, media, "replica-a").start()
     b: ServerProcess | None = None
     try:
-        wait_until("replica A is ready", lambda: httpx.get(f"{a.base_url}/readyz").status_code == 200)
+        wait_until("replica A is ready", functools.partial(is_ready, a))
         # B answers, but its worker is still loading its model: the job A accepts now is A's to run
         b = replica(make_home, demo_models, database, media, "replica-b").start()
         client = openai.OpenAI(base_url=f"{a.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
