@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,9 @@ def database() -> Iterator[Database]:
         db.close()
 
 
-def replica(make_home: Callable[[str], Path], demo_models: Path, db: Database, media: Path, name: str) -> ServerProcess:
+def replica(
+    make_home: Callable[[str], Path], demo_models: Path, db: Database, media: Path, name: str, **more: str
+) -> ServerProcess:
     env = {
         "REELCHAT_DATABASE_URL": db.url,
         "REELCHAT_MEDIA_DIR": str(media),  # shared, as a network volume (or S3) would be
@@ -76,6 +79,7 @@ def replica(make_home: Callable[[str], Path], demo_models: Path, db: Database, m
         "REELCHAT_CRASH_BACKOFF_S": "0.2",
         "REELCHAT_KEEPALIVE_S": "0.5",
         "TOKENIZERS_PARALLELISM": "false",
+        **more,
     }
     return ServerProcess(make_home(name), env)
 
@@ -132,16 +136,21 @@ def test_a_stream_on_one_replica_sees_every_step_of_a_job_another_runs(
     make_home: Callable[[str], Path], demo_models: Path, database: Database, tmp_path: Path
 ) -> None:
     media = tmp_path / "media"
-    a = replica(make_home, demo_models, database, media, "replica-a").start()
-    b = replica(make_home, demo_models, database, media, "replica-b").start()
+    # no lease sweep during the test (it looks at the queue every half lease): work moves by notices
+    names = ("replica-a", "replica-b")
+    both = [replica(make_home, demo_models, database, media, n, REELCHAT_LEASE_S="300") for n in names]
+    with ThreadPoolExecutor(2) as pool:  # started together: one migrates the database, the other waits for it
+        a, b = pool.map(ServerProcess.start, both)
     try:
         for proc in (a, b):  # both take work: either may claim the job
             wait_until("the workers are ready", functools.partial(is_ready, proc))
         client = openai.OpenAI(base_url=f"{a.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
         video = client.videos.create(model="sora-2", prompt="a lighthouse in a storm")
-        task_id = str(getattr(video, "task_id", None) or (video.model_extra or {})["task_id"])
+        task_id = str((video.model_extra or {})["task_id"])
         on_a = Follower(f"{a.base_url}/source/{task_id}/events").start()
         on_b = Follower(f"{b.base_url}/source/{task_id}/events").start()
+        # a second job, also accepted by A: the replica whose worker is free takes it, told by A's notice
+        second = client.videos.create(model="sora-2", prompt="a paper boat on a river")
         frames = {"replica-a": on_a.join(120), "replica-b": on_b.join(120)}
 
         row = database.row("SELECT owner, attempt, status, progress FROM tasks WHERE id = $1", task_id)
@@ -170,7 +179,12 @@ def test_a_stream_on_one_replica_sees_every_step_of_a_job_another_runs(
             mp4 = httpx.get(f"{proc.base_url}/v1/videos/{video.id}/content", timeout=30)
             assert mp4.status_code == 200
             assert probe_video(mp4.content).decoded_frames > 1
-        assert len(list(media.rglob("*.mp4"))) == 1
+        second_task = str((second.model_extra or {})["task_id"])
+        wait_until("the second job is made", lambda: client.videos.retrieve(second.id).status == "completed", 120)
+        row2 = database.row("SELECT owner, attempt FROM tasks WHERE id = $1", second_task)
+        assert row2["attempt"] == 1, dict(row2)
+        assert str(row2["owner"]).split("/")[0] == other, (dict(row), dict(row2))  # the two ran side by side
+        assert len(list(media.rglob("*.mp4"))) == 2
     finally:
         a.stop()
         b.stop()
