@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     crash_backoff_s: float = Field(
         default=5.0, ge=0, description="wait before re-running a video the server died making; doubles each time"
     )
+    events_catch_up_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="seconds between the store re-reads that catch every followed task up (one query per process)",
+    )
     job_deadline_s: float = Field(default=3600.0, gt=0, description="a job running longer than this fails")
 
     @field_validator("public_base_url")

@@ -1,8 +1,9 @@
 """One place where configuration picks the implementations behind the service's contracts.
 
 Today each contract has its embedded default (SQLite or PostgreSQL by URL, a local media directory,
-worker processes, in-process events); the scale-out adds its choices here (`REELCHAT_EXECUTOR`,
-`REELCHAT_STORAGE_URL`, events over PostgreSQL) without touching `VideoService`.
+worker processes, in-process events, or events over PostgreSQL when the store is PostgreSQL); the
+scale-out adds its choices here (`REELCHAT_EXECUTOR`, `REELCHAT_STORAGE_URL`) without touching
+`VideoService`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from ..media.storage import LocalStorage, Storage, StorageConfigError
 from ..media.storage_url import parse_storage_url
 from ..settings import Settings
 from ..store.tasks import Store
-from .events import EventBus, InProcessEventBus
+from .events import EventHub, LocalEventBus
 from .executor import Executor, InProcessExecutor
 from .videos import VideoService
 from .worker_pool import WorkerPool
@@ -52,8 +53,13 @@ def build_executor(settings: Settings) -> Executor:
     return WorkerPool(settings, settings.workers)
 
 
-def build_bus(settings: Settings) -> EventBus:
-    return InProcessEventBus()
+def build_bus(settings: Settings) -> EventHub:
+    """PostgreSQL store: events and queued-work notices across replicas (LISTEN/NOTIFY); else in-process."""
+    if settings.resolved_database_url.startswith("postgresql"):
+        from .pg_events import PgEventBus
+
+        return PgEventBus(settings.resolved_database_url, settings.events_catch_up_s)
+    return LocalEventBus(settings.events_catch_up_s)
 
 
 def build_service(settings: Settings, storage: Storage | None = None) -> VideoService:
