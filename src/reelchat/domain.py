@@ -11,6 +11,9 @@ from datetime import datetime
 from typing import Any
 
 MAX_PROMPT_CHARS = 32_000  # the longest prompt either API accepts
+# what an extension may add, in seconds: 4 to 20 (the openai SDK's `videos.extend` documents 4..20)
+EXTEND_SECONDS: tuple[int, ...] = tuple(range(4, 21))
+DEFAULT_EXTEND_SECONDS = 4
 
 
 class TaskStatus(enum.StrEnum):
@@ -56,6 +59,8 @@ class VideoRequest:
     seed: int | None = None
     image: InputImage | None = None
     image_url: str | None = None  # an http(s) url still to be fetched (chat image parts)
+    # continue the source video for `seconds` more (an extension) instead of remixing it
+    extend: bool = False
 
 
 @dataclass

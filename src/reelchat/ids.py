@@ -12,8 +12,10 @@ _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 # Bare patterns (for searching text); check a whole string with the compiled forms' .fullmatch.
 TASK_ID_PATTERN = r"task_[0-9a-hjkmnp-tv-z]{26}"  # lowercase Crockford base32 (no i, l, o, u)
 SID_PATTERN = r"s_[0-9a-f]{32}"
+VIDEO_ID_PATTERN = r"video_[0-9a-f]{32}"
 TASK_ID_RE = re.compile(TASK_ID_PATTERN)
 SID_RE = re.compile(SID_PATTERN)
+VIDEO_ID_RE = re.compile(VIDEO_ID_PATTERN)
 
 
 def ulid(now_ms: int | None = None) -> str:

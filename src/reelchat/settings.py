@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_streams_per_key: int = Field(
         default=100, ge=1, description="chat replies one tenant may have open at once (per API process) before 429"
     )
+    max_video_seconds: int = Field(
+        default=60, gt=0, description="the longest video an extension may make (a model's max_seconds wins)"
+    )
     max_video_pixels: int = Field(
         default=2_000_000_000, gt=0, description="width x height x frames of a video decoded whole, at most"
     )

@@ -50,6 +50,8 @@ table{border-collapse:collapse;margin:1rem 0} th{text-align:left;color:#999;padd
 .step{display:flex;flex-direction:column;width:120px;color:#ccc;text-decoration:none;font-size:.75rem}
 .step img{width:120px;border-radius:4px;border:2px solid transparent}
 .step.current img{border-color:#4c8dff}
+.arrow .how{display:block;font-size:.65rem;color:#999}
+.step[data-kind=extension] img{border-left:4px solid #3c9}
 .cap{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .nothumb{display:block;height:60px;background:#2a2f3a;border-radius:4px;padding:4px}
 a{color:#8ab4ff}

@@ -59,6 +59,9 @@ class JobRequest:
     image: bytes | None = None  # image-to-video: the encoded input image, already checked to decode
     source: SourceVideo | None = None  # remix
     strength: float | None = None  # a remix's strength, as recorded with the task
+    # `source` is extended, not remixed: its frames are kept and `frames` new ones follow them
+    extend: bool = False
+    extend_seconds: int | None = None  # an extension: the seconds it adds (`seconds` is the total)
 
 
 @dataclass

@@ -9,6 +9,7 @@ same code loads a real checkpoint directory and the demo ones (`demo_model.ensur
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import math
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import windows
 from .base import EngineCancelled, EngineError, EngineResult, JobRequest, Reporter
 from .diffusers_spec import DiffusersJob, DiffusersSpec
 from .families import Family, FamilyError, family_for
@@ -159,6 +161,8 @@ class DiffusersEngine:
             image=request.image,
             source_frames=source_frames,
             strength=spec.remix_strength if request.strength is None else request.strength,
+            extend=request.extend,
+            window_frames=spec.window_frames,
         )
 
     async def generate(self, job: DiffusersJob, reporter: Reporter) -> EngineResult:
@@ -199,18 +203,48 @@ class DiffusersEngine:
             raise EngineError(f"generation failed: {reason}") from e
 
     def _run(self, job: DiffusersJob, reporter: Reporter, stop: threading.Event) -> npt.NDArray[np.uint8]:
-        import torch
-
+        """The clip in one pass, or window by window when it is longer than `job.window_frames` (and
+        always for an extension: its source's frames, then windows that continue them)."""
         _check_job(job)
-        common: dict[str, Any] = dict(
-            width=job.width,
-            height=job.height,
-            num_inference_steps=job.steps,
-            guidance_scale=job.guidance_scale,
-            generator=torch.Generator(self.device).manual_seed(job.seed),
-            output_type="np",
-            callback_on_step_end=_progress_callback(reporter, stop),
-        )
+        family = self.family()
+        temporal = family.geometry(self._text_pipes()[0])[1]
+        prefix = _extension_prefix(job) if job.extend else None
+        given = 0 if prefix is None else len(prefix)
+        total = given + job.frames
+        window = job.window_frames or (total if prefix is None else job.frames + windows.overlap_for(temporal))
+        try:
+            plan = windows.plan(total, window, temporal, prefix=given)
+        except ValueError as e:
+            raise EngineError(str(e), "invalid_request") from None
+        # a windowed remix re-noises its source window by window: the source, resampled to the clip
+        source = _resampled(job.source_frames, total) if job.source_frames is not None and not job.extend else None
+        work = sum(w.length for w in plan)
+        clip, done = prefix, 0
+        for i, w in enumerate(plan):
+            span = (done / work, (done + w.length) / work)
+            part = dataclasses.replace(
+                job,
+                frames=w.length,
+                seed=job.seed + i,
+                extend=False,
+                window_frames=None,
+                source_frames=None if source is None else source[w.start : w.start + w.length],
+                image=job.image if w.start == 0 else None,
+            )
+            if clip is None or part.source_frames is not None:
+                frames = self._pass(part, reporter, stop, span)
+            else:
+                frames = self._continue(part, clip[w.start : w.start + w.overlap], reporter, stop, span)
+            clip = windows.join(clip, frames, w, blend=job.blend_seams)
+            done += w.length
+        assert clip is not None  # noqa: S101  (a plan has at least one window)
+        return clip[:total]
+
+    def _pass(
+        self, job: DiffusersJob, reporter: Reporter, stop: threading.Event, span: tuple[float, float]
+    ) -> npt.NDArray[np.uint8]:
+        """One pass of the pipelines: text-, image- or video-to-video."""
+        common = self._common(job, reporter, stop, span, None)
         family = self.family()
         if job.source_frames is not None:
             pipe = self._text_pipes()[1]
@@ -225,14 +259,48 @@ class DiffusersEngine:
             pipe = self._text_pipes()[0]
             _check_geometry(job, family, pipe)
             common.update(family.text_args(pipe, job))
-        out = pipe(**common).frames[0]  # (F, H, W, 3) float in [0, 1]
-        frames: npt.NDArray[np.uint8] = (np.clip(out, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        if frames.shape != (job.frames, job.height, job.width, 3):
-            raise EngineError(
-                f"the pipeline returned frames of shape {frames.shape}, expected "
-                f"{(job.frames, job.height, job.width, 3)}"
-            )
-        return frames
+        return _frames_of(pipe(**common), job)
+
+    def _continue(
+        self,
+        job: DiffusersJob,
+        tail: npt.NDArray[np.uint8],
+        reporter: Reporter,
+        stop: threading.Event,
+        span: tuple[float, float],
+    ) -> npt.NDArray[np.uint8]:
+        """A window whose first `len(tail)` frames re-draw `tail`: its latents pinned while a text-to-video
+        pass denoises (Wan), or a condition pipeline's video condition (LTX-Video)."""
+        family = self.family()
+        t2v, v2v = self._text_pipes()
+        _check_geometry(job, family, t2v)
+        frames = _pil_frames(tail, job.width, job.height)
+        known = family.overlap_latents(t2v, job, frames)
+        if known is not None:
+            common = self._common(job, reporter, stop, span, _Pin(known, job.seed))
+            common.update(family.text_args(t2v, job))
+            return _frames_of(t2v(**common), job)
+        args = family.continue_args(v2v, job, frames)
+        if args is None:
+            raise EngineError(f"{family.name} models can't continue a clip", "unsupported")
+        common = self._common(job, reporter, stop, span, None)
+        common.update(args)
+        return _frames_of(v2v(**common), job)
+
+    def _common(
+        self, job: DiffusersJob, reporter: Reporter, stop: threading.Event, span: tuple[float, float], pin: _Pin | None
+    ) -> dict[str, Any]:
+        import torch
+
+        return dict(
+            width=job.width,
+            height=job.height,
+            num_inference_steps=job.steps,
+            guidance_scale=job.guidance_scale,
+            generator=torch.Generator(self.device).manual_seed(job.seed),
+            output_type="np",
+            callback_on_step_end=_progress_callback(reporter, stop, span, pin),
+        )
 
     async def close(self) -> None:
         async with self._lock:
@@ -246,18 +314,57 @@ class DiffusersEngine:
                 torch.cuda.empty_cache()
 
 
-def _progress_callback(reporter: Reporter, stop: threading.Event) -> Any:
+class _Pin:
+    """Holds a window's first latent frames to known ones while it denoises: after each step they are
+    set to where the forward process puts the known latents at the current noise level,
+    (1 - sigma) * known + sigma * noise, so the model draws the rest of the window around them and
+    they come out exactly known at sigma 0 (flow-matching schedulers: Wan's UniPC and Euler)."""
+
+    def __init__(self, known: Any, seed: int) -> None:
+        import torch
+
+        self.known = known
+        generator = torch.Generator("cpu").manual_seed(seed + 7919)
+        self.noise = torch.randn(known.shape, generator=generator).to(known.device, known.dtype)
+
+    def __call__(self, pipe: Any, latents: Any) -> Any:
+        scheduler = pipe.scheduler
+        index = scheduler.step_index
+        sigmas = scheduler.sigmas
+        sigma = float(sigmas[index]) if index is not None and index < len(sigmas) else 0.0
+        k = self.known.shape[2]
+        latents = latents.clone()
+        latents[:, :, :k] = ((1.0 - sigma) * self.known + sigma * self.noise).to(latents.dtype)
+        return latents
+
+
+def _progress_callback(
+    reporter: Reporter, stop: threading.Event, span: tuple[float, float] = (0.0, 1.0), pin: _Pin | None = None
+) -> Any:
+    lo, hi = span  # this pass's share of the whole job's progress (windows: one pass of several)
+
     def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         # num_timesteps is the steps actually run (a remix runs only the last `strength` of them)
         total = max(1, int(pipe.num_timesteps))
-        reporter.progress(min(99, int(100 * (i + 1) / total)))  # 100 is the executor's, once frames exist
+        # 100 is the executor's, once frames exist
+        reporter.progress(min(99, int(100 * (lo + (hi - lo) * (i + 1) / total))))
         if stop.is_set():
             raise _Stop()
         if reporter.cancelled():
             raise EngineCancelled()
-        return {}
+        return {"latents": pin(pipe, kwargs["latents"])} if pin is not None else {}
 
     return on_step_end
+
+
+def _frames_of(out: Any, job: DiffusersJob) -> npt.NDArray[np.uint8]:
+    """A pipeline's output as uint8 frames, checked against what the job asked for."""
+    frames: npt.NDArray[np.uint8] = (np.clip(out.frames[0], 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if frames.shape != (job.frames, job.height, job.width, 3):
+        raise EngineError(
+            f"the pipeline returned frames of shape {frames.shape}, expected {(job.frames, job.height, job.width, 3)}"
+        )
+    return frames
 
 
 def _remix_schedule(job: DiffusersJob) -> int:
@@ -275,7 +382,12 @@ def _remix_schedule(job: DiffusersJob) -> int:
 
 
 def _check_job(job: DiffusersJob) -> None:
-    if job.frames < 1 or (job.frames - 1) % 4:
+    if job.extend:
+        if job.source_frames is None:
+            raise EngineError("an extension needs the video it extends", "invalid_request")
+        if job.frames < 4 or job.frames % 4:
+            raise EngineError(f"an extension adds 4k frames (4, 8, ...); got {job.frames}", "invalid_request")
+    elif job.frames < 1 or (job.frames - 1) % 4:
         raise EngineError(f"video models need 4k+1 frames (5, 9, 13, ...); got {job.frames}", "invalid_request")
     if job.width < 16 or job.height < 16 or job.width % 16 or job.height % 16:
         raise EngineError(f"width and height must be multiples of 16; got {job.width}x{job.height}", "invalid_request")
@@ -296,6 +408,31 @@ def _check_geometry(job: DiffusersJob, family: Family, pipe: Any) -> None:
         )
     if (job.frames - 1) % temporal:
         raise EngineError(f"this model needs {temporal}k+1 frames; got {job.frames}", "invalid_request")
+
+
+def _resampled(src: npt.NDArray[np.uint8], frames: int) -> npt.NDArray[np.uint8]:
+    """`src` resampled evenly in time to `frames` frames."""
+    if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
+        raise EngineError(f"remix source frames must be (F, H, W, 3); got {src.shape}", "invalid_request")
+    return src if len(src) == frames else src[np.linspace(0, len(src) - 1, frames).round().astype(int)]
+
+
+def _pil_frames(frames: npt.NDArray[np.uint8], width: int, height: int) -> list[Any]:
+    from PIL import Image
+
+    pil = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in frames]
+    return [f if f.size == (width, height) else f.resize((width, height), Image.Resampling.BICUBIC) for f in pil]
+
+
+def _extension_prefix(job: DiffusersJob) -> npt.NDArray[np.uint8]:
+    """The video being extended, every frame, at the job's size (it comes through unchanged)."""
+    src = job.source_frames
+    assert src is not None  # noqa: S101  (checked by _check_job)
+    if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
+        raise EngineError(f"the video to extend must be (F, H, W, 3) frames; got {src.shape}", "invalid_request")
+    if src.shape[1:3] == (job.height, job.width):
+        return src
+    return np.stack([np.asarray(f) for f in _pil_frames(src, job.width, job.height)])
 
 
 def _source_video(job: DiffusersJob) -> list[Any]:

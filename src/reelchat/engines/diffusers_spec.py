@@ -35,12 +35,33 @@ class DiffusersSpec(SpecBase):
     remix_strength: float = Field(default=0.6, gt=0, le=1)
     # frames are the nearest k * frame_multiple + 1 to seconds x fps (Wan: 4, LTX-Video: 8)
     frame_multiple: int = Field(default=4, ge=1)
+    # the most frames one pass renders (Wan 2.1: 81); a longer clip is made window by window
+    # (engines/windows.py). Unset: the clip's own frame count, one pass whatever its length.
+    window_frames: int | None = Field(default=None, ge=2)
 
     @model_validator(mode="after")
     def _demo_i2v(self) -> DiffusersSpec:
         if "i2v_pipeline" not in self.model_fields_set and self.pipeline == DEMO_LTX_PIPELINE:
             self.i2v_pipeline = DEMO_LTX_PIPELINE
+        if self.window_frames is not None:
+            m = self.frame_multiple
+            if (self.window_frames - 1) % m or self.window_frames <= m + 1:
+                raise ValueError(
+                    f"{self.name}: window_frames must be k * {m} + 1 (frame_multiple) and more than {m + 1}; "
+                    f"got {self.window_frames}"
+                )
         return self
+
+    def windows_for(self, frames: int, *, prefix: int = 0) -> int:
+        """How many passes make `frames` new frames (after `prefix` given ones: an extension)."""
+        from .windows import plan
+
+        window = self.window_frames or (frames if prefix == 0 else frames + self.frame_multiple + 1)
+        return len(plan(prefix + frames, window, self.frame_multiple, prefix=prefix))
+
+    def continuation_frames(self, seconds: int, fps: int) -> int:
+        m = self.frame_multiple
+        return m * max(1, round(seconds * fps / m))
 
     def frames_for(self, seconds: int) -> int:
         m = self.frame_multiple
@@ -49,7 +70,7 @@ class DiffusersSpec(SpecBase):
     @property
     def capabilities(self) -> Capabilities:
         # a remix re-noises the source's decoded frames with the text pipeline: every entry has one
-        return Capabilities(text_to_video=True, image_input=self.i2v_pipeline is not None, remix=True)
+        return Capabilities(text_to_video=True, image_input=self.i2v_pipeline is not None, remix=True, extend=True)
 
     def remix_params(self) -> dict[str, Any]:
         return {"strength": self.remix_strength}
@@ -73,3 +94,7 @@ class DiffusersJob:
     # remix: the source video's frames, (F, H, W, 3) uint8 RGB, and how far to re-noise them (0..1]
     source_frames: npt.NDArray[np.uint8] | None = None
     strength: float = 0.6
+    # extension: `source_frames` are kept (bar the blend at the seam) and `frames` new ones follow them
+    extend: bool = False
+    window_frames: int | None = None  # the most frames one pass renders (None: the whole clip)
+    blend_seams: bool = True  # False only to measure what the cross-fade does (bench/seams.py)

@@ -26,6 +26,7 @@ class Capabilities:
     text_to_video: bool  # a prompt alone
     image_input: bool  # a prompt and an input image (image-to-video)
     remix: bool  # a prompt and a finished video to modify (some sources may still fail at run time)
+    extend: bool = False  # a prompt and a finished video to continue (`/v1/videos/extensions`)
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -60,6 +61,8 @@ class SpecBase(BaseModel):
     steps: int = Field(gt=0)
     # how a remix's prompt is built: {source_prompt} is the source video's full prompt, {prompt} the new turn
     remix_prompt_template: str = "{source_prompt}. {prompt}"
+    # the longest video an extension may make, in seconds (unset: REELCHAT_MAX_VIDEO_SECONDS)
+    max_seconds: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _check_common(self) -> SpecBase:
@@ -81,6 +84,14 @@ class SpecBase(BaseModel):
     def frames_for(self, seconds: int) -> int:
         """Wan wants 4k+1 frames: the nearest such count to seconds*fps."""
         return 4 * max(1, round(seconds * self.fps / 4)) + 1
+
+    def continuation_frames(self, seconds: int, fps: int) -> int:
+        """New frames for an extension of `seconds` at `fps`: whole latent frames (4k)."""
+        return 4 * max(1, round(seconds * fps / 4))
+
+    def windows_for(self, frames: int, *, prefix: int = 0) -> int:
+        """How many passes make `frames` new frames after `prefix` given ones (one: no windows)."""
+        return 1
 
     def remix_params(self) -> dict[str, Any]:
         """What a remix task records of this entry's settings when queued (a later catalog change

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
-from .base import EngineCancelled, EngineError, EngineResult, JobRequest, Reporter
+from .base import EngineCancelled, EngineError, EngineResult, JobRequest, Reporter, SourceVideo
 from .upstream_job import UpstreamRun
 from .upstream_spec import UpstreamJob, UpstreamRemix, UpstreamServer, UpstreamSpec
 
@@ -41,6 +41,8 @@ class UpstreamEngine:
         its upstream id goes along only when its model is served by this same upstream."""
         remix: UpstreamRemix | None = None
         source = request.source
+        if source is not None and request.extend:
+            return self._extension(spec, request, source)
         if source is not None:
             made_here = (
                 isinstance(source.made_by, UpstreamSpec) and source.made_by.upstream.base_url == spec.upstream.base_url
@@ -57,6 +59,32 @@ class UpstreamEngine:
             seconds=request.seconds,
             image=request.image,
             remix=remix,
+            task_id=request.task_id,
+        )
+
+    def _extension(self, spec: UpstreamSpec, request: JobRequest, source: SourceVideo) -> UpstreamJob:
+        """An extension goes to the upstream's /videos/extensions, for a video that upstream made; there
+        is no other way to continue it here, so anything else fails with the reason (never a remix)."""
+        made_here = (
+            isinstance(source.made_by, UpstreamSpec) and source.made_by.upstream.base_url == spec.upstream.base_url
+        )
+        if not self.server.supports_extensions:
+            raise EngineError(
+                f"The upstream at {self.where} has no /videos/extensions (supports_extensions is off), so this "
+                "model can't extend videos.",
+                code="extend_unsupported",
+            )
+        if not made_here or source.upstream_job_id is None:
+            raise EngineError(
+                f"The upstream at {self.where} can only extend videos it made; this one was not.",
+                code="extend_unsupported",
+            )
+        return UpstreamJob(
+            prompt=request.instruction,
+            width=request.width,
+            height=request.height,
+            extend_id=source.upstream_job_id,
+            extend_seconds=request.extend_seconds,
             task_id=request.task_id,
         )
 

@@ -80,6 +80,8 @@ class UpstreamRun:
     # ---- 1. start ----------------------------------------------------------------------------
 
     async def _start(self, job: UpstreamJob) -> Video:
+        if job.extend_id is not None:
+            return await self._extend(job.extend_id, job.prompt, job.extend_seconds or 4, _idempotency_key(job))
         remix = job.remix
         if job.image is not None and remix is None and not self.server.supports_reference:
             raise EngineError("This upstream model does not accept an input image.", code="image_unsupported")
@@ -162,6 +164,18 @@ class UpstreamRun:
         headers = {"Idempotency-Key": key}
         return await self.requests.call(
             "remix", lambda t: videos.remix(source_id, prompt=prompt, extra_headers=headers, timeout=t)
+        )
+
+    async def _extend(self, source_id: str, prompt: str, seconds: int, key: str) -> Video:
+        videos = self.client.videos
+        headers = {"Idempotency-Key": key}
+        # the SDK types seconds as "4" | "8" | "12"; the endpoint documents 4 to 20
+        value = cast(VideoSeconds, str(seconds))
+        return await self.requests.call(
+            "extend",
+            lambda t: videos.extend(
+                prompt=prompt, seconds=value, video={"id": source_id}, extra_headers=headers, timeout=t
+            ),
         )
 
     # ---- 2. wait -----------------------------------------------------------------------------

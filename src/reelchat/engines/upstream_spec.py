@@ -28,6 +28,9 @@ class UpstreamServer(BaseModel):
     api_key_file: Path | None = None
     supports_remix: bool = True
     supports_reference: bool = True
+    # the upstream has POST /videos/extensions (an extension of a video it made goes there; nothing
+    # else can extend an upstream's video, so without it extensions are refused)
+    supports_extensions: bool = False
     deadline_s: float = 1800.0
     request_timeout_s: float = 30.0
     max_retries: int = 4
@@ -56,6 +59,7 @@ class UpstreamServer(BaseModel):
             text_to_video=True,
             image_input=self.supports_reference,
             remix=self.supports_remix or self.supports_reference,
+            extend=self.supports_extensions,
         )
 
 
@@ -87,4 +91,7 @@ class UpstreamJob:
     seconds: int | None = None  # None: the upstream's default
     image: bytes | None = None  # image-to-video: the encoded input image, already checked to decode
     remix: UpstreamRemix | None = None
+    # an extension: the upstream id of the video to continue by `extend_seconds` (`remix` is None)
+    extend_id: str | None = None
+    extend_seconds: int | None = None
     task_id: str | None = None  # stable across attempts: the idempotency key (None: a fresh one)

@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..domain import Orientation
+from ..domain import EXTEND_SECONDS, Orientation
 from .chat_references import looks_like_sid, looks_like_task_id
 from .chat_turn_error import TurnError
 from .chat_words import orientation_named
@@ -31,7 +31,7 @@ from .chat_words import orientation_named
 __all__ = ["find_json_block", "read_json_keys"]
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\r?\n(.*?)```", re.DOTALL)
-_KNOWN_KEYS = ("prompt", "orientation", "seconds", "duration", "size", "seed", "sid")
+_KNOWN_KEYS = ("prompt", "orientation", "seconds", "duration", "size", "seed", "sid", "extend")
 
 
 def find_json_block(text: str) -> tuple[dict[str, Any], str] | None:
@@ -139,6 +139,12 @@ def _json_sid(value: object) -> str:
 def read_json_keys(obj: dict[str, Any], allowed_seconds: Sequence[int]) -> dict[str, object]:
     """The recognised keys of a JSON block with their normalised values (see the module docstring)."""
     out: dict[str, object] = {}
+    extend = obj.get("extend")
+    if extend is not None and not isinstance(extend, bool):
+        raise TurnError('JSON "extend" must be true or false.')
+    if extend:  # the seconds to add, not the clip's length
+        out["extend"] = True
+        allowed_seconds = EXTEND_SECONDS
     for key, value in obj.items():
         if value is None:
             continue

@@ -25,12 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..domain import MAX_PROMPT_CHARS, Orientation
+from ..domain import EXTEND_SECONDS, MAX_PROMPT_CHARS, Orientation
 from .chat_json_block import find_json_block, read_json_keys
 from .chat_references import history_sid, looks_like_sid, pasted_source, strip_edge_refs
 from .chat_schema import ChatMessage, message_images, message_text
 from .chat_turn_error import TurnError
-from .chat_words import orientation_from_words, seconds_from_words
+from .chat_words import asks_to_extend, orientation_from_words, seconds_from_words
 
 __all__ = ["Turn", "read_turn"]
 
@@ -51,6 +51,8 @@ class Turn:
     pasted_reference: bool = False  # the source came from the user's words, not our history
     image_urls: tuple[str, ...] = ()
     json_keys: dict[str, object] = field(default_factory=dict)
+    # continue the source video (its `seconds` more) instead of remixing it
+    extend: bool = False
 
 
 def read_turn(messages: Sequence[ChatMessage], *, allowed_seconds: Sequence[int]) -> Turn:
@@ -90,13 +92,6 @@ def read_turn(messages: Sequence[ChatMessage], *, allowed_seconds: Sequence[int]
     # beside a JSON block when the prompt came from the block.
     words = f"{outside}\n{prompt}" if isinstance(json_prompt, str) else prompt
 
-    orientation_value = json_keys.get("orientation")
-    orientation = orientation_value if isinstance(orientation_value, Orientation) else orientation_from_words(words)
-    seconds_value = json_keys.get("seconds")
-    seconds = seconds_value if isinstance(seconds_value, int) else seconds_from_words(words, allowed_seconds)
-    size_value = json_keys.get("size")
-    seed_value = json_keys.get("seed")
-
     source_sid: str | None
     source_task_id: str | None
     json_sid = json_keys.get("sid")
@@ -107,6 +102,19 @@ def read_turn(messages: Sequence[ChatMessage], *, allowed_seconds: Sequence[int]
     pasted = source_sid is not None or source_task_id is not None
     if not pasted:
         source_sid = history_sid(messages[:turn_index])
+
+    orientation_value = json_keys.get("orientation")
+    orientation = orientation_value if isinstance(orientation_value, Orientation) else orientation_from_words(words)
+    # extending needs a video to extend: the history's, or one the user pasted
+    has_source = source_sid is not None or source_task_id is not None
+    extend = has_source and (json_keys.get("extend") is True or asks_to_extend(words))
+    seconds_value = json_keys.get("seconds")
+    if isinstance(seconds_value, int):
+        seconds: int | None = seconds_value
+    else:  # an extension's seconds are what it adds, from their own allowed set
+        seconds = seconds_from_words(words, EXTEND_SECONDS if extend else allowed_seconds)
+    size_value = json_keys.get("size")
+    seed_value = json_keys.get("seed")
 
     return Turn(
         prompt=prompt,
@@ -119,4 +127,5 @@ def read_turn(messages: Sequence[ChatMessage], *, allowed_seconds: Sequence[int]
         pasted_reference=pasted,
         image_urls=image_urls,
         json_keys=json_keys,
+        extend=extend,
     )

@@ -10,6 +10,10 @@ Decisions made where the brief was silent:
   looked for with ids and URLs blanked (`chat_turn` says in which text).
   (So "a mountain landscape" alone does give landscape, as the brief's word list asks.)
 - Durations from words: the last mention whose value is allowed wins.
+- Asking to continue: the turn starts with continue / extend / keep going / carry on (after an
+  optional "please", "now", "ok"), or says "N more seconds" / "N seconds longer", or in Chinese
+  延长 / 接着 / 续拍 / 继续拍 / 继续生成 anywhere. "continue" inside a description ("the river
+  continues to flow") is not a request to extend.
 - Every pattern here runs in linear time (possessive runs, lookbehinds); `tests/test_redos.py`
   holds them to that.
 """
@@ -22,7 +26,7 @@ from collections.abc import Sequence
 from ..domain import Orientation
 from .chat_references import blank_references
 
-__all__ = ["orientation_from_words", "orientation_named", "seconds_from_words"]
+__all__ = ["asks_to_extend", "orientation_from_words", "orientation_named", "seconds_from_words"]
 
 _ORIENTATION_VALUES: dict[str, Orientation] = {
     "portrait": Orientation.PORTRAIT,
@@ -86,3 +90,22 @@ def seconds_from_words(text: str, allowed_seconds: Sequence[int]) -> int | None:
         if n in allowed_seconds:
             found = n
     return found
+
+
+_EXTEND_EN_LEAD = re.compile(
+    r"\A\s*+(?:(?:please|now|ok|okay|and|then)[\s,]++)*+(?:continue|extend|keep\s++going|carry\s++on)\b",
+    re.IGNORECASE,
+)
+_EXTEND_EN_MORE = re.compile(
+    r"\b\d{1,3}\s*+(?:more|extra|additional)\s++(?:s|sec|secs|second|seconds)\b"
+    r"|\b\d{1,3}\s*+(?:s|sec|secs|second|seconds)\s++longer\b"
+    r"|\bextend\s++(?:it|this|that|the\s++(?:video|clip|shot))\b",
+    re.IGNORECASE,
+)
+_EXTEND_ZH = re.compile(r"延长|接着|续拍|继续拍|继续生成|再拍")
+
+
+def asks_to_extend(text: str) -> bool:
+    """Whether the turn asks to continue the video ("continue for 4 more seconds", "再延长5秒", "接着拍…")."""
+    text = blank_references(text)
+    return bool(_EXTEND_EN_LEAD.search(text) or _EXTEND_EN_MORE.search(text) or _EXTEND_ZH.search(text))

@@ -36,6 +36,20 @@ def error_of(task: Task) -> dict[str, str] | None:
     return {"code": task.error_code or "generation_failed", "message": task.error_message or ""}
 
 
+def kind_of(task: Task) -> str:
+    """How the video came to be: "generation", "remix" (a changed copy of its source) or "extension"
+    (its source followed by a continuation)."""
+    if task.remixed_from is None:
+        return "generation"
+    return "extension" if task.params.get("extend") is True else "remix"
+
+
+def windows_of(task: Task) -> int:
+    """How many passes of the model made the clip (more than one: clips longer than its window)."""
+    windows = task.params.get("windows", 1)
+    return windows if isinstance(windows, int) else 1
+
+
 def lineage_entry(task: Task, base: str, media_url: MediaUrl) -> dict[str, Any]:
     if task.deleted:  # its owner deleted it: the history keeps its place, not its words or pictures
         return {
@@ -44,6 +58,7 @@ def lineage_entry(task: Task, base: str, media_url: MediaUrl) -> dict[str, Any]:
             "video_id": task.video_id,
             "prompt": "(deleted)",
             "status": "deleted",
+            "kind": kind_of(task),
             "web_url": f"{base}/web/{task.id}",
             "thumbnail_url": None,
         }
@@ -53,6 +68,7 @@ def lineage_entry(task: Task, base: str, media_url: MediaUrl) -> dict[str, Any]:
         "video_id": task.video_id,
         "prompt": task.prompt,
         "status": task.status.value,
+        "kind": kind_of(task),
         "web_url": f"{base}/web/{task.id}",
         "thumbnail_url": media_url(task.thumbnail_name) if task.thumbnail_name else None,
     }
@@ -79,6 +95,8 @@ def source_view(
         "frames": task.frames,
         "steps": task.steps,
         "seed": task.seed,
+        "windows": windows_of(task),
+        "kind": kind_of(task),
         "has_image": task.has_image,
         "origin": task.origin,
         "attempt": task.attempt,
@@ -93,7 +111,14 @@ def source_view(
         "error": error_of(task),
         "deleted": deleted,
         "remixed_from": (
-            {"id": parent.id, "sid": parent.sid, "video_id": parent.video_id} if parent is not None else None
+            {"id": parent.id, "sid": parent.sid, "video_id": parent.video_id}
+            if parent is not None and kind_of(task) == "remix"
+            else None
+        ),
+        "extended_from": (
+            {"id": parent.id, "sid": parent.sid, "video_id": parent.video_id, "seconds": parent.seconds}
+            if parent is not None and kind_of(task) == "extension"
+            else None
         ),
         "lineage": [lineage_entry(t, base, media_url) for t in lineage],
     }

@@ -52,6 +52,8 @@ class Turn(Protocol):
     def pasted_reference(self) -> bool: ...
     @property
     def image_urls(self) -> tuple[str, ...]: ...
+    @property
+    def extend(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class ChatServing:
             size=turn.size,
             seed=turn.seed,
             image_url=image_url,
+            extend=turn.extend and source is not None and image_url is None,
         )
         task = await self.videos.prepare(tenant, request, origin="chat", source=source)
         return ChatTurn(task, source)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from typing import Any
 
 from ..catalog import ModelSpec, orientation_of, parse_size
-from ..domain import MAX_PROMPT_CHARS, Orientation, Task, VideoRequest
+from ..domain import DEFAULT_EXTEND_SECONDS, EXTEND_SECONDS, MAX_PROMPT_CHARS, Orientation, Task, VideoRequest
 from ..ids import new_sid, new_task_id, new_video_id
 from .errors import InvalidRequest
 
@@ -26,6 +27,7 @@ def plan_task(
     source: Task | None,
     origin: str,
     rng: random.Random | None = None,
+    max_seconds: int = 60,
 ) -> Task:
     """The task for `req` on `spec` (a remix of `source` when given); raises `InvalidRequest`.
 
@@ -33,6 +35,8 @@ def plan_task(
     it (`image_name`, `image_data`) once it is fetched and checked.
     """
     prompt = _prompt(req.prompt)
+    if req.extend:
+        return _extension(spec, tenant, req, prompt, source, origin, max_seconds)
     seconds = _seconds(spec, req, source)
     orientation, size = _size(spec, req, source)
     width, height = parse_size(size)
@@ -65,7 +69,65 @@ def plan_task(
         remixed_from=source.id if source is not None else None,
         has_image=has_image,
         created_at=datetime.now(UTC),
-        params=spec.remix_params() if source is not None else {},
+        params=_windows(spec.remix_params() if source is not None else {}, spec.windows_for(spec.frames_for(seconds))),
+    )
+
+
+def _windows(params: dict[str, Any], windows: int) -> dict[str, Any]:
+    """`params` with the passes the clip takes, when more than one (shown on /source)."""
+    return {**params, "windows": windows} if windows > 1 else params
+
+
+def _extension(
+    spec: ModelSpec, tenant: str, req: VideoRequest, prompt: str, source: Task | None, origin: str, max_seconds: int
+) -> Task:
+    """A continuation of `source`: its size and fps, `req.seconds` more (4 to 20), at most the model's
+    `max_seconds` (else REELCHAT_MAX_VIDEO_SECONDS) in all; the task's `seconds` is the total."""
+    if source is None:
+        raise InvalidRequest("An extension needs a completed video to extend.", param="video", code="missing_video")
+    if not spec.capabilities.extend:
+        raise InvalidRequest(f"{spec.name} can't extend a video.", param="model", code="unsupported_value")
+    added = req.seconds if req.seconds is not None else DEFAULT_EXTEND_SECONDS
+    if added not in EXTEND_SECONDS:
+        raise InvalidRequest(
+            f"seconds={added} can't be added to a video; an extension adds {EXTEND_SECONDS[0]} to "
+            f"{EXTEND_SECONDS[-1]} seconds.",
+            param="seconds",
+            code="unsupported_value",
+        )
+    limit = spec.max_seconds or max_seconds
+    if source.seconds + added > limit:
+        raise InvalidRequest(
+            f"The video is {source.seconds} s; {added} s more would make {source.seconds + added} s, past the "
+            f"{limit} s {spec.name} allows.",
+            param="seconds",
+            code="video_too_long",
+        )
+    new_frames = spec.continuation_frames(added, source.fps)
+    return Task(
+        id=new_task_id(),
+        video_id=new_video_id(),
+        sid=new_sid(),
+        tenant=tenant,
+        model=spec.name,
+        prompt=prompt,
+        engine_prompt=prompt,
+        orientation=source.orientation,
+        seconds=source.seconds + added,
+        size=source.size,
+        width=source.width,
+        height=source.height,
+        fps=source.fps,
+        frames=source.frames + new_frames,
+        steps=spec.steps,
+        seed=req.seed if req.seed is not None else source.seed,
+        origin=origin,
+        remixed_from=source.id,
+        created_at=datetime.now(UTC),
+        params=_windows(
+            {"extend": True, "added_seconds": added, "new_frames": new_frames},
+            spec.windows_for(new_frames, prefix=source.frames),
+        ),
     )
 
 

@@ -166,6 +166,7 @@ class TaskRunner:
                 frames=functools.partial(self._decode_whole, mp4, "source video"),
             )
         strength = task.params.get("strength")
+        extend = task.params.get("extend") is True
         request = JobRequest(
             task_id=task.id,
             prompt=task.engine_prompt,
@@ -173,13 +174,16 @@ class TaskRunner:
             width=task.width,
             height=task.height,
             seconds=task.seconds,
-            frames=task.frames,
+            # an extension's engine makes only the new frames; the source's come with it
+            frames=int(task.params["new_frames"]) if extend else task.frames,
             fps=task.fps,
             steps=task.steps,
             seed=task.seed,
             image=await self.storage.load(task.image_name) if task.image_name else None,
             source=source,
             strength=float(strength) if strength is not None else None,
+            extend=extend,
+            extend_seconds=int(task.params["added_seconds"]) if extend else None,
         )
         job = await self.engines.prepare(spec, request)  # how the source is used is the engine's call
         if job.local and not await self.store.engine_started(task.id, task.attempt):

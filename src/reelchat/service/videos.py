@@ -166,11 +166,21 @@ class VideoService:
             )
         if task.status is not TaskStatus.COMPLETED:
             raise InvalidRequest(
-                f"Video '{ref}' is {task.status.value}; only a completed video can be modified.",
+                f"Video '{ref}' is {task.status.value}; only a completed video can be modified or extended.",
                 param="sid" if sid else "video_id",
                 code="video_not_ready",
             )
         return task
+
+    async def extension_source(self, tenant: str, video_id: str) -> Task:
+        """The completed video of this tenant an extension continues, by video id (or task id, or sid).
+        Any other video is a 400 (`resolve_source`'s NotFound too: an extension names its video in the
+        body, and "not yours" reads as "not found")."""
+        kind = "sid" if video_id.startswith("s_") else "task_id" if video_id.startswith("task_") else "video_id"
+        try:
+            return await self.resolve_source(tenant, **{kind: video_id})
+        except NotFound as e:
+            raise InvalidRequest(str(e), param="video", code="video_not_found") from None
 
     async def submit(self, tenant: str, req: VideoRequest, *, origin: str = "chat", source: Task | None = None) -> Task:
         task = await self.prepare(tenant, req, origin=origin, source=source)
@@ -193,7 +203,7 @@ class VideoService:
         fetched and checked, and saved by `enqueue`)."""
         spec = self.spec(req.model)
         await self._check_capacity(tenant)
-        task = plan_task(spec, tenant, req, source=source, origin=origin)
+        task = plan_task(spec, tenant, req, source=source, origin=origin, max_seconds=self.settings.max_video_seconds)
         if task.has_image:
             image = await self.images.load(req)
             task.image_name, task.image_data = image.name, image.data
@@ -239,6 +249,10 @@ class VideoService:
     async def get(self, task_id: str) -> Task | None:
         """Public by link: pages show any task to whoever holds its unguessable id."""
         return await self.store.get_task(task_id)
+
+    async def get_public_by_video_id(self, video_id: str) -> Task | None:
+        """The same record by its video id: pages take either (both are unguessable)."""
+        return await self.store.get_by_video_id(video_id)
 
     async def get_video(self, tenant: str, video_id: str) -> Task:
         task = await self.store.get_by_video_id(video_id)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ...domain import Task
-from ...ids import TASK_ID_RE
+from ...ids import TASK_ID_RE, VIDEO_ID_RE
 from ...protocol.views import source_view
 from ..deps import AppState, StateDep
 from ..errors import ApiError
@@ -26,7 +26,10 @@ router = APIRouter()
 
 
 async def _source(state: AppState, request: Request, task_id: str) -> tuple[Task, dict[str, Any]]:
+    # a task id or the video id of the same record (both name one task)
     task = await state.service.get(task_id) if TASK_ID_RE.fullmatch(task_id) else None
+    if task is None and VIDEO_ID_RE.fullmatch(task_id):
+        task = await state.service.get_public_by_video_id(task_id)
     if task is None:
         raise ApiError(404, f"No task found with id '{task_id}'.", param="task_id", code="task_not_found")
     links = state.links.for_request(request)
@@ -109,21 +112,39 @@ def _not_found(message: str) -> str:
 
 def _lineage_strip(view: dict[str, Any]) -> str:
     items = []
-    for entry in view["lineage"]:
+    for i, entry in enumerate(view["lineage"]):
         current = entry["id"] == view["id"]
+        # the arrow into a step says how it came from the one before: remixed or extended
+        if i:
+            label = "+ extended" if entry["kind"] == "extension" else "remixed"
+            items.append(f'<span class="arrow" title="{label}">→ <small class="how">{label}</small></span>')
         thumb = (
             f'<img src="{_e(entry["thumbnail_url"])}" alt="">'
             if entry["thumbnail_url"]
             else f'<span class="nothumb">{_e(entry["status"])}</span>'
         )
         items.append(
-            f'<a class="step{" current" if current else ""}" href="{_e(entry["web_url"])}" '
-            f'title="{_e(entry["prompt"])}">{thumb}<span class="cap">{_e(entry["prompt"])}</span></a>'
+            f'<a class="step{" current" if current else ""}" data-kind="{_e(entry["kind"])}" '
+            f'href="{_e(entry["web_url"])}" title="{_e(entry["prompt"])}">{thumb}'
+            f'<span class="cap">{_e(entry["prompt"])}</span></a>'
         )
-    return '<div class="lineage" id="lineage">' + '<span class="arrow">→</span>'.join(items) + "</div>"
+    return '<div class="lineage" id="lineage">' + "".join(items) + "</div>"
 
 
-_PARAMS = ("model", "orientation", "seconds", "size", "fps", "frames", "steps", "seed", "video_id", "sid")
+_PARAMS = (
+    "model",
+    "kind",
+    "orientation",
+    "seconds",
+    "size",
+    "fps",
+    "frames",
+    "windows",
+    "steps",
+    "seed",
+    "video_id",
+    "sid",
+)
 
 
 def render_page(view: dict[str, Any]) -> str:

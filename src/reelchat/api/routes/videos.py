@@ -26,6 +26,18 @@ class ImageReference(BaseModel):
     image_url: StrictStr
 
 
+def _whole_seconds(v: Any) -> Any:
+    # the SDK sends seconds as a string ("4", "8", "12"); JSON clients may send a number
+    if isinstance(v, str):
+        v = v.strip()
+        if not v.isdigit():
+            raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
+        return int(v)
+    if isinstance(v, bool) or not isinstance(v, int | None):
+        raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
+    return v
+
+
 class CreateVideoBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -36,18 +48,22 @@ class CreateVideoBody(BaseModel):
     input_reference: ImageReference | StrictStr | None = None
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
-    @field_validator("seconds", mode="before")
-    @classmethod
-    def _seconds(cls, v: Any) -> Any:
-        # the SDK sends seconds as a string ("4", "8", "12"); JSON clients may send a number
-        if isinstance(v, str):
-            v = v.strip()
-            if not v.isdigit():
-                raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
-            return int(v)
-        if isinstance(v, bool) or not isinstance(v, int | None):
-            raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
-        return v
+    _seconds = field_validator("seconds", mode="before")(_whole_seconds)
+
+
+class VideoReference(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: StrictStr = Field(min_length=1)
+
+
+class ExtendBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: StrictStr = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    seconds: int
+    video: VideoReference
+
+    _seconds = field_validator("seconds", mode="before")(_whole_seconds)
 
 
 class RemixBody(BaseModel):
@@ -56,7 +72,10 @@ class RemixBody(BaseModel):
 
 
 def _video(task: Task, source: Task | None) -> dict[str, Any]:
-    obj = video_object(task, source_video_id=source.video_id if source is not None else None)
+    extended = task.params.get("extend") is True
+    obj = video_object(task, source_video_id=source.video_id if source is not None and not extended else None)
+    if extended:  # beyond OpenAI's shape: which video this one continues
+        obj["extended_from_video_id"] = source.video_id if source is not None else None
     # extras beyond OpenAI's shape, so a client can move to the chat API and the pages
     obj["task_id"] = task.id
     obj["sid"] = task.sid if task.status is TaskStatus.COMPLETED else None
@@ -197,5 +216,51 @@ async def remix_video(video_id: str, request: Request, state: StateDep, tenant: 
         raise validation_error(e) from e
     task = await state.service.submit(
         tenant, VideoRequest(model=source.model, prompt=body.prompt), origin="videos", source=source
+    )
+    return JSONResponse(_video(task, source), headers=_poll_headers(state, task))
+
+
+async def _read_extend(request: Request, bodies: BodyParser) -> ExtendBody:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        try:
+            form = await request.form(max_files=1, max_fields=20)
+        except ApiError:
+            raise
+        except Exception as e:  # malformed multipart
+            raise ApiError(400, f"Could not parse the form body: {e}", code="invalid_body") from e
+        data: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                # an uploaded video to extend: served once uploaded videos can be probed and decoded
+                # with limits (the edits endpoint's loader); until then, a clear refusal
+                raise ApiError(
+                    400,
+                    'Extending an uploaded video file is not supported; pass video as {"id": "<video id>"} of a '
+                    "completed video.",
+                    param="video",
+                    code="unsupported_value",
+                )
+            if key in ("video[id]", "video"):  # the SDK flattens {"id": ...} to video[id]
+                data["video"] = {"id": value}
+            else:
+                data[key] = value
+    else:
+        data = await bodies.json_object(await request.body())
+    try:
+        return ExtendBody.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(e) from e
+
+
+@router.post("/v1/videos/extensions")
+async def extend_video(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
+    body = await _read_extend(request, state.bodies)
+    source = await state.service.extension_source(tenant, body.video.id)
+    task = await state.service.submit(
+        tenant,
+        VideoRequest(model=source.model, prompt=body.prompt, seconds=body.seconds, extend=True),
+        origin="videos",
+        source=source,
     )
     return JSONResponse(_video(task, source), headers=_poll_headers(state, task))

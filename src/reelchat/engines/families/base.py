@@ -55,6 +55,18 @@ class Family(ABC):
         The engine has set `num_inference_steps` to `schedule`, the stretched schedule whose last
         `job.steps` steps the remix runs (see `_remix_schedule`)."""
 
+    def overlap_latents(self, pipe: Any, job: DiffusersJob, tail: list[Any]) -> Any | None:
+        """The frames a window continues from (`tail`, PIL at the job's size) as the normalized latents
+        a text-to-video pass denoises, (B, C, T, h, w), for the engine to pin while it denoises (the
+        strongest conditioning: the new window's first frames are those frames, re-drawn). None: this
+        family continues through `continue_args` instead."""
+        return None
+
+    def continue_args(self, pipe: Any, job: DiffusersJob, tail: list[Any]) -> dict[str, Any] | None:
+        """Arguments of a video-pipeline call whose first frames are conditioned on `tail` (LTX-Video's
+        condition pipeline); None: the family has no such pipeline."""
+        return None
+
     @abstractmethod
     def geometry(self, pipe: Any) -> tuple[int, int]:
         """(pixel multiple for width and height, frame multiple: frames must be k * it + 1)."""

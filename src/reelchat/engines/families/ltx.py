@@ -50,6 +50,10 @@ class LTXFamily(Family):
             **_common(pipe, job),
         }
 
+    def continue_args(self, pipe: Any, job: DiffusersJob, tail: list[Any]) -> dict[str, Any]:
+        # LTXConditionPipeline conditions the first frames on a video at frame 0, at full strength
+        return {"video": tail, "frame_index": 0, "strength": 1.0, **_common(pipe, job)}
+
     def geometry(self, pipe: Any) -> tuple[int, int]:
         spatial = int(pipe.vae_spatial_compression_ratio) * int(pipe.transformer_spatial_patch_size)
         # diffusers' LTX pipelines refuse sizes that are not multiples of 32, whatever the VAE

@@ -44,6 +44,19 @@ class WanFamily(Family):
     def video_args(self, pipe: Any, job: DiffusersJob, video: list[Any], schedule: int) -> dict[str, Any]:
         return {"video": video, "strength": job.strength, **_prompt_embeds(pipe, job)}
 
+    def overlap_latents(self, pipe: Any, job: DiffusersJob, tail: list[Any]) -> Any:
+        import torch
+
+        pixels = pipe.video_processor.preprocess_video(tail, job.height, job.width)
+        pixels = pixels.to(pipe._execution_device, dtype=pipe.vae.dtype)
+        with torch.no_grad():
+            raw = pipe.vae.encode(pixels).latent_dist.mode()
+        # the inverse of the pipelines' decode: latents * std + mean
+        shape = (1, pipe.vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(pipe.vae.config.latents_mean).view(shape).to(raw.device, raw.dtype)
+        std = torch.tensor(pipe.vae.config.latents_std).view(shape).to(raw.device, raw.dtype)
+        return ((raw - mean) / std).float()
+
     def geometry(self, pipe: Any) -> tuple[int, int]:
         # a real checkpoint may be stricter than 16 px / 4k+1 (Wan 2.2 TI2V: 32 px): ask the pipeline
         transformer = pipe.transformer if pipe.transformer is not None else pipe.transformer_2

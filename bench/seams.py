@@ -1,0 +1,105 @@
+"""How visible the seams of a clip made in several windows are, with and without the cross-fade.
+
+Runs the demo model (CPU) on clips longer than a small `window_frames`, as fresh clips and as
+extensions, and prints, per clip, the windows and the seam ratio: the largest frame-to-frame change
+at a seam over the 95th percentile of the changes inside the windows (engines/windows.seam_ratio; the
+tests require <= 3 with blending).
+
+    .venv/bin/python bench/seams.py [--seeds 3] [--window 17]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import statistics
+import tempfile
+from pathlib import Path
+
+from reelchat.engines import windows
+from reelchat.engines.demo_model import ensure_demo_pipeline
+from reelchat.engines.diffusers_engine import DiffusersEngine
+from reelchat.engines.diffusers_spec import DiffusersJob
+
+
+class _Quiet:
+    def progress(self, percent: int) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+    @property
+    def upstream_job_id(self) -> str | None:
+        return None
+
+    async def remember_upstream_job(self, job_id: str) -> None:
+        pass
+
+
+async def _independent(engine: DiffusersEngine, job: DiffusersJob, plan: list[windows.Window], blend: bool) -> float:
+    """The same windows rendered unconditioned (each its own seed), joined: what the pinning buys."""
+    clip = job.source_frames if job.extend else None
+    for i, w in enumerate(plan):
+        part = dataclasses.replace(job, frames=w.length, seed=job.seed + i, extend=False, source_frames=None)
+        out = await engine.generate(dataclasses.replace(part, window_frames=None), _Quiet())
+        assert out.frames is not None  # noqa: S101
+        clip = windows.join(clip, out.frames, w, blend=blend)
+    assert clip is not None  # noqa: S101
+    return windows.seam_ratio(clip, windows.seams_of(plan))
+
+
+async def _run(engine: DiffusersEngine, job: DiffusersJob) -> tuple[int, float, float, float, float]:
+    blended = await engine.generate(job, _Quiet())
+    cut = await engine.generate(dataclasses.replace(job, blend_seams=False), _Quiet())
+    assert blended.frames is not None  # noqa: S101
+    assert cut.frames is not None  # noqa: S101
+    prefix = 0 if job.source_frames is None else len(job.source_frames)
+    window = job.window_frames or job.frames + windows.overlap_for(4)
+    plan = windows.plan(prefix + job.frames, window, 4, prefix=prefix)
+    seams = windows.seams_of(plan)
+    return (
+        len(plan),
+        windows.seam_ratio(blended.frames, seams),
+        windows.seam_ratio(cut.frames, seams),
+        await _independent(engine, job, plan, True),
+        await _independent(engine, job, plan, False),
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--window", type=int, default=17, help="window_frames (4k+1)")
+    parser.add_argument("--frames", type=int, default=41, help="frames of a fresh clip (sora-2: 10 s at 4 fps)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = DiffusersEngine(ensure_demo_pipeline(Path(tmp), "t2v"))
+        rows: list[tuple[str, int, float, float, float, float]] = []
+        for seed in range(args.seeds):
+            base = DiffusersJob(
+                prompt="cows and horses dancing", width=96, height=160, frames=args.frames, fps=4, steps=4, seed=seed
+            )
+            fresh = dataclasses.replace(base, window_frames=args.window)
+            rows.append((f"fresh seed={seed}", *await _run(engine, fresh)))
+            source = await engine.generate(base, _Quiet())
+            ext = dataclasses.replace(
+                base, prompt="the horse jumps", frames=16, source_frames=source.frames, extend=True
+            )
+            rows.append((f"extend seed={seed}", *await _run(engine, ext)))
+        print("seam ratio (largest step at a seam / p95 of steps inside windows; target <= 3)")
+        print(
+            f"{'clip':<16} {'windows':>7} {'pinned+blend':>12} {'pinned,cut':>10} {'indep+blend':>11} {'indep,cut':>9}"
+        )
+        for name, n, *ratios in rows:
+            print(
+                f"{name:<16} {n:>7} " + " ".join(f"{r:>{w}.2f}" for r, w in zip(ratios, (12, 10, 11, 9), strict=True))
+            )
+        columns = ("pinned+blend", "pinned,cut", "indep+blend", "indep,cut")
+        medians = [statistics.median(float(r[2 + i]) for r in rows) for i in range(len(columns))]
+        print("median: " + ", ".join(f"{c} {m:.2f}" for c, m in zip(columns, medians, strict=True)))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
