@@ -89,7 +89,8 @@ def test_join_cross_fades_across_the_overlap() -> None:
     cut = windows.join(old, new, w, blend=False)
     assert len(blended) == len(cut) == 13
     means = blended.reshape(13, -1).mean(axis=1)
-    assert list(means[:4]) == [0, 0, 0, 0] and list(means[9:]) == [240] * 4
+    assert list(means[:4]) == [0, 0, 0, 0]
+    assert list(means[9:]) == [240] * 4
     assert np.all(np.diff(means[3:10]) == 40)  # 1/6 .. 5/6 of the way: even steps, no jump
     assert np.diff(cut.reshape(13, -1).mean(axis=1)).max() == 240  # the hard cut: one step carries it all
     assert windows.seam_ratio(blended, windows.seams_of([w])) < windows.seam_ratio(cut, windows.seams_of([w]))
@@ -120,7 +121,8 @@ async def test_each_window_continues_the_one_before(engine: DiffusersEngine) -> 
     window's end still follow on from it as closely as frames inside a window follow each other."""
     cut = await engine.generate(job(window_frames=17, blend_seams=False), Reporter())
     one = await engine.generate(job(frames=17), Reporter())
-    assert cut.frames is not None and one.frames is not None
+    assert cut.frames is not None
+    assert one.frames is not None
     assert np.array_equal(cut.frames[:17], one.frames)  # the first window is the plain 17-frame clip
     ratio = windows.seam_ratio(cut.frames, windows.seams_of(windows.plan(41, 17, 4)))
     assert ratio <= 3.0, ratio

@@ -44,6 +44,14 @@ class InputImage:
 
 
 @dataclass(frozen=True)
+class InputVideo:
+    """An uploaded video to extend (not yet checked: the service probes it with limits)."""
+
+    data: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
 class VideoRequest:
     """What a user asked for, read from a chat turn or a /v1/videos body.
 
@@ -61,6 +69,7 @@ class VideoRequest:
     image_url: str | None = None  # an http(s) url still to be fetched (chat image parts)
     # continue the source video for `seconds` more (an extension) instead of remixing it
     extend: bool = False
+    video: InputVideo | None = None  # an extension of an uploaded video (instead of a finished one here)
 
 
 @dataclass
@@ -105,6 +114,8 @@ class Task:
     media_pending: list[str] = field(default_factory=list)  # names a run was about to write
     # the input image, held between prepare and enqueue (never stored in the row)
     image_data: bytes | None = field(default=None, repr=False, compare=False)
+    # an uploaded video to extend, held between prepare and enqueue (stored as params["source_video_name"])
+    video_data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ def error_of(task: Task) -> dict[str, str] | None:
 def kind_of(task: Task) -> str:
     """How the video came to be: "generation", "remix" (a changed copy of its source) or "extension"
     (its source followed by a continuation)."""
-    if task.remixed_from is None:
-        return "generation"
-    return "extension" if task.params.get("extend") is True else "remix"
+    if task.params.get("extend") is True:
+        return "extension"
+    return "generation" if task.remixed_from is None else "remix"
 
 
 def windows_of(task: Task) -> int:

@@ -8,13 +8,17 @@ and what the model's engine can do (an input image, a remix).
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..catalog import ModelSpec, orientation_of, parse_size
 from ..domain import DEFAULT_EXTEND_SECONDS, EXTEND_SECONDS, MAX_PROMPT_CHARS, Orientation, Task, VideoRequest
 from ..ids import new_sid, new_task_id, new_video_id
 from .errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from ..media.encode import VideoInfo
 
 __all__ = ["plan_task"]
 
@@ -28,6 +32,7 @@ def plan_task(
     origin: str,
     rng: random.Random | None = None,
     max_seconds: int = 60,
+    upload: VideoInfo | None = None,
 ) -> Task:
     """The task for `req` on `spec` (a remix of `source` when given); raises `InvalidRequest`.
 
@@ -36,7 +41,13 @@ def plan_task(
     """
     prompt = _prompt(req.prompt)
     if req.extend:
-        return _extension(spec, tenant, req, prompt, source, origin, max_seconds)
+        if source is not None:
+            clip = _clip_of(source)
+        elif upload is not None:
+            clip = _clip_of_upload(spec, upload)
+        else:
+            raise InvalidRequest("An extension needs a completed video to extend.", param="video", code="missing_video")
+        return _extension(spec, tenant, req, prompt, clip, origin, max_seconds)
     seconds = _seconds(spec, req, source)
     orientation, size = _size(spec, req, source)
     width, height = parse_size(size)
@@ -78,13 +89,38 @@ def _windows(params: dict[str, Any], windows: int) -> dict[str, Any]:
     return {**params, "windows": windows} if windows > 1 else params
 
 
+@dataclass(frozen=True)
+class _Clip:
+    """What an extension continues: a finished video here, or an uploaded one (probed)."""
+
+    seconds: int
+    fps: int
+    frames: int
+    size: str
+    orientation: Orientation
+    seed: int | None
+    task_id: str | None  # the finished video's task (lineage); None for an upload
+
+
+def _clip_of(task: Task) -> _Clip:
+    return _Clip(task.seconds, task.fps, task.frames, task.size, task.orientation, task.seed, task.id)
+
+
+def _clip_of_upload(spec: ModelSpec, info: VideoInfo) -> _Clip:
+    """An upload keeps its frames and frame rate; the model renders the continuation at its own size for
+    the upload's orientation (the upload's frames are scaled to it)."""
+    orientation = Orientation.LANDSCAPE if info.width > info.height else Orientation.PORTRAIT
+    fps = max(1, round(info.fps))
+    return _Clip(
+        max(1, round(info.duration)), fps, info.frames, spec.default_size(orientation), orientation, None, None
+    )
+
+
 def _extension(
-    spec: ModelSpec, tenant: str, req: VideoRequest, prompt: str, source: Task | None, origin: str, max_seconds: int
+    spec: ModelSpec, tenant: str, req: VideoRequest, prompt: str, clip: _Clip, origin: str, max_seconds: int
 ) -> Task:
-    """A continuation of `source`: its size and fps, `req.seconds` more (4 to 20), at most the model's
+    """A continuation of `clip`: its size and fps, `req.seconds` more (4 to 20), at most the model's
     `max_seconds` (else REELCHAT_MAX_VIDEO_SECONDS) in all; the task's `seconds` is the total."""
-    if source is None:
-        raise InvalidRequest("An extension needs a completed video to extend.", param="video", code="missing_video")
     if not spec.capabilities.extend:
         raise InvalidRequest(f"{spec.name} can't extend a video.", param="model", code="unsupported_value")
     added = req.seconds if req.seconds is not None else DEFAULT_EXTEND_SECONDS
@@ -96,14 +132,16 @@ def _extension(
             code="unsupported_value",
         )
     limit = spec.max_seconds or max_seconds
-    if source.seconds + added > limit:
+    if clip.seconds + added > limit:
         raise InvalidRequest(
-            f"The video is {source.seconds} s; {added} s more would make {source.seconds + added} s, past the "
+            f"The video is {clip.seconds} s; {added} s more would make {clip.seconds + added} s, past the "
             f"{limit} s {spec.name} allows.",
             param="seconds",
             code="video_too_long",
         )
-    new_frames = spec.continuation_frames(added, source.fps)
+    new_frames = spec.continuation_frames(added, clip.fps)
+    width, height = parse_size(clip.size)
+    seed = req.seed if req.seed is not None else clip.seed if clip.seed is not None else random.randrange(2**31)  # noqa: S311  (a sampling seed, not a secret)
     return Task(
         id=new_task_id(),
         video_id=new_video_id(),
@@ -112,21 +150,21 @@ def _extension(
         model=spec.name,
         prompt=prompt,
         engine_prompt=prompt,
-        orientation=source.orientation,
-        seconds=source.seconds + added,
-        size=source.size,
-        width=source.width,
-        height=source.height,
-        fps=source.fps,
-        frames=source.frames + new_frames,
+        orientation=clip.orientation,
+        seconds=clip.seconds + added,
+        size=clip.size,
+        width=width,
+        height=height,
+        fps=clip.fps,
+        frames=clip.frames + new_frames,
         steps=spec.steps,
-        seed=req.seed if req.seed is not None else source.seed,
+        seed=seed,
         origin=origin,
-        remixed_from=source.id,
+        remixed_from=clip.task_id,
         created_at=datetime.now(UTC),
         params=_windows(
             {"extend": True, "added_seconds": added, "new_frames": new_frames},
-            spec.windows_for(new_frames, prefix=source.frames),
+            spec.windows_for(new_frames, prefix=clip.frames),
         ),
     )
 

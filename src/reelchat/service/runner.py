@@ -154,7 +154,16 @@ class TaskRunner:
         if spec is None:
             raise EngineError(f"The model '{task.model}' is no longer in the catalog.", code="model_not_found")
         source: SourceVideo | None = None
-        if task.remixed_from is not None:
+        uploaded = task.params.get("source_video_name")
+        if isinstance(uploaded, str):  # an extension of an uploaded video
+            mp4 = await self.storage.load(uploaded)
+            source = SourceVideo(
+                mp4=mp4,
+                made_by=None,
+                upstream_job_id=None,
+                frames=functools.partial(self._decode_whole, mp4, "uploaded video"),
+            )
+        elif task.remixed_from is not None:
             found = await self.store.get_task(task.remixed_from)
             if found is None or found.video_name is None or found.deleted:
                 raise EngineError("The source video no longer exists.", code="source_missing")

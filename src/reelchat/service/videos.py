@@ -25,7 +25,7 @@ from .crashes import CrashPolicy
 from .errors import Busy, InvalidRequest, NotFound, UnknownModel
 from .events import EventHub, LocalEventBus
 from .executor import Executor
-from .inputs import ImageInputs
+from .inputs import ImageInputs, load_source_video
 from .planning import plan_task
 from .runner import TaskRunner
 
@@ -192,6 +192,10 @@ class VideoService:
             # saved only now: a request that never reaches its insert leaves no image behind
             await self.storage.save(task.image_name, task.image_data)
             task.image_data = None
+        video_name = task.params.get("source_video_name")
+        if isinstance(video_name, str) and task.video_data is not None:
+            await self.storage.save(video_name, task.video_data)  # the uploaded video an extension continues
+            task.video_data = None
         await self.store.insert_task(task)  # durable before any work starts
         self.executor.submit(task.id)
         self.bus.announce(task.id)  # other replicas' idle workers may take it first
@@ -203,7 +207,22 @@ class VideoService:
         fetched and checked, and saved by `enqueue`)."""
         spec = self.spec(req.model)
         await self._check_capacity(tenant)
-        task = plan_task(spec, tenant, req, source=source, origin=origin, max_seconds=self.settings.max_video_seconds)
+        upload = None
+        if req.extend and req.video is not None and source is None:
+            upload = await load_source_video(
+                req.video, max_pixels=self.settings.max_video_pixels, gate=self.images.checks
+            )
+        task = plan_task(
+            spec,
+            tenant,
+            req,
+            source=source,
+            origin=origin,
+            max_seconds=self.settings.max_video_seconds,
+            upload=upload.info if upload is not None else None,
+        )
+        if upload is not None:
+            task.params["source_video_name"], task.video_data = upload.name, upload.data
         if task.has_image:
             image = await self.images.load(req)
             task.image_name, task.image_data = image.name, image.data
@@ -281,7 +300,15 @@ class VideoService:
         task = await self.get_video(tenant, video_id)
         self.executor.cancel(task.id)  # a running engine stops at its next step
         task = await self.store.mark_deleted(task.id) or task
-        names = (task.video_name, task.thumbnail_name, task.spritesheet_name, task.image_name, *task.media_pending)
+        uploaded = task.params.get("source_video_name")
+        names = (
+            task.video_name,
+            task.thumbnail_name,
+            task.spritesheet_name,
+            task.image_name,
+            uploaded if isinstance(uploaded, str) else None,
+            *task.media_pending,
+        )
         for name in dict.fromkeys(names):
             if name:
                 await self.storage.delete(name)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 from starlette.datastructures import UploadFile
 
-from ...domain import MAX_PROMPT_CHARS, InputImage, Task, TaskStatus, VideoRequest
+from ...domain import MAX_PROMPT_CHARS, InputImage, InputVideo, Task, TaskStatus, VideoRequest
 from ...protocol.views import video_object
 from ..body_parser import BodyParser
 from ..deps import AppState, StateDep, TenantDep
@@ -61,7 +61,8 @@ class ExtendBody(BaseModel):
 
     prompt: StrictStr = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     seconds: int
-    video: VideoReference
+    video: VideoReference | None = None  # None: an uploaded file (multipart)
+    model: StrictStr | None = None  # beyond OpenAI's shape: the model that extends an uploaded file
 
     _seconds = field_validator("seconds", mode="before")(_whole_seconds)
 
@@ -220,8 +221,9 @@ async def remix_video(video_id: str, request: Request, state: StateDep, tenant: 
     return JSONResponse(_video(task, source), headers=_poll_headers(state, task))
 
 
-async def _read_extend(request: Request, bodies: BodyParser) -> ExtendBody:
+async def _read_extend(request: Request, bodies: BodyParser) -> tuple[ExtendBody, InputVideo | None]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    upload: InputVideo | None = None
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
             form = await request.form(max_files=1, max_fields=20)
@@ -232,34 +234,38 @@ async def _read_extend(request: Request, bodies: BodyParser) -> ExtendBody:
         data: dict[str, Any] = {}
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
-                # an uploaded video to extend: served once uploaded videos can be probed and decoded
-                # with limits (the edits endpoint's loader); until then, a clear refusal
-                raise ApiError(
-                    400,
-                    'Extending an uploaded video file is not supported; pass video as {"id": "<video id>"} of a '
-                    "completed video.",
-                    param="video",
-                    code="unsupported_value",
-                )
-            if key in ("video[id]", "video"):  # the SDK flattens {"id": ...} to video[id]
+                if key != "video":
+                    raise ApiError(400, f"Unexpected file field '{key}'.", param=key, code="invalid_value")
+                upload = InputVideo(await value.read(), value.content_type or "application/octet-stream")
+            elif key in ("video[id]", "video"):  # the SDK flattens {"id": ...} to video[id]
                 data["video"] = {"id": value}
             else:
                 data[key] = value
     else:
         data = await bodies.json_object(await request.body())
     try:
-        return ExtendBody.model_validate(data)
+        body = ExtendBody.model_validate(data)
     except ValidationError as e:
         raise validation_error(e) from e
+    if (body.video is None) == (upload is None):
+        raise ApiError(
+            400,
+            'Give the video to extend as video={"id": "<video id>"} or as an uploaded file, one of the two.',
+            param="video",
+            code="missing_video" if upload is None else "invalid_value",
+        )
+    return body, upload
 
 
 @router.post("/v1/videos/extensions")
 async def extend_video(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
-    body = await _read_extend(request, state.bodies)
-    source = await state.service.extension_source(tenant, body.video.id)
+    body, upload = await _read_extend(request, state.bodies)
+    source = await state.service.extension_source(tenant, body.video.id) if body.video is not None else None
+    # an uploaded video is extended by the default model; a finished one by the model that made it
+    model = source.model if source is not None else body.model or DEFAULT_MODEL
     task = await state.service.submit(
         tenant,
-        VideoRequest(model=source.model, prompt=body.prompt, seconds=body.seconds, extend=True),
+        VideoRequest(model=model, prompt=body.prompt, seconds=body.seconds, extend=True, video=upload),
         origin="videos",
         source=source,
     )
