@@ -112,7 +112,7 @@ def read_turn(messages: Sequence[ChatMessage], *, allowed_seconds: Sequence[int]
     if isinstance(seconds_value, int):
         seconds: int | None = seconds_value
     else:  # an extension's seconds are what it adds, from their own allowed set
-        seconds = seconds_from_words(words, EXTEND_SECONDS if extend else allowed_seconds)
+        seconds = seconds_from_words(words, EXTEND_SECONDS if extend else allowed_seconds, more=extend)
     size_value = json_keys.get("size")
     seed_value = json_keys.get("seed")
 

@@ -82,10 +82,18 @@ def orientation_from_words(text: str) -> Orientation | None:
     return weak
 
 
-def seconds_from_words(text: str, allowed_seconds: Sequence[int]) -> int | None:
-    """The last duration the text mentions that is one of `allowed_seconds`, or None."""
+_MORE_DURATION = re.compile(
+    r"(?<![\d.,:])(\d{1,3})\s*+-?+\s*+(?:(?:more|extra|additional)\s++)?+"
+    r"(?:(?:s|sec|secs|second|seconds)(?![A-Za-z])|秒)",
+    re.IGNORECASE,
+)
+
+
+def seconds_from_words(text: str, allowed_seconds: Sequence[int], *, more: bool = False) -> int | None:
+    """The last duration the text mentions that is one of `allowed_seconds`, or None. With `more` (an
+    extension), "4 more seconds" counts too."""
     found: int | None = None
-    for m in _DURATION.finditer(blank_references(text)):
+    for m in (_MORE_DURATION if more else _DURATION).finditer(blank_references(text)):
         n = int(m.group(1))
         if n in allowed_seconds:
             found = n
