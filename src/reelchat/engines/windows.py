@@ -41,6 +41,8 @@ def plan(total: int, window: int, multiple: int, *, prefix: int = 0) -> list[Win
     """
     if window < 1 or (window - 1) % multiple:
         raise ValueError(f"window_frames must be k * {multiple} + 1; got {window}")
+    if prefix == 0 and total <= window:  # one pass: the clip fits its window
+        return [Window(0, total, 0)]
     overlap = overlap_for(multiple)
     if window <= overlap:
         raise ValueError(f"window_frames must be more than the overlap of {overlap} frames; got {window}")
