@@ -75,6 +75,30 @@ def _revoke_key(id_or_name: str) -> Callable[[Store], Awaitable[int]]:
     return revoke
 
 
+# Connections the kernel may hold before they are accepted: a burst of thousands of streams opening
+# at once would otherwise overflow uvicorn's 2048 and wait out SYN retransmits (1 s, then 3 s).
+# The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 8192
+
+
+def raise_open_file_limit() -> int:
+    """Every open stream is a socket: lift the soft limit on open files to the hard one (often 1024
+    soft against 500,000 hard); returns the limit in effect."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # keep what we have: the limit only caps how many streams one process holds
+    return soft
+
+
 def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     import uvicorn
 
@@ -108,7 +132,8 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         print("reelchat: no API keys exist: running OPEN (any bearer token is accepted) on a loopback address")
     else:
         print(f"reelchat: {key_count} API key(s); requests need 'Authorization: Bearer <key>'")
-    print(f"reelchat: listening on http://{host}:{port}", flush=True)
+    open_files = raise_open_file_limit()
+    print(f"reelchat: listening on http://{host}:{port} (up to {open_files} open files)", flush=True)
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -116,6 +141,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         proxy_headers=False,
         log_level=log_level,
         timeout_graceful_shutdown=5,
+        backlog=LISTEN_BACKLOG,
     )
     return 0
 

@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with _serving(service):
                 yield
         finally:
+            await app.state.reelchat.chat.close()
             app.state.reelchat.bodies.close()
             lock.release()
 
