@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             async with _serving(service):
                 yield
         finally:
+            await app.state.reelchat.chat.close()
             app.state.reelchat.bodies.close()
             lock.release()
 
