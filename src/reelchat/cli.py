@@ -230,11 +230,10 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     # the one event loop every stream shares. Collect young objects 30x less often, and freeze what
     # startup allocated (modules, the app, the catalog) so that no collection walks it again.
     gc.set_threshold(20_000, 20, 20)
-    app = create_app(settings)
+    app = create_app(settings, storage)
     gc.freeze()
     print(f"reelchat: listening on http://{host}:{port} (up to {open_files} open files)", flush=True)
     uvicorn.run(
-        create_app(settings, storage),
         app,
         host=host,
         port=port,
