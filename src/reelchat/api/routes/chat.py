@@ -23,6 +23,9 @@ from ...protocol.chat_render import (
 )
 from ...protocol.chat_turn import Turn
 from ...service.chat import ChatServing, ChatTurn, FollowFailed
+from ...protocol.chat_schema import ChatCompletionRequest
+from ...protocol.response_schema import ChatCompletion
+from ..contract import documented
 from ..deps import AppState, StateDep, TenantDep
 from ..links import Links
 from ..stream_slots import hold_slot
@@ -85,7 +88,13 @@ def _render_state(renderer: ReplyRenderer, task: Task, links: Links) -> str:
     return text
 
 
-@router.post("/v1/chat/completions")
+SSE = {"text/event-stream": {"schema": {"type": "string", "description": "chat.completion.chunk frames"}}}
+
+
+@router.post(
+    "/v1/chat/completions",
+    **documented(json=ChatCompletionRequest, ok=ChatCompletion, ok_content=SSE, errors=[400, 404, 429]),
+)
 async def chat_completions(request: Request, state: StateDep, tenant: TenantDep) -> StreamingResponse:
     # a slot before any task exists, so a refused reply leaves nothing queued behind it
     release = state.streams.acquire(tenant)

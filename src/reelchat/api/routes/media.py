@@ -12,6 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from ...media.ranges import RangeNotSatisfiable, content_range, parse_range
 from ...media.storage import Storage, StorageError
+from ..contract import documented
 from ..deps import StateDep
 from ..errors import ApiError
 from ..security_headers import MEDIA_ONLY
@@ -28,6 +29,8 @@ CONTENT_TYPES = {
     "bmp": "image/bmp",
 }
 CHUNK = 256 * 1024
+# the 200 of a media answer, for the OpenAPI document
+MEDIA_CONTENT = {t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(set(CONTENT_TYPES.values()))}
 
 
 def _iter_file(f: BinaryIO, start: int, end: int) -> AsyncIterator[bytes]:
@@ -98,6 +101,13 @@ async def serve_media(
     return StreamingResponse(_iter_file(f, start, end), status_code=status, headers=headers, media_type=media_type)
 
 
-@router.api_route("/media/{name}", methods=["GET", "HEAD"])
+RANGES = {
+    206: {"description": "The part of the file a `Range` header asked for", "content": MEDIA_CONTENT},
+    416: {"description": "A `Range` outside the file", "content": {}},
+}
+
+
+@router.head("/media/{name}", operation_id="media_head", **documented(ok_content=MEDIA_CONTENT, errors=[404], extra=RANGES))
+@router.get("/media/{name}", operation_id="media", **documented(ok_content=MEDIA_CONTENT, errors=[404], extra=RANGES))
 async def media(name: str, request: Request, state: StateDep) -> Response:
     return await serve_media(state.storage, name, request)
