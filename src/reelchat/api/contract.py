@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .deps import get_tenant
 
-__all__ = ["ERROR_STATUSES", "ErrorResponse", "documented", "openapi_document"]
+__all__ = ["ERROR_STATUSES", "REF", "ErrorResponse", "documented", "openapi_document"]
 
 REF = "#/components/schemas/{model}"
 
@@ -84,13 +84,17 @@ def documented(
     errors: Iterable[int] = (),
     extra: Mapping[int, dict[str, Any]] | None = None,
     body_required: bool = True,
+    models: Iterable[type[BaseModel]] = (),
 ) -> dict[str, Any]:
     """Keyword arguments for a route decorator: its request body (JSON and/or multipart form), its 200 and its errors.
 
     `files`: the form fields that are uploads (documented as binary). `ok_content`: the 200's media types when
     they are not JSON (media files, SSE). The statuses in `errors` are documented with `ErrorResponse`;
-    `extra` adds other responses as they are (a 206, a 416, an HTML 404).
+    `extra` adds other responses as they are (a 206, a 416, an HTML 404); `models` publishes more components
+    for them to point at.
     """
+    for model in models:
+        _register(model)
     kwargs: dict[str, Any] = {}
     responses: dict[int | str, dict[str, Any]] = {status: _error(status) for status in errors}
     if ok is not None or ok_content is not None:
@@ -125,12 +129,21 @@ def _uses_tenant(route: APIRoute) -> bool:
 
 
 def _form_schema(json_schema: dict[str, Any], files: Iterable[str]) -> dict[str, Any]:
-    """The multipart form of a JSON body: the same fields as text, `files` as uploads."""
-    schema = {**json_schema, "properties": dict(json_schema.get("properties", {}))}
+    """The multipart form of a JSON body: the same fields as text (a form has no null), `files` as uploads."""
+    schema = {**json_schema, "properties": {k: _no_null(v) for k, v in json_schema.get("properties", {}).items()}}
     for name in files:
         schema["properties"][name] = {"type": "string", "format": "binary", "description": "an uploaded file"}
     schema["title"] = f"{json_schema.get('title', 'Body')} (multipart)"
     return schema
+
+
+def _no_null(prop: dict[str, Any]) -> dict[str, Any]:
+    choices = prop.get("anyOf")
+    if not isinstance(choices, list):
+        return prop
+    kept = [c for c in choices if c != {"type": "null"}]
+    rest = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+    return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
 Refine = Callable[[dict[str, Any]], None]

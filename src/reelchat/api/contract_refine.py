@@ -54,7 +54,8 @@ def _is_form(schema: dict[str, Any]) -> bool:
     return str(schema.get("title", "")).endswith("(multipart)")
 
 
-def _video_variant(base: dict[str, Any], spec: ModelSpec, *, named: bool) -> dict[str, Any]:
+def _video_variant(base: dict[str, Any], spec: ModelSpec, *, default: bool) -> dict[str, Any]:
+    """The body for one model; the default model's may leave `model` out."""
     variant = copy.deepcopy(base)
     props = variant["properties"]
     seconds = allowed_seconds(spec)
@@ -62,34 +63,27 @@ def _video_variant(base: dict[str, Any], spec: ModelSpec, *, named: bool) -> dic
     # a form carries text; JSON takes the SDK's string or a number, or null for the model's default
     props["seconds"] = {"enum": [str(s) for s in seconds] if form else [*seconds, *(str(s) for s in seconds), None]}
     props["size"] = {"enum": allowed_sizes(spec) if form else [*allowed_sizes(spec), None]}
+    props["model"] = {"const": spec.name}
     required = [r for r in variant.get("required", []) if r != "model"]
-    refused: list[dict[str, Any]] = []
-    if named:
-        props["model"] = {"const": spec.name}
+    if not default:
         required.append("model")
-        variant["title"] = f"{spec.name}: {base.get('title', '')}"
-    else:
-        props.pop("model", None)
-        refused.append({"required": ["model"]})
-        variant["title"] = f"default model ({spec.name}): {base.get('title', '')}"
+    variant["title"] = f"{spec.name}{' (the default)' if default else ''}: {base.get('title', '')}"
     if "input_reference" in props:
         if not spec.capabilities.image_input:
-            props.pop("input_reference")
-            refused.append({"required": ["input_reference"]})
+            props["input_reference"] = False  # refused when present
         elif not spec.capabilities.text_to_video:
             required.append("input_reference")
-    if refused:
-        variant["not"] = {"anyOf": refused}
     variant["required"] = required
     return variant
 
 
 def _by_model(schema: dict[str, Any], specs: Sequence[ModelSpec], default_model: str) -> dict[str, Any]:
-    variants = [_video_variant(schema, spec, named=True) for spec in specs]
-    default = next((s for s in specs if s.name == default_model), None)
-    if default is not None:
-        variants.append(_video_variant(schema, default, named=False))
-    return {"title": schema.get("title"), "description": schema.get("description", ""), "anyOf": variants}
+    variants = [_video_variant(schema, spec, default=spec.name == default_model) for spec in specs]
+    # the fields stay declared at the top too (a form's file part is found there); the variants say what they hold
+    props = {**schema["properties"]}
+    for name, what in (("model", "a model of the catalog"), ("seconds", "whole seconds"), ("size", "WxH")):
+        props[name] = {"description": f"{what}: the values each model takes are in its variant below"}
+    return {**schema, "properties": props, "anyOf": variants}
 
 
 def _user_message(message: dict[str, Any], text_part: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +124,7 @@ def catalog_refiner(specs: Sequence[ModelSpec], default_model: str) -> Callable[
         if chat is not None:
             chat["properties"]["model"] = {"enum": names}
             chat["properties"]["messages"]["maxItems"] = MAX_MESSAGES
+            chat["properties"]["messages"]["contains"] = {"properties": {"role": {"const": "user"}}, "required": ["role"]}
             message = schemas["ChatMessage"]
             schemas["ChatMessage"] = {
                 "title": "ChatMessage",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 __all__ = [
     "ChatCompletion",
+    "ChatCompletionChunk",
     "Health",
     "ModelList",
     "ModelObject",
@@ -108,6 +109,27 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: Literal["stop"] | None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One frame of a streamed reply (`stream: true`): `data: <chunk>`, and `data: [DONE]` last."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
 
 
 class Health(BaseModel):

@@ -21,7 +21,7 @@ from ..settings import Settings
 from ..store.tasks import Store
 from . import keys
 from .crashes import CrashPolicy
-from .errors import Busy, InvalidRequest, NotFound, UnknownModel
+from .errors import Busy, Conflict, InvalidRequest, NotFound, UnknownModel
 from .events import EventBus, InProcessEventBus
 from .executor import Executor
 from .inputs import ImageInputs
@@ -156,7 +156,7 @@ class VideoService:
                 f"No video found with id '{ref}'.", param="sid" if sid else "video_id", code="video_not_found"
             )
         if task.status is not TaskStatus.COMPLETED:
-            raise InvalidRequest(
+            raise Conflict(
                 f"Video '{ref}' is {task.status.value}; only a completed video can be modified.",
                 param="sid" if sid else "video_id",
                 code="video_not_ready",

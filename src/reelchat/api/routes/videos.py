@@ -24,6 +24,15 @@ DEFAULT_MODEL = "sora-2"
 FORM = "form"  # the validation context of a multipart or urlencoded body: every value is text
 
 
+def _whole(v: Any) -> int | None:
+    """A JSON number without a fraction (10 or 10.0: JSON Schema's integer), else None. Never a bool."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v if isinstance(v, int) else None
+
+
 class ImageReference(BaseModel):
     model_config = ConfigDict(extra="ignore")
     image_url: StrictStr
@@ -48,9 +57,9 @@ class CreateVideoBody(BaseModel):
             if not v.isdigit():
                 raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
             return int(v)
-        if isinstance(v, bool) or not isinstance(v, int | None):
+        if _whole(v) is None and v is not None:
             raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
-        return v
+        return _whole(v)
 
     @field_validator("seed", mode="before")
     @classmethod
@@ -58,9 +67,9 @@ class CreateVideoBody(BaseModel):
         # a whole number; a form carries it as text, JSON as a number (never "5", 5.0 or true)
         if isinstance(v, str) and info.context == FORM and v.isascii() and v.isdigit():
             return int(v)
-        if isinstance(v, bool) or not isinstance(v, int | None):
+        if _whole(v) is None and v is not None:
             raise ValueError("seed must be a whole number")
-        return v
+        return _whole(v)
 
 
 class RemixBody(BaseModel):
@@ -180,7 +189,7 @@ async def delete_video(video_id: str, state: StateDep, tenant: TenantDep) -> dic
 
 @router.get(
     "/v1/videos/{video_id}/content",
-    **documented(ok_content=MEDIA_CONTENT, errors=[400, 404], extra=RANGES),
+    **documented(ok_content=MEDIA_CONTENT, errors=[400, 404, 409], extra=RANGES),
 )
 async def download_video(
     video_id: str,
@@ -192,7 +201,7 @@ async def download_video(
     task = await state.service.get_video(tenant, video_id)
     if task.status is not TaskStatus.COMPLETED:
         raise ApiError(
-            400,
+            409,
             f"Video '{video_id}' is {task.status.value}; content is available once it is completed.",
             param="video_id",
             code="video_not_ready",
@@ -206,7 +215,7 @@ async def download_video(
 
 @router.post(
     "/v1/videos/{video_id}/remix",
-    **documented(json=RemixBody, form=RemixBody, ok=VideoObject, errors=[400, 404, 429]),
+    **documented(json=RemixBody, form=RemixBody, ok=VideoObject, errors=[400, 404, 409, 429]),
 )
 async def remix_video(video_id: str, request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
     source = await state.service.resolve_source(tenant, video_id=video_id)
