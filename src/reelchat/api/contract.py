@@ -103,7 +103,8 @@ def documented(
             responses[200]["model"] = ok
         if ok_content is not None:
             responses[200]["content"] = dict(ok_content)
-    responses.update(extra or {})
+    for status, response in (extra or {}).items():
+        responses[status] = response
     kwargs["responses"] = responses
     content: dict[str, Any] = {}
     if json is not None:
@@ -165,7 +166,7 @@ def openapi_document(app: FastAPI, routers: Iterable[APIRouter], refine: Refine 
     doc["components"]["securitySchemes"] = {
         "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key from `reelchat keys create`"}
     }
-    routes = {(r.path_format, m.lower()): r for r in api_routes for m in r.methods}
+    routes = {(r.path_format, m.lower()): r for r in api_routes for m in r.methods or ()}
     for path, operations in doc["paths"].items():
         for method, op in operations.items():
             route = routes[(path, method)]

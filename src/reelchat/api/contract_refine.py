@@ -93,7 +93,10 @@ def _user_message(message: dict[str, Any], text_part: dict[str, Any]) -> dict[st
     user["properties"]["role"] = {"const": "user"}
     parts = copy.deepcopy(user["properties"]["content"]["anyOf"][1])
     parts["maxItems"] = MAX_CONTENT_PARTS
-    parts["contains"] = {**text_part, "properties": {**text_part["properties"], "text": {"type": "string", "pattern": NOT_BLANK}}}
+    parts["contains"] = {
+        **text_part,
+        "properties": {**text_part["properties"], "text": {"type": "string", "pattern": NOT_BLANK}},
+    }
     user["properties"]["content"] = {"anyOf": [{"type": "string", "pattern": NOT_BLANK}, parts]}
     user["required"] = ["role", "content"]
     return user
@@ -124,7 +127,10 @@ def catalog_refiner(specs: Sequence[ModelSpec], default_model: str) -> Callable[
         if chat is not None:
             chat["properties"]["model"] = {"enum": names}
             chat["properties"]["messages"]["maxItems"] = MAX_MESSAGES
-            chat["properties"]["messages"]["contains"] = {"properties": {"role": {"const": "user"}}, "required": ["role"]}
+            chat["properties"]["messages"]["contains"] = {
+                "properties": {"role": {"const": "user"}},
+                "required": ["role"],
+            }
             message = schemas["ChatMessage"]
             schemas["ChatMessage"] = {
                 "title": "ChatMessage",

@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    JsonValue,
     StrictBool,
     StrictStr,
     Tag,
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 
-PART_TYPES = ["text", "image_url"]  # the part types a video turn reads
+PART_TYPES: list[JsonValue] = ["text", "image_url"]  # the part types a video turn reads
 
 
 class TextPart(BaseModel):

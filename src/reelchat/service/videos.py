@@ -21,7 +21,7 @@ from ..settings import Settings
 from ..store.tasks import Store
 from . import keys
 from .crashes import CrashPolicy
-from .errors import Busy, Conflict, InvalidRequest, NotFound, UnknownModel
+from .errors import Busy, Conflict, NotFound, UnknownModel
 from .events import EventBus, InProcessEventBus
 from .executor import Executor
 from .inputs import ImageInputs

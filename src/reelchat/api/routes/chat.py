@@ -21,10 +21,10 @@ from ...protocol.chat_render import (
     pick_locale,
     sse,
 )
-from ...protocol.chat_turn import Turn
-from ...service.chat import ChatServing, ChatTurn, FollowFailed
 from ...protocol.chat_schema import ChatCompletionRequest
+from ...protocol.chat_turn import Turn
 from ...protocol.response_schema import ChatCompletion, ChatCompletionChunk
+from ...service.chat import ChatServing, ChatTurn, FollowFailed
 from ..contract import REF, documented
 from ..deps import AppState, StateDep, TenantDep
 from ..links import Links
@@ -113,7 +113,13 @@ SSE = {
 
 @router.post(
     "/v1/chat/completions",
-    **documented(json=ChatCompletionRequest, ok=ChatCompletion, ok_content=SSE, models=[ChatCompletionChunk], errors=[400, 404, 409, 429]),
+    **documented(
+        json=ChatCompletionRequest,
+        ok=ChatCompletion,
+        ok_content=SSE,
+        models=[ChatCompletionChunk],
+        errors=[400, 404, 409, 429],
+    ),
 )
 async def chat_completions(request: Request, state: StateDep, tenant: TenantDep) -> StreamingResponse:
     # a slot before any task exists, so a refused reply leaves nothing queued behind it

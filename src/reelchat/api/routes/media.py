@@ -107,7 +107,9 @@ RANGES = {
 }
 
 
-@router.head("/media/{name}", operation_id="media_head", **documented(ok_content=MEDIA_CONTENT, errors=[404], extra=RANGES))
+@router.head(
+    "/media/{name}", operation_id="media_head", **documented(ok_content=MEDIA_CONTENT, errors=[404], extra=RANGES)
+)
 @router.get("/media/{name}", operation_id="media", **documented(ok_content=MEDIA_CONTENT, errors=[404], extra=RANGES))
 async def media(name: str, request: Request, state: StateDep) -> Response:
     return await serve_media(state.storage, name, request)

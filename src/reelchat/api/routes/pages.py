@@ -17,8 +17,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ...domain import Task
 from ...ids import TASK_ID_RE
-from ...protocol.views import source_view
 from ...protocol.response_schema import TaskSource
+from ...protocol.views import source_view
 from ..contract import documented
 from ..deps import AppState, StateDep
 from ..errors import ApiError
