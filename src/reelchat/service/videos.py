@@ -23,7 +23,7 @@ from ..store.tasks import Store
 from . import keys
 from .capacity import UnfinishedCounts
 from .crashes import CrashPolicy
-from .errors import Busy, InvalidRequest, NotFound, UnknownModel
+from .errors import Busy, Conflict, NotFound, UnknownModel
 from .events import EventHub, LocalEventBus
 from .executor import Executor
 from .health import DatabaseProbe
@@ -170,7 +170,7 @@ class VideoService:
                 f"No video found with id '{ref}'.", param="sid" if sid else "video_id", code="video_not_found"
             )
         if task.status is not TaskStatus.COMPLETED:
-            raise InvalidRequest(
+            raise Conflict(
                 f"Video '{ref}' is {task.status.value}; only a completed video can be modified.",
                 param="sid" if sid else "video_id",
                 code="video_not_ready",
