@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .spec import Capabilities, SpecBase
+from .speed_spec import SpeedConfig
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,6 +29,17 @@ class DiffusersSpec(SpecBase):
     guidance_scale: float = 5.0
     negative_prompt: str | None = None
     remix_strength: float = Field(default=0.6, gt=0, le=1)
+    speed: SpeedConfig = Field(default_factory=SpeedConfig)  # diffusers' speed-ups, each off unless set
+
+    @model_validator(mode="after")
+    def _lora_sampling(self) -> DiffusersSpec:
+        """A distilled LoRA samples with its own steps and guidance (the service plans with `steps`)."""
+        lora = self.speed.lora
+        if lora is not None and lora.steps is not None:
+            self.steps = lora.steps
+        if lora is not None and lora.guidance_scale is not None:
+            self.guidance_scale = lora.guidance_scale
+        return self
 
     @property
     def capabilities(self) -> Capabilities:
