@@ -3,6 +3,7 @@ refused with what to change, never left to run out of memory half-way through a 
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import struct
@@ -47,8 +48,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_weights_come_from_the_safetensors_headers(demo: Path) -> None:
-    import diffusers
     import torch
+
+    diffusers: Any = importlib.import_module("diffusers")
 
     for dtype, elt in (("float32", 4), ("bfloat16", 2)):
         est = memory.estimate(demo, dtype=dtype, speed=SpeedConfig(), workloads={SHAPE})
@@ -71,8 +73,9 @@ def _header_only_checkpoint(folder: Path, model: Any, config: dict[str, Any]) ->
 
 
 def test_wan_1_3b_at_480p_is_estimated_sensibly(tmp_path: Path) -> None:
-    import diffusers
     import torch
+
+    diffusers: Any = importlib.import_module("diffusers")
 
     with torch.device("meta"):
         transformer = diffusers.WanTransformer3DModel(**WAN_1_3B)

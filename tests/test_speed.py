@@ -198,7 +198,12 @@ async def test_vae_tiling_and_slicing_engage(demo: Path) -> None:
     assert vae.use_slicing
     tiles: list[int] = []
     tiled_decode = vae.tiled_decode
-    vae.tiled_decode = lambda *a, **k: (tiles.append(1), tiled_decode(*a, **k))[1]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        tiles.append(1)
+        return tiled_decode(*args, **kwargs)
+
+    vae.tiled_decode = counted
     wide = job(width=288, height=32, frames=5, steps=2)  # wider than one 256-px tile
     result = await engine.generate(wide, Reporter())
     assert tiles, "the VAE decoded without tiling"

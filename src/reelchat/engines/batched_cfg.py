@@ -47,7 +47,8 @@ def install(transformer: Any) -> BatchedGuidance:
     state = BatchedGuidance()
     base = _model_hook_base()
 
-    class _Hook(base):  # type: ignore[misc, valid-type]  (diffusers is untyped)
+    # diffusers is untyped: its ModelHook is a base class mypy cannot see
+    class _Hook(base):  # type: ignore[misc, valid-type]
         def new_forward(self, module: Any, *args: Any, **kwargs: Any) -> Any:
             original = self.fn_ref.original_forward
             latents = kwargs.get("hidden_states")
