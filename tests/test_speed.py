@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from reelchat.catalog import CatalogError, DiffusersSpec, load_catalog
-from reelchat.engines import speed
+from reelchat.engines import memory, speed
 from reelchat.engines.base import EngineError
 from reelchat.engines.demo_lora import build_demo_lora
 from reelchat.engines.demo_model import ensure_demo_pipeline
@@ -318,3 +318,87 @@ def _entry(demo: Path) -> dict[str, Any]:
         "fps": 4,
         "steps": 2,
     }
+
+
+# -- LTX-Video: the same switches on the tiny demo-ltx pipeline --------------------------------------
+
+LTX_W = 64  # LTX pipelines take multiples of 32 px
+
+
+def ltx_job(**kw: Any) -> DiffusersJob:
+    return job(width=LTX_W, guidance_scale=3.0, **kw)
+
+
+async def ltx_render(engine: DiffusersEngine, j: DiffusersJob) -> tuple[np.ndarray, int]:
+    calls: list[int] = []
+    layer = engine._text_pipes()[0].transformer.transformer_blocks[-1].attn1.to_q
+    handle = layer.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        result = await engine.generate(j, Reporter())
+    finally:
+        handle.remove()
+    assert result.frames is not None
+    return result.frames, len(calls)
+
+
+async def test_ltx_takes_the_speed_block_but_batches_its_own_guidance(demo_models: Path) -> None:
+    """A step cache cuts LTX's transformer work too (TaylorSeer: FirstBlockCache needs two blocks);
+    cfg_batch leaves its pipelines alone (they already run guidance as one batch of two); the memory
+    estimate reads an LTX checkpoint; a remix arms MagCache for the steps it really runs (LTX's
+    `denoise_strength` over an explicit schedule)."""
+    ltx = demo_models / "ltx"
+    stock = DiffusersEngine(ltx, speed=SpeedConfig(cfg_batch=True))
+    stock.workloads = {Workload(LTX_W, H, F, guidance=True)}
+    await stock.load()
+    assert stock.speed.guidance == []  # nothing installed: LTX batches guidance itself
+    _, stock_calls = await ltx_render(stock, ltx_job())
+    assert stock_calls == STEPS  # guided, yet one (batched) pass per step
+
+    taylor = {"kind": "taylorseer", "cache_interval": 2, "disable_cache_before_step": 1}
+    cached = DiffusersEngine(ltx, speed=SpeedConfig.model_validate({"cache": taylor}))
+    await cached.load()
+    frames, calls = await ltx_render(cached, ltx_job())
+    assert calls < stock_calls * 0.75, f"taylorseer on LTX: {calls} passes, stock {stock_calls}"
+    assert frames.std() > 5
+    again, calls_again = await ltx_render(cached, ltx_job())  # cache state reset between runs
+    assert (calls_again, np.array_equal(again, frames)) == (calls, True)
+
+    # FirstBlockCache needs a first and a last block: the one-block demo refuses it by name
+    with pytest.raises(EngineError, match=r"speed.cache='first_block' does not apply.*LTXVideoTransformer3DModel"):
+        await DiffusersEngine(ltx, speed=SpeedConfig.model_validate({"cache": {"kind": "first_block"}})).load()
+
+    est = memory.estimate(ltx, dtype="bfloat16", speed=SpeedConfig(), workloads={Workload(LTX_W, H, F, True)})
+    vae_values = sum(p.numel() for p in stock._text_pipes()[0].vae.state_dict().values())
+    assert est.weights["vae"] == vae_values * 2  # LTX's VAE takes the engine's dtype (Wan's stays float32)
+    single = memory.estimate(ltx, dtype="bfloat16", speed=SpeedConfig(), workloads={Workload(LTX_W, H, F, False)})
+    assert est.activations["transformer"] == 2 * single.activations["transformer"]  # guidance: a batch of two
+
+    mag = DiffusersEngine(ltx, speed=SpeedConfig.model_validate({"cache": {"kind": "mag", "mag_ratios": [1.0] * 4}}))
+    await mag.load()
+    source = np.full((F, H, LTX_W, 3), 120, np.uint8)
+    result = await mag.generate(ltx_job(source_frames=source, strength=0.6), Reporter())
+    assert result.frames is not None
+    assert set(mag.speed._mag_steps.values()) == {STEPS}  # not the stretched schedule's length
+
+
+async def test_ltx_compile_is_warmed_up_at_startup(demo_models: Path) -> None:
+    """compile's warm-up runs through the LTX family's own call (see the Wan test above for aot_eager)."""
+    import torch
+
+    counters = torch._dynamo.utils.counters
+    torch._dynamo.reset()
+    counters.clear()
+    engine = DiffusersEngine(
+        demo_models / "ltx", speed=SpeedConfig.model_validate({"compile": {"backend": "aot_eager"}})
+    )
+    engine.workloads = {Workload(LTX_W, H, F, guidance=True)}
+    await engine.load()
+    blocks = engine._text_pipes()[0].transformer.transformer_blocks
+    assert all(getattr(b, "_compiled_call_impl", None) is not None for b in blocks)
+    compiled_at_startup = counters["stats"]["unique_graphs"]
+    assert compiled_at_startup > 0
+    result = await engine.generate(ltx_job(), Reporter())
+    assert result.frames is not None
+    assert result.frames.shape == (F, H, LTX_W, 3)
+    assert counters["stats"]["unique_graphs"] == compiled_at_startup, "the first job compiled again"
+    torch._dynamo.reset()

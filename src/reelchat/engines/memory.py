@@ -5,12 +5,15 @@ small: the engine checks first. The estimate reads only small files: the safeten
 tensor's dtype and shape, so the weights' size as loaded, whatever dtype they were saved in) and the
 configs (the activation sizes at the largest size x length the catalog entry serves).
 
-Weights: floating-point tensors take the engine's dtype (the VAE stays float32, as the engine loads it).
-Activations, per denoiser pass: tokens x (10 x hidden + 2 x ffn) values (the block's live tensors with
-a fused attention kernel, which never holds the tokens x tokens matrix), plus the per-token timestep
-modulation of Wan 2.2-style models; twice that when guidance runs batched. VAE decode: about 24 frames'
-worth of its widest full-resolution feature map (the causal decoder keeps two frames of cache per
-convolution), or of one tile with `vae_tiling`. Then 10% and 256 MiB for the allocator's slack.
+The checkpoint's family (`families/`, from its model_index.json) says what differs between models.
+Weights: floating-point tensors take the engine's dtype (Wan's VAE stays float32, as the engine loads
+it). Activations, per denoiser pass: tokens x (10 x hidden + 2 x ffn) values (the block's live tensors
+with a fused attention kernel, which never holds the tokens x tokens matrix), plus the per-token timestep
+modulation of Wan 2.2-style models; twice that when guidance runs batched (always for LTX-Video, which
+batches it itself; for Wan with `cfg_batch`). VAE decode: Wan's causal decoder holds about 24 frames'
+worth of its widest full-resolution feature map (two frames of cache per convolution); LTX-Video's
+decodes every frame at once, its last block at 1/patch_size of the resolution (about 4 live copies);
+either over one tile with `vae_tiling`. Then 10% and 256 MiB for the allocator's slack.
 
 These are estimates, on the generous side; `REELCHAT_DEVICE_MEMORY_GB` overrides the budget they are
 checked against (the free memory of the CUDA device, or the available RAM for the CPU).
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import EngineError
+from .families import Family, FamilyError, family_for
 from .speed_spec import Offload, SpeedConfig, Workload
 
 GIB = 1024**3
@@ -33,8 +37,8 @@ _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 _FLOAT_TYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
 _INT_BYTES = {"I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1, "U16": 2, "U32": 4, "U64": 8}
 _DENOISERS = ("transformer", "transformer_2")
-_WAN_TILE = 256  # AutoencoderKLWan's tile_sample_min_height/width
-_VAE_LIVE_FRAMES = 24
+_VAE_LIVE_FRAMES = 24  # Wan's causal decoder
+_LTX_VAE_LIVE = 4  # LTX-Video's decoder: copies of its last block's feature map alive at once
 
 
 @dataclass(frozen=True)
@@ -127,17 +131,29 @@ def _vae_factors(vae: dict[str, Any]) -> tuple[int, int]:
     return _pair(spatial, 8), _pair(temporal, 4)
 
 
-def _vae_activation(vae: dict[str, Any], w: Workload, *, tiling: bool) -> int:
+def _vae_activation(vae: dict[str, Any], w: Workload, *, tiling: bool, tile: int, elt: int) -> int:
+    """Peak bytes of a decode at `w`, with `elt` bytes per value (the VAE's dtype)."""
+    height, width = (min(w.height, tile), min(w.width, tile)) if tiling else (w.height, w.width)
+    video = 2 * w.frames * w.height * w.width * 3 * 4  # the decoded clip, and its post-processed copy
+    if "spatio_temporal_scaling" in vae:  # LTX-Video: all frames at once, unpatchified only at the end
+        channels = vae.get("decoder_block_out_channels") or vae.get("block_out_channels") or [128]
+        patch = _pair(vae.get("patch_size"), 1)
+        last = math.ceil(height / patch) * math.ceil(width / patch) * int(channels[0])
+        return _LTX_VAE_LIVE * w.frames * last * elt + video
     widest = vae.get("decoder_base_dim") or vae.get("base_dim")
     if widest is None:
         channels = vae.get("decoder_block_out_channels") or vae.get("block_out_channels") or [128]
         widest = int(channels[0])
     mult = vae.get("dim_mult") or [1]
     channels_full = int(widest) * int(mult[0])
-    height, width = (min(w.height, _WAN_TILE), min(w.width, _WAN_TILE)) if tiling else (w.height, w.width)
-    decode = _VAE_LIVE_FRAMES * height * width * channels_full * 4  # the engine keeps the VAE in float32
-    video = 2 * w.frames * w.height * w.width * 3 * 4  # the decoded clip, and its post-processed copy
-    return decode + video
+    return _VAE_LIVE_FRAMES * height * width * channels_full * elt + video
+
+
+def _family(pipeline_dir: Path) -> Family:
+    try:
+        return family_for(pipeline_dir)
+    except FamilyError as e:
+        raise EngineError(str(e), "engine_unavailable") from e
 
 
 def estimate(pipeline_dir: Path, *, dtype: str, speed: SpeedConfig, workloads: set[Workload]) -> MemoryEstimate:
@@ -146,22 +162,23 @@ def estimate(pipeline_dir: Path, *, dtype: str, speed: SpeedConfig, workloads: s
         index: dict[str, Any] = json.loads((pipeline_dir / "model_index.json").read_text())
     except (OSError, ValueError) as e:
         raise EngineError(f"cannot read {pipeline_dir / 'model_index.json'}: {e}", "engine_unavailable") from e
+    family = _family(pipeline_dir)
     elt = _DTYPE_BYTES[dtype]
+    vae_elt = 4 if family.vae_float32 else elt
     weights: dict[str, int] = {}
     for name, entry in index.items():
         folder = pipeline_dir / name
         if name.startswith("_") or not isinstance(entry, list) or entry[0] is None or not folder.is_dir():
             continue
-        size = _component_bytes(folder, 4 if name == "vae" else elt)
+        size = _component_bytes(folder, vae_elt if name == "vae" else elt)
         if size:
             weights[name] = size
     largest = max(workloads, key=lambda w: (w.pixels, w.guidance), default=None)
     activations: dict[str, int] = {}
     if largest is not None:
         vae = _config(pipeline_dir / "vae")
-        wan = str(index.get("_class_name", "")).startswith("Wan")
-        # Wan's pipelines run guidance as two passes unless reelchat batches them; others batch it themselves
-        batch = 2 if largest.guidance and (speed.cfg_batch or not wan) else 1
+        # Wan's pipelines run guidance as two passes unless reelchat batches them; LTX batches it itself
+        batch = 2 if largest.guidance and (speed.cfg_batch or not family.two_pass_guidance) else 1
         activations["transformer"] = max(
             (
                 _transformer_activation(
@@ -177,7 +194,7 @@ def estimate(pipeline_dir: Path, *, dtype: str, speed: SpeedConfig, workloads: s
             ),
             default=0,
         )
-        activations["vae"] = _vae_activation(vae, largest, tiling=speed.vae_tiling)
+        activations["vae"] = _vae_activation(vae, largest, tiling=speed.vae_tiling, tile=family.vae_tile, elt=vae_elt)
     return MemoryEstimate(weights=weights, activations=activations, workload=largest)
 
 

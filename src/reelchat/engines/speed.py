@@ -22,6 +22,7 @@ from typing import Any
 from . import batched_cfg
 from .base import EngineError
 from .diffusers_spec import DiffusersJob
+from .families import FAMILIES
 from .speed_spec import (
     ATTENTION_BACKENDS,
     FirstBlockCache,
@@ -35,9 +36,9 @@ from .speed_spec import (
 log = logging.getLogger(__name__)
 
 LORA_ADAPTER = "reelchat"
-# Pipelines whose denoising loop runs guidance as two transformer calls (batched_cfg can merge them).
-# Others either batch it themselves (LTX) or were not checked; they run as diffusers wrote them.
-TWO_PASS_GUIDANCE = {"WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline"}
+# Pipelines whose denoising loop runs guidance as two transformer calls (batched_cfg can merge them): the
+# families that say so (Wan). The others batch it themselves (LTX-Video) and run as diffusers wrote them.
+TWO_PASS_GUIDANCE = frozenset(n for f in FAMILIES if f.two_pass_guidance for n in f.class_names)
 _CUDA_ONLY_BACKENDS = {"flash", "flash3", "sage", "cudnn", "xformers"}
 WARMUP_STEPS = 3  # enough for the step caches to take their skip paths once
 
@@ -83,7 +84,14 @@ class SpeedPlan:
             if c.attention is not None:
                 self._set_attention(transformer, c.attention, on_cuda)
             if c.cache is not None and not isinstance(c.cache, MagCache):  # MagCache: armed per step count
-                transformer.enable_cache(_cache_config(c.cache, steps=0))
+                try:
+                    transformer.enable_cache(_cache_config(c.cache, steps=0))
+                except (ValueError, IndexError) as e:  # FirstBlockCache on a one-block model: IndexError
+                    raise EngineError(
+                        f"speed.cache={c.cache.kind!r} does not apply to this model's transformer "
+                        f"({type(transformer).__name__}, {type(e).__name__}: {e}). Pick another kind.",
+                        "engine_unavailable",
+                    ) from e
                 self._cached.append(transformer)
             if c.cfg_batch and type(pipe).__name__ in TWO_PASS_GUIDANCE:
                 self.guidance.append(batched_cfg.install(transformer))
@@ -131,9 +139,12 @@ class SpeedPlan:
 
     def run(self, pipe: Any, kwargs: dict[str, Any]) -> Any:
         """`pipe(**kwargs)`, with batched guidance and the step cache armed for this run."""
-        steps = int(kwargs.get("num_inference_steps", 1))
-        if "strength" in kwargs:  # a remix runs only the last `strength` of its schedule
-            steps = max(1, min(int(steps * float(kwargs["strength"])), steps))
+        timesteps = kwargs.get("timesteps")  # an explicit schedule (an LTX remix) sets the step count
+        steps = len(timesteps) if timesteps is not None else int(kwargs.get("num_inference_steps", 1))
+        # a remix runs only the last `strength` of its schedule (Wan: strength, LTX: denoise_strength)
+        strength = kwargs.get("strength", kwargs.get("denoise_strength"))
+        if strength is not None:
+            steps = max(1, min(int(steps * float(strength)), steps))
         self._arm_mag_cache(steps)
         guided = float(kwargs.get("guidance_scale", 1.0)) > 1.0
         negative = kwargs.get("negative_prompt_embeds") if guided else None
