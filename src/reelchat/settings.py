@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     )
     device: str | None = Field(default=None, description="torch device; default cuda when present, else cpu")
     dtype: str | None = Field(default=None, description="torch dtype; default bfloat16 on cuda, float32 on cpu")
+    device_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="memory a local model may use on its device (GB), instead of the free memory the device reports",
+    )
     poll_after_ms: int = Field(default=1000, ge=100)
     image_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     image_fetch_timeout_s: float = Field(default=10.0, gt=0)

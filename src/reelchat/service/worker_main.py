@@ -68,7 +68,9 @@ async def _serve(settings: Settings, conn: Connection) -> None:
     loop = asyncio.get_running_loop()
     store = Store(settings.resolved_database_url)
     catalog = load_catalog(settings.models_file, settings.models_json)
-    engines = EngineRegistry(settings.models_dir, device=settings.device, dtype=settings.dtype)
+    engines = EngineRegistry(
+        settings.models_dir, device=settings.device, dtype=settings.dtype, device_memory_gb=settings.device_memory_gb
+    )
     crashes = CrashPolicy(settings.max_attempts, settings.crash_backoff_s)
     runner = TaskRunner(settings, store, build_storage(settings), catalog, engines, PipeBus(conn), crashes)
     jobs: asyncio.Queue[str] = asyncio.Queue()
