@@ -151,11 +151,9 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     import uvicorn
 
     from .api.app import create_app
+    from .logs import configure_logging, uvicorn_log_config
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_format, getattr(logging, log_level.upper(), logging.INFO))
     try:
         catalog = load_catalog(settings.models_file, settings.models_json)
     except CatalogError as e:
@@ -185,7 +183,12 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         print("reelchat: no API keys exist: running OPEN (any bearer token is accepted) on a loopback address")
     else:
         print(f"reelchat: {key_count} API key(s); requests need 'Authorization: Bearer <key>'")
-    print(f"reelchat: listening on http://{host}:{port}", flush=True)
+    if settings.webhook_url:
+        print(f"reelchat: webhooks for video.completed and video.failed go to {settings.webhook_url}")
+    metrics_access = "bearer REELCHAT_METRICS_TOKEN" if settings.metrics_token else "loopback callers only"
+    print(f"reelchat: listening on http://{host}:{port} (API docs at /docs, metrics at /metrics for {metrics_access})")
+    print("reelchat: the models load in the worker process(es) now; /readyz answers 200 once they take work", flush=True)
+    log_config = uvicorn_log_config(settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -193,6 +196,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         proxy_headers=False,
         log_level=log_level,
         timeout_graceful_shutdown=5,
+        **({"log_config": log_config} if log_config is not None else {}),
     )
     return 0
 
@@ -200,10 +204,30 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reelchat", description="Self-hosted sora-2 style video generation server")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_serve = sub.add_parser("serve", help="start the HTTP server")
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=8000)
-    p_serve.add_argument("--log-level", default="info")
+    p_serve = sub.add_parser(
+        "serve",
+        help="start the HTTP server",
+        description="Start the HTTP server. Everything else is configured by REELCHAT_* environment variables "
+        "(see the README's Configuration table).",
+    )
+    p_serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other address needs an API key to exist first)",
+    )
+    p_serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
+    p_serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="least severe log lines shown (default info)",
+    )
+    p_serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=None,
+        help="log lines as text or as JSON objects, one per line (default: REELCHAT_LOG_FORMAT, else text)",
+    )
     p_keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
     p_create = keys_sub.add_parser("create", help="create a key (printed once)")
@@ -224,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reelchat: bad configuration: {e}", file=sys.stderr)
         return 2
     if args.command == "serve":
+        if args.log_format:
+            settings = settings.model_copy(update={"log_format": args.log_format})  # worker processes get it too
         return serve(settings, args.host, args.port, args.log_level)
     if args.command == "models" and args.what == "presets":
         return print_presets()
