@@ -109,8 +109,9 @@ def silence_third_party(*, json_lines: bool) -> None:
         os.environ.setdefault("TQDM_DISABLE", "1")
 
 
-def uvicorn_log_config(fmt: LogFormat) -> dict[str, Any] | None:
-    """What `uvicorn.run(log_config=…)` gets: None in JSON mode (its loggers then propagate to ours)."""
+def uvicorn_log_config(fmt: LogFormat) -> dict[str, Any]:
+    """What `uvicorn.run(log_config=…)` gets: its own in text mode; in JSON mode its loggers hand
+    their lines to ours (the root logger's JSON handler)."""
     if fmt == "json":
         return {
             "version": 1,
@@ -121,4 +122,6 @@ def uvicorn_log_config(fmt: LogFormat) -> dict[str, Any] | None:
                 "uvicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
             },
         }
-    return None
+    from uvicorn.config import LOGGING_CONFIG
+
+    return LOGGING_CONFIG
