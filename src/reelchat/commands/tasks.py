@@ -24,6 +24,12 @@ def list_tasks(server: Server, limit: int) -> int:
     except ClientError as e:
         err.print(f"[red]reelchat: {e}[/red]")
         return 1
+    if not out.is_terminal:  # piped: one tab-separated line per video, whole ids, for scripts
+        for v in page["data"]:
+            print(
+                "\t".join([v["id"], v.get("task_id") or "", v["status"], str(v["progress"]), v["model"], v["prompt"]])
+            )
+        return 0
     table = Table(title=f"videos on {server.base_url} (newest first)")
     for column in ("video", "task", "status", "progress", "model", "seconds", "size", "created", "prompt"):
         table.add_column(column, overflow="fold" if column in ("video", "task") else "ellipsis")
@@ -76,9 +82,14 @@ def show_task(server: Server, ref: str) -> int:
     for d in view.get("webhooks") or []:
         rows.append((f"webhook {d['type']}", f"{d['endpoint']}: {d['status']} after {d['attempts']} attempt(s)"))
     for name, value in rows:
-        if value != "":
+        if value == "":
+            continue
+        if out.is_terminal:
             table.add_row(name, str(value))
-    out.print(table)
+        else:  # piped: `name<TAB>value` lines
+            print(f"{name}\t{value}")
+    if out.is_terminal:
+        out.print(table)
     return 0
 
 
