@@ -11,9 +11,8 @@ from fastapi import FastAPI
 from ..homelock import HomeLock
 from ..service.chat import ChatServing
 from ..service.factory import build_service, build_storage
-from ..service.metrics import JobObserver, Metrics
+from ..service.operations import Operations
 from ..service.videos import VideoService
-from ..service.webhooks import WebhookSender
 from ..settings import Settings
 from . import errors
 from .deps import AppState
@@ -28,35 +27,30 @@ log = logging.getLogger("reelchat")
 
 
 @asynccontextmanager
-async def _serving(service: VideoService, observer: JobObserver, sender: WebhookSender) -> AsyncIterator[None]:
-    resumed = await service.open()  # migrates first: the observer and the sender read its tables
+async def _serving(service: VideoService, ops: Operations) -> AsyncIterator[None]:
+    resumed = await service.open()  # migrates first: metrics and webhooks read its tables
     if resumed:
         log.info("resuming %d task(s) left queued or running by an earlier process", resumed)
-    observer.start(service.store)
-    await sender.start(service.store)
+    await ops.start(service)
     try:
         yield
     finally:
-        await sender.close()
         await service.close()
-        await observer.close()
+        await ops.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     storage = build_storage(settings)
-    registry = Metrics()
-    sender = WebhookSender(settings, on_outcome=registry.on_webhook)
-    # an outcome this process's executor recorded has just written its webhook rows: send them now
-    observer = JobObserver(registry, also=sender.poke)
-    service = build_service(settings, storage, on_event=observer.on_event)
+    ops = Operations(settings)
+    service = build_service(settings, storage, on_event=ops.on_event)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         lock = HomeLock(settings.home)
         lock.acquire()
         try:
-            async with _serving(service, observer, sender):
+            async with _serving(service, ops):
                 yield
         finally:
             app.state.reelchat.bodies.close()
@@ -71,13 +65,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         storage=storage,
         links=LinkBuilder(settings.public_base_url, settings.trusted_proxies),
         streams=StreamSlots(settings.max_streams_per_key),
-        metrics=registry,
+        ops=ops,
     )
-    registry.open_streams.labels("chat").set_function(app.state.reelchat.streams.open_count)
+    ops.metrics.open_streams.labels("chat").set_function(app.state.reelchat.streams.open_count)
     errors.install(app)
     for module in (chat, live, media, metrics, pages, playground, system, videos):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)  # the 413s answered by BodySizeLimit get them too
-    app.add_middleware(RequestMetrics, metrics=registry)  # outermost: counts every answer, 413s included
+    app.add_middleware(RequestMetrics, metrics=ops.metrics)  # outermost: counts every answer, 413s included
     return app

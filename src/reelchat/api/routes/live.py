@@ -27,7 +27,7 @@ async def task_events(task_id: str, state: StateDep) -> StreamingResponse:
         raise ApiError(404, f"No task found with id '{task_id}'.", param="task_id", code="task_not_found")
 
     async def frames() -> AsyncIterator[bytes]:
-        gauge = state.metrics.open_streams.labels("events")
+        gauge = state.ops.metrics.open_streams.labels("events")
         gauge.inc()
         try:
             async for event in state.service.follow(task_id, idle_s=state.settings.keepalive_s):

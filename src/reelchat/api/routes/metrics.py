@@ -11,7 +11,7 @@ import hmac
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from ...net.loopback import is_loopback
 from ..deps import PROXY_HEADERS, StateDep
@@ -44,8 +44,4 @@ def _allow(request: Request, token: str | None) -> None:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, state: StateDep) -> Response:
     _allow(request, state.settings.metrics_token)
-    service = state.service
-    await state.metrics.refresh(
-        service.store, state.settings.resolved_node_id, state.settings.workers, service.executor.pending()
-    )
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(await state.ops.scrape(), media_type=CONTENT_TYPE_LATEST)
