@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_cli
 from pg import fresh_database
 from test_store import make_task
 from webhook_receiver import Receiver, verify
@@ -211,3 +212,16 @@ def test_a_server_webhook_url_needs_its_secret(tmp_path: Path) -> None:
         Settings(home=tmp_path, webhook_url="http://127.0.0.1:9/hook")
     with pytest.raises(ValueError, match="http:// or https://"):
         Settings(home=tmp_path, webhook_url="ftp://x/hook", webhook_secret=new_secret())
+
+
+def test_serve_names_the_bad_variable_and_never_prints_a_secret(tmp_path: Path) -> None:
+    token = "tok-" + "9" * 20
+    env = {"REELCHAT_WEBHOOK_URL": "http://127.0.0.1:9/hook", "REELCHAT_METRICS_TOKEN": token}
+    done = run_cli(tmp_path, "serve", env=env)
+    assert done.returncode == 2
+    assert "REELCHAT_WEBHOOK_SECRET" in done.stderr
+    assert "reelchat webhook-secret" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert token not in done.stderr + done.stdout
+    made = run_cli(tmp_path, "webhook-secret")
+    assert secret_key(made.stdout.strip())  # what it prints is a valid secret

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from .catalog import (
     DEMO_I2V_PIPELINE,
     DEMO_LTX_PIPELINE,
@@ -232,6 +234,17 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     return 0
 
 
+def _configuration_problems(e: ValidationError) -> list[str]:
+    """Each problem named by its variable, without the values (pydantic's text would print them all,
+    secrets included)."""
+    problems = []
+    for error in e.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        names = [str(part) for part in error["loc"]]
+        problems.append(f"REELCHAT_{'_'.join(names).upper()}: {message}" if names else message)
+    return problems
+
+
 def _server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url",
@@ -357,8 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _client_command(args)
     try:
         settings = Settings()
-    except ValueError as e:
-        print(f"reelchat: bad configuration: {e}", file=sys.stderr)
+    except ValidationError as e:
+        for problem in _configuration_problems(e):
+            print(f"reelchat: bad configuration: {problem}", file=sys.stderr)
         return 2
     if args.command == "serve":
         if args.log_format:
