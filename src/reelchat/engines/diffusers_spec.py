@@ -28,6 +28,10 @@ class DiffusersSpec(SpecBase):
     guidance_scale: float = 5.0
     negative_prompt: str | None = None
     remix_strength: float = Field(default=0.6, gt=0, le=1)
+    # GPUs one copy of the model needs (REELCHAT_EXECUTOR=ray: the actor's num_gpus). None: one on a
+    # cluster with GPUs, none (a CPU instead) on one without. More than one is the seam for a model
+    # too big for one GPU (sequence-parallel inference).
+    gpus: int | None = Field(default=None, ge=0)
 
     @property
     def capabilities(self) -> Capabilities:

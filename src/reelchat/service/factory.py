@@ -1,7 +1,7 @@
 """One place where configuration picks the implementations behind the service's contracts.
 
 Today each contract has its embedded default (SQLite or PostgreSQL by URL, a local media directory,
-worker processes, in-process events); the scale-out adds its choices here (`REELCHAT_EXECUTOR`,
+worker processes, in-process events); the scale-out adds its choices here (`REELCHAT_EXECUTOR=ray`,
 `REELCHAT_STORAGE_URL`, events over PostgreSQL) without touching `VideoService`.
 """
 
@@ -14,6 +14,7 @@ from ..settings import Settings
 from ..store.tasks import Store
 from .events import EventBus, InProcessEventBus
 from .executor import Executor, InProcessExecutor
+from .ray_connect import require_ray
 from .videos import VideoService
 from .worker_pool import WorkerPool
 
@@ -25,9 +26,15 @@ def build_storage(settings: Settings) -> Storage:
 
 
 def build_executor(settings: Settings) -> Executor:
-    """`local` (the default): engines in worker processes; `inprocess`: in the API process's threads."""
+    """`local` (the default): engines in worker processes; `inprocess`: in the API process's threads;
+    `ray`: in actors on a Ray cluster (RayUnavailable when Ray is not installed)."""
     if settings.executor == "inprocess":
         return InProcessExecutor(settings.workers)
+    if settings.executor == "ray":
+        require_ray()
+        from .ray_executor import RayExecutor  # imports Ray: only when asked for
+
+        return RayExecutor(settings)
     return WorkerPool(settings, settings.workers)
 
 
