@@ -30,7 +30,7 @@ from reelchat.service.factory import build_service
 from reelchat.service.videos import VideoService
 from reelchat.settings import Settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")]
 
 # long enough in the denoising loop (seconds on a 2-core CPU) to be interrupted in it
 SLOW = {"sora-2": {"steps": 30, "fps": 4, "seconds": [15], "default_seconds": 15}}
