@@ -12,8 +12,8 @@ when each job starts and ends (same machine, same clock).
    - dispatch latency: `--jobs` jobs submitted one at a time, each when the previous has started,
      to a fleet of idle actors: submit() -> the actor starts the job (p50/p99);
    - jobs per second: 10 x N zero-length jobs submitted at once, until the last one's Done.
-2. Idle gap: one actor, a backlog of 50 jobs of 100 ms each: the time between one job's end and the
-   next one's start on that actor (p50/p99).
+2. Idle gap: one device (a custom Ray resource the cluster has one of, so one actor), a backlog
+   of 50 jobs of 100 ms each: the time between one job's end and the next one's start (p50/p99).
 3. Overhead: the demo model through the Ray executor (one `EngineActor`) and the in-process one,
    the same request and seed both ways, `--overhead-runs` each after a warm-up, alternating;
    wall time submit -> completed (p50), and whether the mp4 bytes are identical.
@@ -56,6 +56,7 @@ from reelchat.settings import Settings
 from reelchat.store.tasks import Store
 
 STEP = "step"
+DEVICE = "bench_device"  # a custom Ray resource: the cluster has one, as a machine with one GPU
 
 
 class SleepActor:
@@ -94,11 +95,13 @@ class SleepActor:
 
 
 class FleetExecutor(RayExecutor):
-    """The real executor, its actors asking for nothing (sleeping needs no CPU)."""
+    """The real executor, its actors asking for `demand` (none: sleeping needs no CPU)."""
+
+    demand: Demand = {"CPU": 0.0}  # noqa: RUF012  (set per instance before start)
 
     def placement(self, spec: ModelSpec) -> tuple[str, Demand]:
         key, _ = super().placement(spec)
-        return key, {"CPU": 0.0}
+        return key, self.demand
 
 
 class Recorder(InProcessEventBus):
@@ -136,12 +139,15 @@ def ms(values: list[float]) -> str:
 class Fleet:
     """A `FleetExecutor` over a real store whose tasks are named `<task id>-<sleep s>`."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, demand: Demand | None = None) -> None:
+        home.mkdir(parents=True, exist_ok=True)
         self.settings = Settings(home=home, executor="ray")
         self.store = Store(self.settings.resolved_database_url)
         self.catalog = load_catalog()
         self.bus = Recorder()
         self.executor = FleetExecutor(self.settings, SleepActor)
+        if demand is not None:
+            self.executor.demand = demand
         self.spec = self.catalog["sora-2"]
         self.count = 0
 
@@ -157,14 +163,17 @@ class Fleet:
         ids = []
         for _ in range(n):
             self.count += 1
-            task = plan_task(self.spec, "bench", VideoRequest("sora-2", f"job {self.count}"), source=None, origin="videos")
+            task = plan_task(
+                self.spec, "bench", VideoRequest("sora-2", f"job {self.count}"), source=None, origin="videos"
+            )
             task.id = f"{task.id}-{sleep_s:g}"
             await self.store.insert_task(task)
             ids.append(task.id)
         return ids
 
     def actors(self) -> int:
-        return len(self.executor._started()[1].slots())
+        """Actors placed (an actor Ray cannot place yet waits unplaced, and is not counted)."""
+        return sum(1 for slot in self.executor._started()[1].slots() if slot.node is not None)
 
     async def stop(self) -> None:
         await self.executor.stop()
@@ -208,7 +217,7 @@ async def fleet_figures(home: Path, size: int, jobs: int) -> None:
 
 
 async def idle_gap(home: Path) -> None:
-    fleet = Fleet(home)
+    fleet = Fleet(home, {DEVICE: 1.0})  # the cluster has one: a second actor stays unplaced
     await fleet.start()
     try:
         ids = await fleet.tasks(51, 0.1)
@@ -299,7 +308,13 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    ray.init(
+        num_cpus=args.cpus,
+        resources={DEVICE: 1},
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
     print(f"Ray {ray.__version__}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     try:
         with tempfile.TemporaryDirectory(prefix="reelchat-ray-bench-") as tmp:

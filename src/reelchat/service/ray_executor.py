@@ -123,6 +123,7 @@ class RayExecutor:
         options: dict[str, Any] = {
             "num_gpus": gpus,
             "num_cpus": demand.get("CPU", 0.0),
+            "resources": {k: v for k, v in demand.items() if k not in ("CPU", "GPU")},
             "max_restarts": 0,  # reelchat re-runs the task elsewhere; Ray must not replay it
             "max_task_retries": 0,
         }
