@@ -45,7 +45,7 @@ from reelchat.catalog import ModelSpec, load_catalog
 from reelchat.domain import TaskEvent, TaskStatus, VideoRequest
 from reelchat.engines.registry import EngineRegistry
 from reelchat.service.crashes import CrashPolicy
-from reelchat.service.events import InProcessEventBus
+from reelchat.service.events import LocalEventBus
 from reelchat.service.factory import build_service, build_storage
 from reelchat.service.planning import plan_task
 from reelchat.service.ray_executor import RayExecutor
@@ -105,7 +105,7 @@ class FleetExecutor(RayExecutor):
         return key, self.demand
 
 
-class Recorder(InProcessEventBus):
+class Recorder(LocalEventBus):
     """The API process's bus: remembers when each job started and ended on its actor."""
 
     def __init__(self) -> None:
