@@ -129,6 +129,38 @@ def _revoke_key(id_or_name: str) -> Callable[[Store], Awaitable[int]]:
     return revoke
 
 
+RAY_CONNECT_TIMEOUT_S = 120.0
+
+
+def _join_ray(settings: Settings) -> str | None:
+    """REELCHAT_EXECUTOR=ray: join the cluster now, on the main thread, so a missing Ray or an
+    unreachable cluster is a message and an exit status, before anything listens. None when joined."""
+    import os
+    import threading
+
+    from .service.ray_connect import RayUnavailable, connect
+
+    def give_up() -> None:  # ray.init can wait a long time on a head that accepts but never answers
+        print(
+            f"reelchat: REELCHAT_RAY_ADDRESS={settings.ray_address}: the Ray cluster did not let us join within "
+            f"{RAY_CONNECT_TIMEOUT_S:.0f} s. Check the head and its version, or set REELCHAT_RAY_ADDRESS=local.",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(2)
+
+    watchdog = threading.Timer(RAY_CONNECT_TIMEOUT_S, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        connect(settings)
+    except RayUnavailable as e:
+        return str(e)
+    finally:
+        watchdog.cancel()
+    return None
+
+
 def print_presets() -> int:
     header = ("preset", "repo", "family", "params", "sizes", "fps", "window", "steps", "VRAM", "supports")
     rows = [header]
@@ -244,6 +276,12 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.executor == "ray":
+        problem = _join_ray(settings)
+        if problem is not None:
+            print(f"reelchat: {problem}", file=sys.stderr)
+            return 2
+        print(f"reelchat: engines run on the Ray cluster (REELCHAT_RAY_ADDRESS={settings.ray_address})")
     print(
         f"reelchat: data in {settings.home} (database {settings.resolved_database_url.split('://')[0]}, "
         f"media {_media_place(settings)})"

@@ -55,9 +55,14 @@ class Settings(BaseSettings):
     max_video_pixels: int = Field(
         default=2_000_000_000, gt=0, description="width x height x frames of a video decoded whole, at most"
     )
-    executor: Literal["local", "inprocess"] = Field(
+    executor: Literal["local", "inprocess", "ray"] = Field(
         default="local",
-        description="where engines run: local = worker processes the server supervises; inprocess = the API process",
+        description="where engines run: local = worker processes the server supervises; inprocess = the API "
+        "process; ray = actors on a Ray cluster (pip install 'reelchat[ray]')",
+    )
+    ray_address: str = Field(
+        default="auto",
+        description="the Ray cluster (REELCHAT_EXECUTOR=ray): auto = the running one; host:port; local = a private one",
     )
     workers: int = Field(default=1, ge=1, description="jobs run at once: worker processes (or in-process workers)")
     worker_nice: int = Field(

@@ -34,6 +34,10 @@ class DiffusersSpec(SpecBase):
     guidance_scale: float = 5.0
     negative_prompt: str | None = None
     remix_strength: float = Field(default=0.6, gt=0, le=1)
+    # GPUs one copy of the model needs (REELCHAT_EXECUTOR=ray: the actor's num_gpus). None: one on a
+    # cluster with GPUs, none (a CPU instead) on one without. More than one is the seam for a model
+    # too big for one GPU (sequence-parallel inference).
+    gpus: int | None = Field(default=None, ge=0)
     # frames are the nearest k * frame_multiple + 1 to seconds x fps (Wan: 4, LTX-Video: 8)
     frame_multiple: int = Field(default=4, ge=1)
     speed: SpeedConfig = Field(default_factory=SpeedConfig)  # diffusers' speed-ups, each off unless set

@@ -2,7 +2,7 @@
 
 Today each contract has its embedded default (SQLite or PostgreSQL by URL, a local media directory,
 worker processes, in-process events, or events over PostgreSQL when the store is PostgreSQL); the
-scale-out adds its choices here (`REELCHAT_EXECUTOR`, `REELCHAT_STORAGE_URL`) without touching
+scale-out adds its choices here (`REELCHAT_EXECUTOR=ray`, `REELCHAT_STORAGE_URL`) without touching
 `VideoService`.
 """
 
@@ -19,6 +19,7 @@ from ..settings import Settings
 from ..store.tasks import Store
 from .events import EventHub, LocalEventBus
 from .executor import Executor, InProcessExecutor
+from .ray_connect import require_ray
 from .videos import VideoService
 from .worker_pool import WorkerPool
 
@@ -50,9 +51,15 @@ def build_storage(settings: Settings, *, check: bool = False) -> Storage:
 
 
 def build_executor(settings: Settings) -> Executor:
-    """`local` (the default): engines in worker processes; `inprocess`: in the API process's threads."""
+    """`local` (the default): engines in worker processes; `inprocess`: in the API process's threads;
+    `ray`: in actors on a Ray cluster (RayUnavailable when Ray is not installed)."""
     if settings.executor == "inprocess":
         return InProcessExecutor(settings.workers)
+    if settings.executor == "ray":
+        require_ray()
+        from .ray_executor import RayExecutor  # imports Ray: only when asked for
+
+        return RayExecutor(settings)
     return WorkerPool(settings, settings.workers)
 
 
