@@ -137,6 +137,15 @@ def test_extend_an_upload_through_the_sdk(client: openai.OpenAI, http: httpx.Cli
     assert_openai_error(both, 400)
 
 
+def test_an_upload_shorter_than_the_overlap_is_400(http: httpx.Client) -> None:
+    # a window continues from the last 5 frames (frame_multiple + 1): two frames carry no motion to go on
+    two = encode_mp4(np.full((2, 64, 64, 3), 120, np.uint8), 1)
+    r = http.post("/v1/videos/extensions", data={"prompt": "x", "seconds": "4"}, files={"video": ("v.mp4", two)})
+    err = assert_openai_error(r, 400, "video_too_short")
+    assert err["param"] == "video"
+    assert "at least 5 frames" in err["message"]
+
+
 def test_extend_with_a_json_body(http: httpx.Client, client: openai.OpenAI, finished: Any) -> None:
     r = http.post("/v1/videos/extensions", json={"prompt": "and lands", "seconds": 4, "video": {"id": finished.id}})
     assert r.status_code == 200, r.text
@@ -153,10 +162,10 @@ def test_bad_seconds_are_400(http: httpx.Client, finished: Any, value: object, c
     assert assert_openai_error(r, 400, code)["param"] == "seconds"
 
 
-def test_extending_an_unfinished_video_is_400(http: httpx.Client, client: openai.OpenAI) -> None:
+def test_extending_an_unfinished_video_is_409(http: httpx.Client, client: openai.OpenAI) -> None:
     running = client.videos.create(model="sora-2", prompt="a slow sunrise")
     r = http.post("/v1/videos/extensions", json={"prompt": "x", "seconds": 4, "video": {"id": running.id}})
-    assert_openai_error(r, 400, "video_not_ready")
+    assert_openai_error(r, 409, "video_not_ready")
     wait_video(client, running.id)
 
 
@@ -169,16 +178,16 @@ def test_total_past_the_max_is_400(http: httpx.Client, client: openai.OpenAI, fi
     assert "30 s" in err["message"]
 
 
-def test_other_tenants_and_unknown_videos_are_400(server: KeyedServer, finished: Any) -> None:
+def test_other_tenants_and_unknown_videos_are_404(server: KeyedServer, finished: Any) -> None:
     with server.http("other") as other:
         r = other.post("/v1/videos/extensions", json={"prompt": "x", "seconds": 4, "video": {"id": finished.id}})
-        assert_openai_error(r, 400, "video_not_found")
+        assert_openai_error(r, 404, "video_not_found")
     with server.http("main") as main:
         missing = {"prompt": "x", "seconds": 4, "video": {"id": "video_" + "0" * 32}}
-        assert_openai_error(main.post("/v1/videos/extensions", json=missing), 400, "video_not_found")
+        assert_openai_error(main.post("/v1/videos/extensions", json=missing), 404, "video_not_found")
     with server.http("other") as other:
         form = {"prompt": "x", "seconds": "4", "video[id]": finished.id}
-        assert_openai_error(other.post("/v1/videos/extensions", data=form), 400, "video_not_found")
+        assert_openai_error(other.post("/v1/videos/extensions", data=form), 404, "video_not_found")
 
 
 def test_a_chat_turn_that_asks_to_continue_extends(client: openai.OpenAI, http: httpx.Client) -> None:

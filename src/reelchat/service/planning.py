@@ -140,6 +140,12 @@ def _extension(
             code="video_too_long",
         )
     new_frames = spec.continuation_frames(added, clip.fps)
+    try:
+        windows = spec.windows_for(new_frames, prefix=clip.frames)
+    except ValueError as e:  # an upload of a few frames: fewer than the windows' overlap that carries the motion
+        raise InvalidRequest(
+            f"The video is too short to extend ({clip.frames} frames): {e}.", param="video", code="video_too_short"
+        ) from None
     width, height = parse_size(clip.size)
     seed = req.seed if req.seed is not None else clip.seed if clip.seed is not None else random.randrange(2**31)  # noqa: S311  (a sampling seed, not a secret)
     return Task(
@@ -164,7 +170,7 @@ def _extension(
         created_at=datetime.now(UTC),
         params=_windows(
             {"extend": True, "added_seconds": added, "new_frames": new_frames},
-            spec.windows_for(new_frames, prefix=clip.frames),
+            windows,
         ),
     )
 

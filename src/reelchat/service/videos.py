@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 
 from ..catalog import ModelSpec
@@ -20,12 +20,16 @@ from ..ids import SID_RE
 from ..media.storage import Storage
 from ..settings import Settings
 from ..store.tasks import Store
+from ..store.webhooks import DeliveryRecord
 from . import keys
+from .capacity import UnfinishedCounts
 from .crashes import CrashPolicy
-from .errors import Busy, InvalidRequest, NotFound, UnknownModel
-from .events import EventHub, LocalEventBus
+from .errors import Busy, Conflict, NotFound, UnknownModel
+from .events import EventBus, EventHub, LocalEventBus
 from .executor import Executor
+from .health import DatabaseProbe
 from .inputs import ImageInputs, load_source_video
+from .metrics import PublishTap
 from .planning import plan_task
 from .runner import TaskRunner
 
@@ -44,6 +48,7 @@ class VideoService:
         engines: EngineRegistry,
         executor: Executor,
         bus: EventHub | None = None,
+        on_event: Callable[[TaskEvent], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -53,11 +58,15 @@ class VideoService:
         self.executor = executor
         self.bus: EventHub = bus or LocalEventBus(settings.events_catch_up_s)
         self.crashes = CrashPolicy(settings.max_attempts, settings.crash_backoff_s)
-        self.runner = TaskRunner(settings, store, storage, catalog, engines, self.bus, self.crashes)
+        # `on_event` sees what this process's runner (or its workers, its actors) publishes: /metrics
+        runner_bus: EventBus = PublishTap(self.bus, on_event) if on_event is not None else self.bus
+        self.runner = TaskRunner(settings, store, storage, catalog, engines, runner_bus, self.crashes)
         self._opener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._look_again = asyncio.Event()  # the sweeper looks at the queue now, not at its next period
         self.images = ImageInputs(settings)
+        self.database = DatabaseProbe(store.ping)
+        self.unfinished = UnfinishedCounts(store.unfinished_count)
         self._seconds_by_model = {name: tuple(spec.seconds) for name, spec in catalog.items()}  # per request
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -119,6 +128,7 @@ class VideoService:
                 task.cancel()
                 with suppress(Exception, asyncio.CancelledError):
                     await task
+        await self.database.close()
         await self.executor.stop()
         await self.bus.close()
         await self.engines.close()  # loaded here only by an in-process executor
@@ -165,7 +175,7 @@ class VideoService:
                 f"No video found with id '{ref}'.", param="sid" if sid else "video_id", code="video_not_found"
             )
         if task.status is not TaskStatus.COMPLETED:
-            raise InvalidRequest(
+            raise Conflict(
                 f"Video '{ref}' is {task.status.value}; only a completed video can be modified or extended.",
                 param="sid" if sid else "video_id",
                 code="video_not_ready",
@@ -173,14 +183,13 @@ class VideoService:
         return task
 
     async def extension_source(self, tenant: str, video_id: str) -> Task:
-        """The completed video of this tenant an extension continues, by video id (or task id, or sid).
-        Any other video is a 400 (`resolve_source`'s NotFound too: an extension names its video in the
-        body, and "not yours" reads as "not found")."""
+        """The completed video of this tenant an extension continues, by video id (or task id, or sid): 404
+        for one that is not there (or not yours, alike), named by the body's `video`; 409 while it renders."""
         kind = "sid" if video_id.startswith("s_") else "task_id" if video_id.startswith("task_") else "video_id"
         try:
             return await self.resolve_source(tenant, **{kind: video_id})
         except NotFound as e:
-            raise InvalidRequest(str(e), param="video", code="video_not_found") from None
+            raise NotFound(str(e), param="video", code="video_not_found") from None
 
     async def submit(self, tenant: str, req: VideoRequest, *, origin: str = "chat", source: Task | None = None) -> Task:
         task = await self.prepare(tenant, req, origin=origin, source=source)
@@ -234,9 +243,10 @@ class VideoService:
                 f"{self.executor.pending()} videos are already waiting; try again later.",
                 code="rate_limit_exceeded",
             )
-        # one tenant can't fill the shared queue: the store counts, so the cap holds across restarts and servers
-        mine = await self.store.unfinished_count(tenant)
-        if mine >= self.settings.max_queued_per_key:
+        # one tenant can't fill the shared queue: the store counts, so the cap holds across restarts and
+        # servers (read at most once a second while the tenant is well under its cap: `UnfinishedCounts`)
+        mine = await self.unfinished.admit(tenant, self.settings.max_queued_per_key)
+        if mine is not None:
             raise Busy(
                 f"This API key already has {mine} videos queued or in progress, the most one key may have "
                 "(REELCHAT_MAX_QUEUED_PER_KEY); try again when some have finished.",
@@ -252,13 +262,9 @@ class VideoService:
         return await self.store.keys.active_count()
 
     async def health(self) -> dict[str, str]:
-        """What `/healthz` reports: the store answers a query, and the workers run (or are loading)."""
-        try:
-            await self.store.ping()
-            database = "ok"
-        except Exception as e:  # reported, not raised: the caller answers 503
-            log.warning("health check: the store did not answer: %s", e)
-            database = f"error: {type(e).__name__}"
+        """What `/healthz` reports: the store answers a query (at most a second ago, see `DatabaseProbe`),
+        and the workers run (or are loading)."""
+        database = await self.database.check()
         opener_failed = self._opener is not None and self._opener.done() and self._sweeper is None
         workers = "failed" if opener_failed else self.executor.health() if self._sweeper else "loading"
         return {"database": database, "workers": workers}
@@ -281,6 +287,10 @@ class VideoService:
 
     async def list_videos(self, tenant: str, *, after: str | None, limit: int, order: str) -> tuple[list[Task], bool]:
         return await self.store.list_tasks(tenant, after=after, limit=limit, order=order)
+
+    async def webhook_deliveries(self, task_id: str) -> list[DeliveryRecord]:
+        """The task's webhook deliveries (its delivery log), oldest first."""
+        return await self.store.webhooks.for_task(task_id)
 
     async def lineage(self, task: Task, limit: int = 200) -> list[Task]:
         """The chain of videos this one was remixed from, root first, ending with the task itself."""
