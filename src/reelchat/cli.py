@@ -1,12 +1,14 @@
-"""The `reelchat` command: serve, keys, models, pull."""
+"""The `reelchat` command: serve, keys (create, update, list, revoke), models, pull."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from .catalog import (
     DEMO_I2V_PIPELINE,
@@ -18,10 +20,12 @@ from .catalog import (
     UpstreamSpec,
     load_catalog,
 )
+from .domain import OPEN_TENANT, ApiKey, KeyLimits
 from .engines.presets import PRESETS
 from .net.loopback import is_loopback
 from .service import keys as keys_service
 from .settings import Settings
+from .store.keys import NameTaken
 from .store.tasks import Store
 
 
@@ -58,15 +62,83 @@ async def _count_keys(store: Store) -> int:
     return await store.keys.active_count()
 
 
-def _create_key(name: str, tenant: str | None) -> Callable[[Store], Awaitable[int]]:
+def _limits_text(limits: KeyLimits) -> str:
+    def show(value: int | None, unit: str) -> str:
+        return f"{value}{unit}" if value is not None else "unlimited"
+
+    return (
+        f"rpm={show(limits.rpm, '')} max-concurrent={show(limits.max_concurrent, '')} "
+        f"daily-seconds={show(limits.daily_seconds, ' s')} priority={limits.priority:g}"
+    )
+
+
+def _limits_from_args(args: argparse.Namespace, base: KeyLimits) -> KeyLimits:
+    """The limits `args` set over `base` (0 removes a limit)."""
+    changes: dict[str, Any] = {}
+    for field in ("rpm", "max_concurrent", "daily_seconds"):
+        value = getattr(args, field)
+        if value is not None:
+            changes[field] = value or None
+    if args.priority is not None:
+        changes["priority"] = args.priority
+    return dataclasses.replace(base, **changes)
+
+
+async def _adopt_or_explain(store: Store, key: ApiKey, adopt: bool, first: bool) -> None:
+    open_videos = await store.count_videos(OPEN_TENANT)
+    if adopt:
+        if key.tenant == OPEN_TENANT:
+            print(f"Key {key.name} already owns the videos made in open mode (its tenant is {OPEN_TENANT!r}).")
+            return
+        await store.move_tenant(OPEN_TENANT, key.tenant)
+        print(
+            f"Moved {open_videos} video(s) made in open mode (tenant {OPEN_TENANT!r}) "
+            f"to this key's tenant {key.tenant!r}."
+        )
+    elif first and open_videos and key.tenant != OPEN_TENANT:
+        print(
+            f"The {open_videos} video(s) made in open mode stay under tenant {OPEN_TENANT!r}, which no key can see. "
+            f"To give them to this key: reelchat keys update {key.name} --adopt-open-videos"
+        )
+
+
+def _create_key(name: str, tenant: str | None, args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
     async def create(store: Store) -> int:
-        key, secret = await keys_service.create_key(store, name, tenant or None)
-        print(f"Created key {key.id} (name {key.name}, tenant {key.tenant}).")
+        first = await store.keys.active_count() == 0
+        try:
+            key, secret = await keys_service.create_key(
+                store, name, tenant or None, _limits_from_args(args, KeyLimits())
+            )
+        except NameTaken:
+            print(f"reelchat: an active key is already named {name!r}; pick another name.", file=sys.stderr)
+            return 1
+        print(f"Created key {key.id} (name {key.name}, tenant {key.tenant}; {_limits_text(key.limits)}).")
+        if first:
+            print(
+                "This is the first API key: from now on every request needs a key ('Authorization: Bearer <key>'), "
+                "open mode ends."
+            )
+        await _adopt_or_explain(store, key, args.adopt_open_videos, first)
         print("Copy it now; it is stored hashed and will not be shown again:")
         print(secret)
         return 0
 
     return create
+
+
+def _update_key(id_or_name: str, args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
+    async def update(store: Store) -> int:
+        key = await store.keys.by_name(id_or_name)
+        if key is None:
+            print(f"reelchat: no active key with id or name {id_or_name!r}.", file=sys.stderr)
+            return 1
+        limits = _limits_from_args(args, key.limits)
+        await store.keys.set_limits(key.id, limits)
+        print(f"Key {key.name} (tenant {key.tenant}): {_limits_text(limits)}.")
+        await _adopt_or_explain(store, key, args.adopt_open_videos, first=False)
+        return 0
+
+    return update
 
 
 async def _list_keys(store: Store) -> int:
@@ -75,7 +147,10 @@ async def _list_keys(store: Store) -> int:
         print("No API keys: the server runs open on loopback addresses only.")
     for k in rows:
         state = "revoked" if k.revoked_at else "active"
-        print(f"{k.id}\t{k.name}\ttenant={k.tenant}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{state}")
+        print(
+            f"{k.id}\t{k.name}\ttenant={k.tenant}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{state}"
+            f"\t{_limits_text(k.limits)}"
+        )
     return 0
 
 
@@ -197,6 +272,42 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     return 0
 
 
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {value}")
+    return number
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, not {value}")
+    return number
+
+
+def _add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpm", type=_count, help="videos this key may request per minute (0: no limit)")
+    parser.add_argument(
+        "--max-concurrent", type=_count, help="videos queued or in progress at once for this key (0: no limit)"
+    )
+    parser.add_argument(
+        "--daily-seconds",
+        type=_count,
+        help="seconds of video per rolling 24 hours; only completed videos are charged (0: no limit)",
+    )
+    parser.add_argument(
+        "--priority",
+        type=_positive,
+        help="weight in the fair queue when several keys wait (default 1; 2 = twice the share)",
+    )
+    parser.add_argument(
+        "--adopt-open-videos",
+        action="store_true",
+        help="move the videos made in open mode (tenant 'default') to this key's tenant",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reelchat", description="Self-hosted sora-2 style video generation server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,8 +318,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
     p_create = keys_sub.add_parser("create", help="create a key (printed once)")
-    p_create.add_argument("--name", required=True)
+    p_create.add_argument("--name", required=True, help="unique among active keys")
     p_create.add_argument("--tenant", default="", help="owner of the videos made with this key (default: name)")
+    _add_limit_arguments(p_create)
+    p_update = keys_sub.add_parser("update", help="change a key's limits")
+    p_update.add_argument("key", help="the key's name or id")
+    _add_limit_arguments(p_update)
     keys_sub.add_parser("list", help="list keys (never the secrets)")
     p_revoke = keys_sub.add_parser("revoke", help="revoke a key by id or name")
     p_revoke.add_argument("key")
@@ -240,7 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     settings.home.mkdir(parents=True, exist_ok=True)
     if args.keys_command == "create":
-        return asyncio.run(_with_store(settings, _create_key(args.name, args.tenant)))
+        return asyncio.run(_with_store(settings, _create_key(args.name, args.tenant, args)))
+    if args.keys_command == "update":
+        return asyncio.run(_with_store(settings, _update_key(args.key, args)))
     if args.keys_command == "list":
         return asyncio.run(_with_store(settings, _list_keys))
     return asyncio.run(_with_store(settings, _revoke_key(args.key)))

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 MAX_PROMPT_CHARS = 32_000  # the longest prompt either API accepts
+OPEN_TENANT = "default"  # who owns what is made with no API key (open mode, loopback only)
 
 
 class TaskStatus(enum.StrEnum):
@@ -98,6 +99,7 @@ class Task:
     completed_at: datetime | None = None
     params: dict[str, Any] = field(default_factory=dict)
     media_pending: list[str] = field(default_factory=list)  # names a run was about to write
+    key_id: str | None = None  # the API key that asked for it (None in open mode)
     # the input image, held between prepare and enqueue (never stored in the row)
     image_data: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -121,3 +123,22 @@ class ApiKey:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None = None
+    limits: KeyLimits = field(default_factory=lambda: KeyLimits())
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """What one API key may use (None: no limit), and its weight in the fair queue."""
+
+    rpm: int | None = None  # videos requested per minute
+    max_concurrent: int | None = None  # videos queued or in progress at once
+    daily_seconds: int | None = None  # seconds of video per 24 hours (completed videos are charged)
+    priority: float = 1.0  # share of the workers when several keys wait (2.0: twice key 1.0's)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes a request: a tenant, and the API key it came with (None in open mode)."""
+
+    tenant: str
+    key: ApiKey | None = None

@@ -67,6 +67,14 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="wait before re-running a video the server died making; doubles each time"
     )
     job_deadline_s: float = Field(default=3600.0, gt=0, description="a job running longer than this fails")
+    fair_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="the fair queue weighs each key's tasks running now and started within this many seconds",
+    )
+    idempotency_ttl_s: float = Field(
+        default=86400.0, gt=0, description="how long an Idempotency-Key keeps returning the video it made"
+    )
 
     @field_validator("public_base_url")
     @classmethod

@@ -19,12 +19,14 @@ from ..ids import SID_RE
 from ..media.storage import Storage
 from ..settings import Settings
 from ..store.tasks import Store
-from . import keys
+from . import idempotency, keys
 from .crashes import CrashPolicy
 from .errors import Busy, InvalidRequest, NotFound, UnknownModel
 from .events import EventBus, InProcessEventBus
 from .executor import Executor
+from .idempotency import Idempotency
 from .inputs import ImageInputs
+from .limits import check_limits
 from .planning import plan_task
 from .runner import TaskRunner
 
@@ -163,27 +165,62 @@ class VideoService:
             )
         return task
 
-    async def submit(self, tenant: str, req: VideoRequest, *, origin: str = "chat", source: Task | None = None) -> Task:
-        task = await self.prepare(tenant, req, origin=origin, source=source)
-        await self.enqueue(task)
+    async def submit(
+        self,
+        tenant: str,
+        req: VideoRequest,
+        *,
+        origin: str = "chat",
+        source: Task | None = None,
+        key: ApiKey | None = None,
+        idem: Idempotency | None = None,
+    ) -> Task:
+        """Store and queue a video; with `idem`, the video an earlier request with that key made, if any."""
+        if idem is not None and (earlier := await self.replay(tenant, idem)) is not None:
+            return earlier
+        task = await self.prepare(tenant, req, origin=origin, source=source, key=key)
+        return await self.enqueue(task, idem)
+
+    async def replay(self, tenant: str, idem: Idempotency) -> Task | None:
+        """The task an earlier request with this idempotency key made; `Conflict` for another request."""
+        return await idempotency.replay(self.store, self.settings.idempotency_ttl_s, tenant, idem)
+
+    async def enqueue(self, task: Task, idem: Idempotency | None = None) -> Task:
+        """Store and queue `task`; returns it, or the task a twin request (same idempotency key) made."""
+        if idem is not None:
+            twin = await idempotency.record(self.store, self.settings.idempotency_ttl_s, task, idem)
+            if twin is not None:
+                return twin
+        try:
+            if task.image_name is not None and task.image_data is not None:
+                # saved only now: a request that never reaches its insert leaves no image behind
+                await self.storage.save(task.image_name, task.image_data)
+                task.image_data = None
+            await self.store.insert_task(task)  # durable before any work starts
+        except Exception:
+            if idem is not None:  # the key is free again for a retry
+                await self.store.idempotency.forget(task.tenant, idem.key, task.id)
+            raise
+        self.executor.submit(task.id)
         return task
 
-    async def enqueue(self, task: Task) -> None:
-        if task.image_name is not None and task.image_data is not None:
-            # saved only now: a request that never reaches its insert leaves no image behind
-            await self.storage.save(task.image_name, task.image_data)
-            task.image_data = None
-        await self.store.insert_task(task)  # durable before any work starts
-        self.executor.submit(task.id)
-
     async def prepare(
-        self, tenant: str, req: VideoRequest, *, origin: str = "chat", source: Task | None = None
+        self,
+        tenant: str,
+        req: VideoRequest,
+        *,
+        origin: str = "chat",
+        source: Task | None = None,
+        key: ApiKey | None = None,
     ) -> Task:
         """Validate a request and build its task (nothing is stored or queued yet; an input image is
-        fetched and checked, and saved by `enqueue`)."""
+        fetched and checked, and saved by `enqueue`). Over one of `key`'s limits: `Busy`."""
         spec = self.spec(req.model)
         await self._check_capacity(tenant)
         task = plan_task(spec, tenant, req, source=source, origin=origin)
+        if key is not None:
+            await check_limits(self.store, key, task.seconds)
+            task.key_id = key.id
         if task.has_image:
             image = await self.images.load(req)
             task.image_name, task.image_data = image.name, image.data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -11,8 +12,9 @@ from starlette.datastructures import UploadFile
 
 from ...domain import MAX_PROMPT_CHARS, InputImage, Task, TaskStatus, VideoRequest
 from ...protocol.views import video_object
+from ...service import idempotency
 from ..body_parser import BodyParser
-from ..deps import AppState, StateDep, TenantDep
+from ..deps import AppState, CallerDep, StateDep, TenantDep
 from ..errors import ApiError, validation_error
 from .media import serve_media
 
@@ -73,6 +75,11 @@ def _poll_headers(state: AppState, task: Task) -> dict[str, str]:
     return {"openai-poll-after-ms": str(state.settings.poll_after_ms)}
 
 
+def _idempotency(request: Request, what: str, body: Any) -> idempotency.Idempotency | None:
+    header = request.headers.get("idempotency-key")
+    return idempotency.from_header(header, idempotency.request_hash(what, body)) if header is not None else None
+
+
 async def _read_create(request: Request, bodies: BodyParser) -> tuple[CreateVideoBody, InputImage | None]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     image: InputImage | None = None
@@ -105,12 +112,16 @@ async def _read_create(request: Request, bodies: BodyParser) -> tuple[CreateVide
 
 
 @router.post("/v1/videos")
-async def create_video(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
+async def create_video(request: Request, state: StateDep, caller: CallerDep) -> JSONResponse:
     body, image = await _read_create(request, state.bodies)
     ref = body.input_reference
     image_url = ref.image_url if isinstance(ref, ImageReference) else ref
+    fingerprint = body.model_dump()
+    if image is not None:
+        fingerprint["input_reference"] = hashlib.sha256(image.data).hexdigest()
+    idem = _idempotency(request, "POST /v1/videos", fingerprint)
     task = await state.service.submit(
-        tenant,
+        caller.tenant,
         VideoRequest(
             model=body.model,
             prompt=body.prompt,
@@ -121,8 +132,10 @@ async def create_video(request: Request, state: StateDep, tenant: TenantDep) -> 
             image_url=image_url if image is None else None,
         ),
         origin="videos",
+        key=caller.key,
+        idem=idem,
     )
-    return JSONResponse(_video(task, None), headers=_poll_headers(state, task))
+    return JSONResponse(_video(task, await _source_of(state, task)), headers=_poll_headers(state, task))
 
 
 @router.get("/v1/videos")
@@ -182,8 +195,8 @@ async def download_video(
 
 
 @router.post("/v1/videos/{video_id}/remix")
-async def remix_video(video_id: str, request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
-    source = await state.service.resolve_source(tenant, video_id=video_id)
+async def remix_video(video_id: str, request: Request, state: StateDep, caller: CallerDep) -> JSONResponse:
+    source = await state.service.resolve_source(caller.tenant, video_id=video_id)
     raw = await request.body()
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
@@ -196,6 +209,11 @@ async def remix_video(video_id: str, request: Request, state: StateDep, tenant: 
     except ValidationError as e:
         raise validation_error(e) from e
     task = await state.service.submit(
-        tenant, VideoRequest(model=source.model, prompt=body.prompt), origin="videos", source=source
+        caller.tenant,
+        VideoRequest(model=source.model, prompt=body.prompt),
+        origin="videos",
+        source=source,
+        key=caller.key,
+        idem=_idempotency(request, f"POST /v1/videos/{video_id}/remix", body.model_dump()),
     )
     return JSONResponse(_video(task, source), headers=_poll_headers(state, task))
