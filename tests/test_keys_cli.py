@@ -50,7 +50,9 @@ def test_create_with_limits_update_and_list(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "rpm=unlimited max-concurrent=2 daily-seconds=600 s priority=2.5" in out.stdout
     listed = run_cli(tmp_path, "keys", "list").stdout
-    assert "alice" in listed and "max-concurrent=2" in listed and "priority=2.5" in listed
+    assert "alice" in listed
+    assert "max-concurrent=2" in listed
+    assert "priority=2.5" in listed
 
 
 def test_names_are_unique_and_bad_values_are_refused(tmp_path: Path) -> None:
@@ -60,11 +62,14 @@ def test_names_are_unique_and_bad_values_are_refused(tmp_path: Path) -> None:
     assert "already named 'alice'" in again.stderr
     assert "Traceback" not in again.stderr
     bad = run_cli(tmp_path, "keys", "create", "--name", "bob", "--priority", "0")
-    assert bad.returncode == 2 and "must be more than 0" in bad.stderr
+    assert bad.returncode == 2
+    assert "must be more than 0" in bad.stderr
     bad = run_cli(tmp_path, "keys", "update", "alice", "--rpm", "-1")
-    assert bad.returncode == 2 and "0 (no limit) or more" in bad.stderr
+    assert bad.returncode == 2
+    assert "0 (no limit) or more" in bad.stderr
     missing = run_cli(tmp_path, "keys", "update", "nobody", "--rpm", "5")
-    assert missing.returncode == 1 and "no active key" in missing.stderr
+    assert missing.returncode == 1
+    assert "no active key" in missing.stderr
     assert run_cli(tmp_path, "keys", "revoke", "alice").returncode == 0
     assert run_cli(tmp_path, "keys", "create", "--name", "alice").returncode == 0  # a revoked name is free
 

@@ -156,7 +156,8 @@ def test_idempotency_key_replays_the_same_video_and_conflicts_on_another_request
     assert conflict.value.body is not None
     with server.http("bob") as bob:  # scoped per key's tenant: bob's key of the same name is his own
         other = bob.post("/v1/videos", json={"model": "stuck", "prompt": "bob's"}, headers=key)
-        assert other.status_code == 200 and other.json()["id"] != first.id
+        assert other.status_code == 200
+        assert other.json()["id"] != first.id
         bob.delete(f"/v1/videos/{other.json()['id']}")
 
     done = wait_video(client, first.id)

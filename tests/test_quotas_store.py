@@ -203,7 +203,8 @@ async def test_rpm_and_max_concurrent(store: Store) -> None:
 async def _with_limits(store: Store, key_id: str, limits: KeyLimits) -> object:
     await store.keys.set_limits(key_id, limits)
     key = await store.keys.by_name(key_id)
-    assert key is not None and key.limits == limits
+    assert key is not None
+    assert key.limits == limits
     return key
 
 
@@ -217,11 +218,13 @@ async def test_idempotency_replays_conflicts_and_expires(store: Store) -> None:
     assert await idempotency.record(store, 3600, task, idem) is None
     await store.insert_task(task)
     again = await idempotency.replay(store, 3600, "alice", idem)
-    assert again is not None and again.id == task.id
+    assert again is not None
+    assert again.id == task.id
     assert await idempotency.replay(store, 3600, "bob", idem) is None  # per tenant
     twin = make_task("alice")
     holder = await idempotency.record(store, 3600, twin, idem)  # a twin request that lost the race
-    assert holder is not None and holder.id == task.id
+    assert holder is not None
+    assert holder.id == task.id
     other = idempotency.Idempotency("key:k1", idempotency.request_hash("POST /v1/videos", {"prompt": "b"}))
     with pytest.raises(Conflict) as conflict:
         await idempotency.replay(store, 3600, "alice", other)
@@ -240,7 +243,8 @@ async def test_a_record_whose_task_was_never_stored_is_replaced(store: Store, mo
     assert await idempotency.record(store, 3600, retry, idem) is None
     await store.insert_task(retry)
     found = await idempotency.replay(store, 3600, "alice", idem)
-    assert found is not None and found.id == retry.id
+    assert found is not None
+    assert found.id == retry.id
     await _finish(store, retry, TaskStatus.COMPLETED)
     assert await idempotency.replay(store, 3600, "alice", idem) is None  # a conversation: finished is not reattached
     assert await idempotency.record(store, 3600, make_task("alice"), idem) is None
