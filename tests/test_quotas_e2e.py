@@ -62,6 +62,11 @@ def _started(server: KeyedServer, task_id: str) -> datetime | None:
     return datetime.fromisoformat(started) if started else None
 
 
+def _task_id(video: Any) -> str:
+    task_id: str = (video.model_extra or {})["task_id"]  # reelchat's extra field: the chat API's and pages' id
+    return task_id
+
+
 def test_one_keys_flood_does_not_make_another_keys_single_video_wait(server: KeyedServer) -> None:
     alice, bob, holder = server.client("alice"), server.client("bob"), server.client("holder")
     held = holder.videos.create(model="stuck", prompt="holds one of the two workers")  # one slot left
@@ -71,9 +76,9 @@ def test_one_keys_flood_does_not_make_another_keys_single_video_wait(server: Key
     single = bob.videos.create(model="sora-2", prompt="bob's only video")
     done = wait_video(bob, single.id, timeout_s=120)
     assert done.status == "completed"
-    bob_started = _started(server, done.model_extra["task_id"])
+    bob_started = _started(server, _task_id(done))
     assert bob_started is not None
-    starts = [_started(server, v.model_extra["task_id"]) for v in flood]
+    starts = [_started(server, _task_id(v)) for v in flood]
     before = [s for s in starts if s is not None and s < bob_started]
     # one demo worker: alice's first video may have started before bob asked; then bob's is next
     assert len(before) <= 1, f"{len(before)} of alice's videos started before bob's"
@@ -98,7 +103,7 @@ def test_max_concurrent_gives_429_with_retry_after_which_the_sdk_honours(server:
 
     # the SDK, retrying, waits what Retry-After says; meanwhile the first video goes away
     sent: list[float] = []
-    http = httpx.Client(event_hooks={"request": [lambda _: sent.append(time.monotonic())]})
+    http = openai.DefaultHttpxClient(event_hooks={"request": [lambda _: sent.append(time.monotonic())]})
     retrying = openai.OpenAI(base_url=f"{server.url}/v1", api_key=server.keys["conc"], max_retries=2, http_client=http)
     threading.Timer(0.5, lambda: client.videos.delete(first.id)).start()
     second = retrying.videos.create(model="stuck", prompt="a second one, retried")

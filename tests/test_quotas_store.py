@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from pg import fresh_database
 from test_store import make_task
 
-from reelchat.domain import KeyLimits, Task, TaskStatus
+from reelchat.domain import ApiKey, KeyLimits, Task, TaskStatus
 from reelchat.service import idempotency
 from reelchat.service.errors import Busy, Conflict
 from reelchat.service.keys import create_key
@@ -200,7 +200,7 @@ async def test_rpm_and_max_concurrent(store: Store) -> None:
     await check_limits(store, key, 10)
 
 
-async def _with_limits(store: Store, key_id: str, limits: KeyLimits) -> object:
+async def _with_limits(store: Store, key_id: str, limits: KeyLimits) -> ApiKey:
     await store.keys.set_limits(key_id, limits)
     key = await store.keys.by_name(key_id)
     assert key is not None
