@@ -7,10 +7,12 @@ Keys are made and limited with the CLI while the server runs, as an operator doe
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +21,45 @@ import openai
 import pytest
 from helpers import assert_openai_error, run_cli, user
 from server_util import FAST_SORA2, KeyedServer, chat_text, start_server, wait_video
-from test_fairness import SilentUpstream
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")]
 
 KEYS = ["holder", "alice", "bob", "conc", "rpm", "daily", "idem", "chat"]
 
 
+class _NeverDone(BaseHTTPRequestHandler):
+    """An upstream /v1/videos whose jobs stay in progress: reelchat polls them (and stops at a delete)."""
+
+    def _answer(self, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._answer({"id": "video_upstream", "object": "video", "status": "in_progress", "progress": 1})
+
+    def do_GET(self) -> None:
+        self._answer({"id": "video_upstream", "object": "video", "status": "in_progress", "progress": 1})
+
+    def do_DELETE(self) -> None:
+        self._answer({"id": "video_upstream", "object": "video.deleted", "deleted": True})
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def server(make_home: Callable[[str], Path], demo_models: Path) -> Iterator[KeyedServer]:
-    silent = SilentUpstream()
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _NeverDone)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{upstream.server_address[1]}/v1"
     stuck: dict[str, Any] = {
         "engine": "upstream",
-        "upstream": {"base_url": silent.base_url, "model": "x", "request_timeout_s": 600, "deadline_s": 900},
+        "upstream": {"base_url": base_url, "model": "x", "poll_interval_s": 0.2, "deadline_s": 900},
         "seconds": [4],
         "default_seconds": 4,
         "portrait_sizes": ["96x160"],
@@ -39,7 +67,7 @@ def server(make_home: Callable[[str], Path], demo_models: Path) -> Iterator[Keye
         "fps": 4,
         "steps": 1,
     }
-    # two workers: a stuck upstream video holds one, the other makes the demo videos
+    # two workers: a stuck video holds one (until deleted), the other makes the demo videos
     env = {"REELCHAT_KEEPALIVE_S": "0.3", "REELCHAT_WORKERS": "2"}
     s = start_server(
         make_home, demo_models, "quotas", models={"stuck": stuck, "sora-2": FAST_SORA2}, keys=KEYS, env=env
@@ -48,7 +76,8 @@ def server(make_home: Callable[[str], Path], demo_models: Path) -> Iterator[Keye
         yield s
     finally:
         s.proc.stop()
-        silent.close()
+        upstream.shutdown()
+        upstream.server_close()
 
 
 def _limit(server: KeyedServer, name: str, *flags: str) -> None:
@@ -145,7 +174,9 @@ def test_daily_seconds_charge_completed_videos(server: KeyedServer) -> None:
         client.videos.create(model="sora-2", prompt="ten more")
     assert refused.value.code == "daily_seconds_exceeded"
     assert int(refused.value.response.headers["retry-after"]) > 86000
-    assert client.videos.create(model="stuck", prompt="four fits").status in ("queued", "in_progress")
+    fits = client.videos.create(model="stuck", prompt="four fits")
+    assert fits.status in ("queued", "in_progress")
+    client.videos.delete(fits.id)
 
 
 def test_idempotency_key_replays_the_same_video_and_conflicts_on_another_request(server: KeyedServer) -> None:
