@@ -48,7 +48,7 @@ class ParsedChat:
 
 
 def conversation_digest(model: str, messages: Any) -> str:
-    text = json.dumps([model, messages], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps([model, messages], sort_keys=True, separators=(",", ":"))  # ASCII: lone surrogates too
     return hashlib.sha256(text.encode()).hexdigest()
 
 

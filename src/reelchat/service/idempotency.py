@@ -40,7 +40,7 @@ class Idempotency:
 
 def request_hash(what: str, body: Any) -> str:
     """A request's fingerprint: the endpoint and its parsed body, independent of JSON key order."""
-    text = json.dumps([what, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = json.dumps([what, body], sort_keys=True, separators=(",", ":"), default=str)  # ASCII: lone surrogates too
     return hashlib.sha256(text.encode()).hexdigest()
 
 
