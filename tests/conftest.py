@@ -14,10 +14,14 @@ import sys
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # `import helpers` from every test module
+
+if TYPE_CHECKING:
+    from moto_s3 import MotoS3
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -68,3 +72,15 @@ def make_home(tmp_path_factory: pytest.TempPathFactory, demo_models: Path) -> Ca
         return home
 
     return make
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """A real S3-protocol server (moto's standalone server, a subprocess) for the whole session."""
+    from moto_s3 import start_moto
+
+    server = start_moto(str(tmp_path_factory.mktemp("moto") / "moto.log"))
+    try:
+        yield server
+    finally:
+        server.stop()

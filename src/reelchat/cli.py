@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,6 +23,7 @@ from .catalog import (
 )
 from .domain import OPEN_TENANT, ApiKey, KeyLimits
 from .engines.presets import PRESETS
+from .media.storage import StorageConfigError
 from .net.loopback import is_loopback
 from .service import keys as keys_service
 from .settings import Settings
@@ -46,6 +48,13 @@ def describe_model(spec: ModelSpec) -> str:
     sizes = "/".join(spec.all_sizes)
     secs = "/".join(f"{s}s" for s in spec.seconds)
     return f"{spec.name} -> {where}{image}; {secs}, {sizes}, {spec.fps} fps, {spec.steps} steps"
+
+
+def _media_place(settings: Settings) -> str:
+    if not settings.storage_url:
+        return str(settings.resolved_media_dir)
+    links = f"presigned links, {settings.s3_presign_expires_s} s" if settings.s3_links == "presigned" else "proxied"
+    return f"{settings.storage_url} ({links})"
 
 
 async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
@@ -222,10 +231,35 @@ def missing_models(catalog: dict[str, ModelSpec]) -> list[str]:
     ]
 
 
+# Connections the kernel may hold before they are accepted: a burst of thousands of streams opening
+# at once would otherwise overflow uvicorn's 2048 and wait out SYN retransmits (1 s, then 3 s).
+# The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 8192
+
+
+def raise_open_file_limit() -> int:
+    """Every open stream is a socket: lift the soft limit on open files to the hard one (often 1024
+    soft against 500,000 hard); returns the limit in effect."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # keep what we have: the limit only caps how many streams one process holds
+    return soft
+
+
 def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     import uvicorn
 
     from .api.app import create_app
+    from .service.factory import build_storage
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -241,6 +275,11 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         print(f"reelchat: {message}", file=sys.stderr)
     if missing:
         return 2
+    try:  # a bucket that doesn't exist or can't be reached is said now, not as a traceback later
+        storage = build_storage(settings, check=True)
+    except StorageConfigError as e:
+        print(f"reelchat: {e}", file=sys.stderr)
+        return 2
     settings.home.mkdir(parents=True, exist_ok=True)
     key_count = asyncio.run(_with_store(settings, _count_keys))
     if key_count == 0 and not is_loopback(host, resolve=True):
@@ -252,7 +291,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         return 2
     print(
         f"reelchat: data in {settings.home} (database {settings.resolved_database_url.split('://')[0]}, "
-        f"media {settings.resolved_media_dir})"
+        f"media {_media_place(settings)})"
     )
     for spec in catalog.values():
         print(f"reelchat: model {describe_model(spec)}")
@@ -260,14 +299,23 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         print("reelchat: no API keys exist: running OPEN (any bearer token is accepted) on a loopback address")
     else:
         print(f"reelchat: {key_count} API key(s); requests need 'Authorization: Bearer <key>'")
-    print(f"reelchat: listening on http://{host}:{port}", flush=True)
+    open_files = raise_open_file_limit()
+    # Thousands of open streams are thousands of long-lived objects: with CPython's default threshold
+    # (700 allocations) the cyclic collector walks them all again and again, a pause each time in
+    # the one event loop every stream shares. Collect young objects 30x less often, and freeze what
+    # startup allocated (modules, the app, the catalog) so that no collection walks it again.
+    gc.set_threshold(20_000, 20, 20)
+    app = create_app(settings, storage)
+    gc.freeze()
+    print(f"reelchat: listening on http://{host}:{port} (up to {open_files} open files)", flush=True)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         proxy_headers=False,
         log_level=log_level,
         timeout_graceful_shutdown=5,
+        backlog=LISTEN_BACKLOG,
     )
     return 0
 

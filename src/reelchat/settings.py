@@ -23,6 +23,16 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy async URL; default sqlite+aiosqlite:///<home>/reelchat.db"
     )
     media_dir: Path | None = Field(default=None, description="where mp4/webp files live; default <home>/media")
+    storage_url: str | None = Field(
+        default=None, description="unset: the local media directory; s3://bucket/prefix: S3 (standard AWS_* variables)"
+    )
+    s3_links: Literal["proxy", "presigned"] = Field(
+        default="proxy",
+        description="with S3 storage, media links: proxy = reelchat URLs streamed from S3; presigned = S3 URLs",
+    )
+    s3_presign_expires_s: int = Field(
+        default=3600, ge=1, le=604800, description="lifetime of a presigned media link (SigV4 allows 7 days at most)"
+    )
     public_base_url: str | None = Field(default=None, description="absolute base for links, e.g. https://v.example")
     trusted_proxies: list[str] = Field(
         default_factory=lambda: ["127.0.0.1/32", "::1/128"],
@@ -48,6 +58,18 @@ class Settings(BaseSettings):
         description="where engines run: local = worker processes the server supervises; inprocess = the API process",
     )
     workers: int = Field(default=1, ge=1, description="jobs run at once: worker processes (or in-process workers)")
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="niceness added to worker processes, so the API process gets the CPU first when both want it",
+    )
+    worker_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch CPU threads per worker process; default on a CPU device: the cores left after one for "
+        "the API process, shared among the workers (at least 1); on CUDA, torch's own default",
+    )
     device: str | None = Field(default=None, description="torch device; default cuda when present, else cpu")
     dtype: str | None = Field(default=None, description="torch dtype; default bfloat16 on cuda, float32 on cpu")
     poll_after_ms: int = Field(default=1000, ge=100)
@@ -65,6 +87,11 @@ class Settings(BaseSettings):
     )
     crash_backoff_s: float = Field(
         default=5.0, ge=0, description="wait before re-running a video the server died making; doubles each time"
+    )
+    events_catch_up_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="seconds between the store re-reads that catch every followed task up (one query per process)",
     )
     job_deadline_s: float = Field(default=3600.0, gt=0, description="a job running longer than this fails")
     fair_window_s: float = Field(

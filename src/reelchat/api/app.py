@@ -5,19 +5,24 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from ..homelock import HomeLock
+from ..media.storage import Storage
 from ..service.chat import ChatServing
 from ..service.factory import build_service, build_storage
 from ..service.videos import VideoService
 from ..settings import Settings
 from . import errors
+from .contract import openapi_document
+from .contract_refine import catalog_refiner
 from .deps import AppState
 from .limits import BodySizeLimit
 from .links import LinkBuilder
-from .routes import chat, media, pages, playground, system, videos
+from .routes import chat, live, media, pages, playground, system, videos
+from .routes.videos import DEFAULT_MODEL
 from .security_headers import SecurityHeaders
 from .stream_slots import StreamSlots
 
@@ -35,9 +40,10 @@ async def _serving(service: VideoService) -> AsyncIterator[None]:
         await service.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
+    """The app on `settings`; `storage` when the caller built (and checked) it already, as `reelchat serve` does."""
     settings = settings or Settings()
-    storage = build_storage(settings)
+    storage = storage or build_storage(settings)
     service = build_service(settings, storage)
 
     @asynccontextmanager
@@ -48,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with _serving(service):
                 yield
         finally:
+            await app.state.reelchat.chat.close()
             app.state.reelchat.bodies.close()
             lock.release()
 
@@ -58,12 +65,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # a reply gives up well past any job's own deadline, queue included
         chat=ChatServing(service, keepalive_s=settings.keepalive_s, give_up_s=settings.job_deadline_s * 2 + 600),
         storage=storage,
-        links=LinkBuilder(settings.public_base_url, settings.trusted_proxies),
+        links=LinkBuilder(settings.public_base_url, settings.trusted_proxies, direct_url=storage.direct_url),
         streams=StreamSlots(settings.max_streams_per_key),
     )
     errors.install(app)
-    for module in (chat, media, pages, playground, system, videos):
-        app.include_router(module.router)
+    routers = [module.router for module in (chat, live, media, pages, playground, system, videos)]
+    for router in routers:
+        app.include_router(router)
+    refine = catalog_refiner(service.models(), default_model=DEFAULT_MODEL)
+    document: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:  # built once, on the first request for it
+        if not document:
+            document.update(openapi_document(app, routers, refine))
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the 413s answered by BodySizeLimit get them too
     return app

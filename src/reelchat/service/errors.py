@@ -4,7 +4,8 @@ ServiceError
 ├── InvalidRequest   400: a field the user sent is wrong (param names it)
 ├── NotFound         404: no such task/video/sid in this tenant (other tenants' included)
 ├── UnknownModel     404: the model isn't in the catalog
-├── Conflict         409: an Idempotency-Key used again with a different request
+├── Conflict         409: the resource exists, but its state doesn't allow this (a video not yet
+│                         completed), or an Idempotency-Key used again with a different request
 └── Busy             429: the queue is full, for everyone or for this key, or a key's limit is reached
                           (sent with Retry-After: `retry_after` seconds)
 """

@@ -8,8 +8,9 @@ run again, once the models are loaded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 
 from ..catalog import ModelSpec
@@ -20,10 +21,12 @@ from ..media.storage import Storage
 from ..settings import Settings
 from ..store.tasks import Store
 from . import idempotency, keys
+from .capacity import UnfinishedCounts
 from .crashes import CrashPolicy
-from .errors import Busy, InvalidRequest, NotFound, UnknownModel
-from .events import EventBus, InProcessEventBus
+from .errors import Busy, Conflict, NotFound, UnknownModel
+from .events import EventHub, LocalEventBus
 from .executor import Executor
+from .health import DatabaseProbe
 from .idempotency import Idempotency
 from .inputs import ImageInputs
 from .limits import check_limits
@@ -31,6 +34,8 @@ from .planning import plan_task
 from .runner import TaskRunner
 
 log = logging.getLogger("reelchat.service")
+
+DELETED_MESSAGE = "The video was deleted."
 
 
 class VideoService:
@@ -42,7 +47,7 @@ class VideoService:
         catalog: dict[str, ModelSpec],
         engines: EngineRegistry,
         executor: Executor,
-        bus: EventBus | None = None,
+        bus: EventHub | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -50,12 +55,15 @@ class VideoService:
         self.catalog = catalog
         self.engines = engines
         self.executor = executor
-        self.bus: EventBus = bus or InProcessEventBus()
+        self.bus: EventHub = bus or LocalEventBus(settings.events_catch_up_s)
         self.crashes = CrashPolicy(settings.max_attempts, settings.crash_backoff_s)
         self.runner = TaskRunner(settings, store, storage, catalog, engines, self.bus, self.crashes)
         self._opener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._look_again = asyncio.Event()  # the sweeper looks at the queue now, not at its next period
         self.images = ImageInputs(settings)
+        self.database = DatabaseProbe(store.ping)
+        self.unfinished = UnfinishedCounts(store.unfinished_count)
         self._seconds_by_model = {name: tuple(spec.seconds) for name, spec in catalog.items()}  # per request
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -73,6 +81,7 @@ class VideoService:
         """Requeue what a dead process left behind, then (in the background) load the models and
         start the workers; returns the tasks waiting. No task is claimed before its model is loaded."""
         queued = await self._requeue(self.settings.resolved_node_id)
+        await self.bus.start(self._task_events, self)
         self._opener = asyncio.create_task(self._open(), name="reelchat-open")
         return queued
 
@@ -96,10 +105,13 @@ class VideoService:
         return len(queued)
 
     async def _sweep(self) -> None:
-        """Every lease period: re-run tasks of servers that died (their leases ran out), and pick up
-        tasks other servers queued but never ran. Claims are exclusive, so sharing a queue is safe."""
+        """Every half lease period: re-run tasks of servers that died (their leases ran out), and pick
+        up tasks other servers queued whose notice we missed (at once after a gap in the bus).
+        Claims are exclusive, so sharing a queue is safe."""
         while True:
-            await asyncio.sleep(self.settings.lease_s / 2)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._look_again.wait(), timeout=self.settings.lease_s / 2)
+            self._look_again.clear()
             try:
                 await self._requeue(None)  # never this server's own: they are running
             except Exception:
@@ -113,7 +125,9 @@ class VideoService:
                 task.cancel()
                 with suppress(Exception, asyncio.CancelledError):
                     await task
+        await self.database.close()
         await self.executor.stop()
+        await self.bus.close()
         await self.engines.close()  # loaded here only by an in-process executor
 
     # ---- submit ------------------------------------------------------------------------------
@@ -158,7 +172,7 @@ class VideoService:
                 f"No video found with id '{ref}'.", param="sid" if sid else "video_id", code="video_not_found"
             )
         if task.status is not TaskStatus.COMPLETED:
-            raise InvalidRequest(
+            raise Conflict(
                 f"Video '{ref}' is {task.status.value}; only a completed video can be modified.",
                 param="sid" if sid else "video_id",
                 code="video_not_ready",
@@ -202,6 +216,7 @@ class VideoService:
                 await self.store.idempotency.forget(task.tenant, idem.key, task.id)
             raise
         self.executor.submit(task.id)
+        self.bus.announce(task.id)  # other replicas' idle workers may take it first
         return task
 
     async def prepare(
@@ -232,9 +247,10 @@ class VideoService:
                 f"{self.executor.pending()} videos are already waiting; try again later.",
                 code="rate_limit_exceeded",
             )
-        # one tenant can't fill the shared queue: the store counts, so the cap holds across restarts and servers
-        mine = await self.store.unfinished_count(tenant)
-        if mine >= self.settings.max_queued_per_key:
+        # one tenant can't fill the shared queue: the store counts, so the cap holds across restarts and
+        # servers (read at most once a second while the tenant is well under its cap: `UnfinishedCounts`)
+        mine = await self.unfinished.admit(tenant, self.settings.max_queued_per_key)
+        if mine is not None:
             raise Busy(
                 f"This API key already has {mine} videos queued or in progress, the most one key may have "
                 "(REELCHAT_MAX_QUEUED_PER_KEY); try again when some have finished.",
@@ -250,13 +266,9 @@ class VideoService:
         return await self.store.keys.active_count()
 
     async def health(self) -> dict[str, str]:
-        """What `/healthz` reports: the store answers a query, and the workers run (or are loading)."""
-        try:
-            await self.store.ping()
-            database = "ok"
-        except Exception as e:  # reported, not raised: the caller answers 503
-            log.warning("health check: the store did not answer: %s", e)
-            database = f"error: {type(e).__name__}"
+        """What `/healthz` reports: the store answers a query (at most a second ago, see `DatabaseProbe`),
+        and the workers run (or are loading)."""
+        database = await self.database.check()
         opener_failed = self._opener is not None and self._opener.done() and self._sweeper is None
         workers = "failed" if opener_failed else self.executor.health() if self._sweeper else "loading"
         return {"database": database, "workers": workers}
@@ -298,10 +310,51 @@ class VideoService:
         for name in dict.fromkeys(names):
             if name:
                 await self.storage.delete(name)
-        self.bus.publish(TaskEvent(task.id, TaskStatus.CANCELLED, task.progress, "deleted", "The video was deleted."))
+        self.bus.publish(TaskEvent(task.id, TaskStatus.CANCELLED, task.progress, "deleted", DELETED_MESSAGE))
         return task
+
+    # ---- events ------------------------------------------------------------------------------
+
+    def queued(self, task_id: str) -> None:
+        """Another replica queued `task_id`: our executor tries it too (only one claim wins)."""
+        self.executor.submit(task_id)
+
+    def may_have_missed(self) -> None:
+        """The bus had a gap: notices of queued work may be lost, so look at the store's queue now."""
+        self._look_again.set()
+
+    async def _task_events(self, task_ids: Sequence[str]) -> list[TaskEvent]:
+        """What the bus's notifier catches followers up with: the store's state of their tasks."""
+        events = await self.store.task_events(task_ids)
+        return [_with_deleted_message(e) for e in events]
+
+    async def follow(self, task_id: str, idle_s: float) -> AsyncIterator[TaskEvent | None]:
+        """The task's state as it changes, from whichever replica runs it, until it finishes: first
+        what the store says, then every event (the bus's notifier covers lost ones); None after
+        `idle_s` without news (the caller's keep-alive). Nothing is yielded for an unknown task."""
+        async with self.bus.subscribe(task_id) as events:
+            task = await self.store.get_task(task_id)  # read after subscribing: no event slips between
+            if task is None:
+                return
+            current = TaskEvent(task.id, TaskStatus.CANCELLED if task.deleted else task.status, task.progress)
+            yield current
+            while not current.status.finished:
+                try:
+                    event = await asyncio.wait_for(events.get(), timeout=idle_s)
+                except TimeoutError:
+                    yield None
+                    continue
+                if event.status is TaskStatus.IN_PROGRESS and current.status is TaskStatus.IN_PROGRESS:
+                    event = dataclasses.replace(event, progress=max(event.progress, current.progress))
+                if event != current:
+                    current = event
+                    yield current
 
     @asynccontextmanager
     async def watch(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
         async with self.bus.subscribe(task_id) as queue:
             yield queue
+
+
+def _with_deleted_message(event: TaskEvent) -> TaskEvent:
+    return dataclasses.replace(event, error_message=DELETED_MESSAGE) if event.error_code == "deleted" else event

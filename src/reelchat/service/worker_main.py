@@ -25,6 +25,7 @@ from ..settings import Settings
 from ..store.tasks import Store
 from .crashes import CrashPolicy
 from .runner import TaskRunner
+from .worker_cpu import apply_cpu_share
 from .worker_messages import Cancel, Done, FromWorker, Progress, Ready, Run, Stop, ToWorker
 
 log = logging.getLogger("reelchat.worker")
@@ -37,6 +38,7 @@ def run(settings: Settings, conn: Connection, parent_pid: int, log_level: int) -
     logging.basicConfig(
         level=log_level, format="%(asctime)s %(levelname)s %(name)s[%(processName)s]: %(message)s", stream=sys.stderr
     )
+    apply_cpu_share(settings)
     asyncio.run(_serve(settings, conn))
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ..domain import Orientation, Task, TaskStatus
+from ..domain import Orientation, Task, TaskEvent, TaskStatus
 from .fair_queue import next_queued
 from .idempotency import IdempotencyStore
 from .keys import KeyStore
@@ -26,6 +26,7 @@ from .timestamps import to_datetime, to_timestamp
 from .usage import UsageStore
 
 _TIMES = ("created_at", "started_at", "completed_at")  # datetimes in the domain, unix seconds in the table
+MIGRATION_LOCK_KEY = 0x7265656C63686174  # "reelchat": the advisory lock that serialises migrations
 _FIELDS = [f.name for f in dataclasses.fields(Task) if f.name in tasks.c]
 
 
@@ -75,6 +76,8 @@ class Store:
         """Apply pending migrations in order; returns the versions applied now."""
         applied_now: list[int] = []
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:  # replicas starting together: one migrates, the others wait, then see it done
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             await conn.run_sync(lambda c: schema_migrations.create(c, checkfirst=True))
             done = set((await conn.execute(sa.select(schema_migrations.c.version))).scalars())
             for version, name, fn in MIGRATIONS:
@@ -322,6 +325,23 @@ class Store:
         async with self.engine.begin() as conn:
             result = await conn.execute(tasks.update().where(tasks.c.tenant == old).values(tenant=new))
         return int(result.rowcount)
+
+    async def task_events(self, task_ids: Sequence[str]) -> list[TaskEvent]:
+        """The current state of these tasks, as the events that would tell a follower (one query; a
+        deleted task is `cancelled` with code `deleted`; ids not stored are left out)."""
+        if not task_ids:
+            return []
+        columns = (tasks.c.id, tasks.c.status, tasks.c.progress, tasks.c.error_code, tasks.c.error_message)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(*columns, tasks.c.deleted).where(tasks.c.id.in_(list(task_ids))))
+            found = rows.fetchall()
+        events: list[TaskEvent] = []
+        for task_id, status, progress, code, message, deleted in found:
+            if deleted:
+                events.append(TaskEvent(task_id, TaskStatus.CANCELLED, progress, "deleted", None))
+            else:
+                events.append(TaskEvent(task_id, TaskStatus(status), progress, code, message))
+        return events
 
     async def unfinished_count(self, tenant: str) -> int:
         """A tenant's queued and running tasks: what its per-key queue cap counts (all servers' alike)."""

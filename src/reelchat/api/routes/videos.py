@@ -7,20 +7,32 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
 from starlette.datastructures import UploadFile
 
 from ...domain import MAX_PROMPT_CHARS, InputImage, Task, TaskStatus, VideoRequest
+from ...protocol.response_schema import VideoDeleted, VideoList, VideoObject
 from ...protocol.views import video_object
 from ...service import idempotency
 from ..body_parser import BodyParser
+from ..contract import documented
 from ..deps import AppState, CallerDep, StateDep, TenantDep
 from ..errors import ApiError, validation_error
-from .media import serve_media
+from .media import MEDIA_CONTENT, RANGES, serve_media
 
 router = APIRouter()
 
 DEFAULT_MODEL = "sora-2"
+FORM = "form"  # the validation context of a multipart or urlencoded body: every value is text
+
+
+def _whole(v: Any) -> int | None:
+    """A JSON number without a fraction (10 or 10.0: JSON Schema's integer), else None. Never a bool."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v if isinstance(v, int) else None
 
 
 class ImageReference(BaseModel):
@@ -47,9 +59,19 @@ class CreateVideoBody(BaseModel):
             if not v.isdigit():
                 raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
             return int(v)
-        if isinstance(v, bool) or not isinstance(v, int | None):
+        if _whole(v) is None and v is not None:
             raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
-        return v
+        return _whole(v)
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed(cls, v: Any, info: ValidationInfo) -> Any:
+        # a whole number; a form carries it as text, JSON as a number (never "5", 5.0 or true)
+        if isinstance(v, str) and info.context == FORM and v.isascii() and v.isdigit():
+            return int(v)
+        if _whole(v) is None and v is not None:
+            raise ValueError("seed must be a whole number")
+        return _whole(v)
 
 
 class RemixBody(BaseModel):
@@ -91,6 +113,7 @@ async def _read_create(request: Request, bodies: BodyParser) -> tuple[CreateVide
         except Exception as e:  # malformed multipart
             raise ApiError(400, f"Could not parse the form body: {e}", code="invalid_body") from e
         data: dict[str, Any] = {}
+        context: str | None = FORM
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if key != "input_reference":
@@ -104,14 +127,24 @@ async def _read_create(request: Request, bodies: BodyParser) -> tuple[CreateVide
                 data[key] = value
     else:
         data = await bodies.json_object(await request.body())  # a large body parses off the event loop
+        context = None
     try:
-        parsed = CreateVideoBody.model_validate(data)
+        parsed = CreateVideoBody.model_validate(data, context=context)
     except ValidationError as e:
         raise validation_error(e) from e
     return parsed, image
 
 
-@router.post("/v1/videos")
+@router.post(
+    "/v1/videos",
+    **documented(
+        json=CreateVideoBody,
+        form=CreateVideoBody,
+        files=["input_reference"],
+        ok=VideoObject,
+        errors=[400, 404, 409, 429],
+    ),
+)
 async def create_video(request: Request, state: StateDep, caller: CallerDep) -> JSONResponse:
     body, image = await _read_create(request, state.bodies)
     ref = body.input_reference
@@ -138,7 +171,7 @@ async def create_video(request: Request, state: StateDep, caller: CallerDep) -> 
     return JSONResponse(_video(task, await _source_of(state, task)), headers=_poll_headers(state, task))
 
 
-@router.get("/v1/videos")
+@router.get("/v1/videos", **documented(ok=VideoList, errors=[400, 404]))
 async def list_videos(
     state: StateDep,
     tenant: TenantDep,
@@ -159,19 +192,22 @@ async def list_videos(
     }
 
 
-@router.get("/v1/videos/{video_id}")
+@router.get("/v1/videos/{video_id}", **documented(ok=VideoObject, errors=[404]))
 async def retrieve_video(video_id: str, state: StateDep, tenant: TenantDep) -> JSONResponse:
     task = await state.service.get_video(tenant, video_id)
     return JSONResponse(_video(task, await _source_of(state, task)), headers=_poll_headers(state, task))
 
 
-@router.delete("/v1/videos/{video_id}")
+@router.delete("/v1/videos/{video_id}", **documented(ok=VideoDeleted, errors=[404]))
 async def delete_video(video_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     task = await state.service.delete(tenant, video_id)
     return {"id": task.video_id, "object": "video.deleted", "deleted": True}
 
 
-@router.get("/v1/videos/{video_id}/content")
+@router.get(
+    "/v1/videos/{video_id}/content",
+    **documented(ok_content=MEDIA_CONTENT, errors=[400, 404, 409], extra=RANGES),
+)
 async def download_video(
     video_id: str,
     request: Request,
@@ -182,7 +218,7 @@ async def download_video(
     task = await state.service.get_video(tenant, video_id)
     if task.status is not TaskStatus.COMPLETED:
         raise ApiError(
-            400,
+            409,
             f"Video '{video_id}' is {task.status.value}; content is available once it is completed.",
             param="video_id",
             code="video_not_ready",
@@ -194,7 +230,10 @@ async def download_video(
     return await serve_media(state.storage, name, request, download_name=f"{task.video_id}.{ext}", private=True)
 
 
-@router.post("/v1/videos/{video_id}/remix")
+@router.post(
+    "/v1/videos/{video_id}/remix",
+    **documented(json=RemixBody, form=RemixBody, ok=VideoObject, errors=[400, 404, 409, 429]),
+)
 async def remix_video(video_id: str, request: Request, state: StateDep, caller: CallerDep) -> JSONResponse:
     source = await state.service.resolve_source(caller.tenant, video_id=video_id)
     raw = await request.body()
