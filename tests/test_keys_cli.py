@@ -96,3 +96,30 @@ def test_create_adopt_open_videos(tmp_path: Path) -> None:
     assert _count(tmp_path, "bob") == 2
     second = run_cli(tmp_path, "keys", "create", "--name", "carol")  # not the first: nothing to say
     assert "open mode" not in second.stdout
+
+
+def test_one_update_sets_limits_webhook_and_adopts(tmp_path: Path) -> None:
+    _open_mode_videos(tmp_path, 1)
+    out = run_cli(tmp_path, "keys", "create", "--name", "dan", "--rpm", "10", "--webhook-url", "http://10.0.0.5/a")
+    assert out.returncode == 0, out.stderr
+    assert "rpm=10" in out.stdout
+    assert "whsec_" in out.stdout
+    assert "webhook=set" in run_cli(tmp_path, "keys", "list").stdout
+    bad = run_cli(tmp_path, "keys", "update", "dan", "--rpm", "3", "--webhook-url", "ftp://x/y")
+    assert bad.returncode == 2
+    assert "http:// or https://" in bad.stderr
+    assert "rpm=10" in run_cli(tmp_path, "keys", "list").stdout  # a bad URL changes nothing
+    out = run_cli(
+        tmp_path, "keys", "update", "dan", "--rpm", "3", "--webhook-url", "http://10.0.0.5/b", "--adopt-open-videos"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "rpm=3" in out.stdout
+    assert "its videos' events go to http://10.0.0.5/b" in out.stdout
+    assert "Signed with the secret it already had." in out.stdout
+    assert "Moved 1 video(s) made in open mode" in out.stdout
+    out = run_cli(tmp_path, "keys", "update", "dan", "--webhook-url", "")
+    assert out.returncode == 0, out.stderr
+    assert "no webhook any more" in out.stdout
+    listed = run_cli(tmp_path, "keys", "list").stdout
+    assert "webhook=none" in listed
+    assert "rpm=3" in listed

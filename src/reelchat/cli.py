@@ -9,7 +9,10 @@ import gc
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from .catalog import (
     DEMO_I2V_PIPELINE,
@@ -27,6 +30,8 @@ from .media.storage import StorageConfigError
 from .net.loopback import is_loopback
 from .service import keys as keys_service
 from .settings import Settings
+from .standard_webhooks import check_endpoint
+from .standard_webhooks import new_secret as new_webhook_secret
 from .store.keys import NameTaken
 from .store.tasks import Store
 
@@ -112,7 +117,11 @@ async def _adopt_or_explain(store: Store, key: ApiKey, adopt: bool, first: bool)
 
 
 def _create_key(name: str, tenant: str | None, args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
+    webhook_url: str | None = args.webhook_url
+
     async def create(store: Store) -> int:
+        if webhook_url:
+            check_endpoint(webhook_url)  # before the key exists: a bad URL makes no key
         first = await store.keys.active_count() == 0
         try:
             key, secret = await keys_service.create_key(
@@ -127,6 +136,11 @@ def _create_key(name: str, tenant: str | None, args: argparse.Namespace) -> Call
                 "This is the first API key: from now on every request needs a key ('Authorization: Bearer <key>'), "
                 "open mode ends."
             )
+        if webhook_url:
+            _, webhook_secret = await keys_service.set_webhook(store, key.id, webhook_url)
+            print(f"Its videos' video.completed / video.failed events go to {webhook_url}, signed with")
+            print(f"  {webhook_secret}")
+            print("(the receiver's Standard Webhooks secret; it is not shown again).")
         await _adopt_or_explain(store, key, args.adopt_open_videos, first)
         print("Copy it now; it is stored hashed and will not be shown again:")
         print(secret)
@@ -136,14 +150,30 @@ def _create_key(name: str, tenant: str | None, args: argparse.Namespace) -> Call
 
 
 def _update_key(id_or_name: str, args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
+    webhook_url: str | None = args.webhook_url
+
     async def update(store: Store) -> int:
+        if webhook_url:
+            check_endpoint(webhook_url)  # before anything changes: a bad URL changes nothing
         key = await store.keys.by_name(id_or_name)
         if key is None:
             print(f"reelchat: no active key with id or name {id_or_name!r}.", file=sys.stderr)
             return 1
         limits = _limits_from_args(args, key.limits)
-        await store.keys.set_limits(key.id, limits)
+        if limits != key.limits:
+            await store.keys.set_limits(key.id, limits)
         print(f"Key {key.name} (tenant {key.tenant}): {_limits_text(limits)}.")
+        if webhook_url is not None:
+            _, secret = await keys_service.set_webhook(store, key.id, webhook_url or None)
+            if not webhook_url:
+                print(f"Key {key.name}: no webhook any more.")
+            else:
+                print(f"Key {key.name}: its videos' events go to {webhook_url}.")
+                if secret:
+                    print("Signed with this secret (the receiver's Standard Webhooks secret; it is not shown again):")
+                    print(secret)
+                else:
+                    print("Signed with the secret it already had.")
         await _adopt_or_explain(store, key, args.adopt_open_videos, first=False)
         return 0
 
@@ -158,7 +188,7 @@ async def _list_keys(store: Store) -> int:
         state = "revoked" if k.revoked_at else "active"
         print(
             f"{k.id}\t{k.name}\ttenant={k.tenant}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{state}"
-            f"\t{_limits_text(k.limits)}"
+            f"\t{_limits_text(k.limits)}\twebhook={'set' if k.webhook_url else 'none'}"
         )
     return 0
 
@@ -170,6 +200,38 @@ def _revoke_key(id_or_name: str) -> Callable[[Store], Awaitable[int]]:
         return 0 if n else 1
 
     return revoke
+
+
+RAY_CONNECT_TIMEOUT_S = 120.0
+
+
+def _join_ray(settings: Settings) -> str | None:
+    """REELCHAT_EXECUTOR=ray: join the cluster now, on the main thread, so a missing Ray or an
+    unreachable cluster is a message and an exit status, before anything listens. None when joined."""
+    import os
+    import threading
+
+    from .service.ray_connect import RayUnavailable, connect
+
+    def give_up() -> None:  # ray.init can wait a long time on a head that accepts but never answers
+        print(
+            f"reelchat: REELCHAT_RAY_ADDRESS={settings.ray_address}: the Ray cluster did not let us join within "
+            f"{RAY_CONNECT_TIMEOUT_S:.0f} s. Check the head and its version, or set REELCHAT_RAY_ADDRESS=local.",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(2)
+
+    watchdog = threading.Timer(RAY_CONNECT_TIMEOUT_S, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        connect(settings)
+    except RayUnavailable as e:
+        return str(e)
+    finally:
+        watchdog.cancel()
+    return None
 
 
 def print_presets() -> int:
@@ -259,12 +321,10 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     import uvicorn
 
     from .api.app import create_app
+    from .logs import configure_logging, uvicorn_log_config
     from .service.factory import build_storage
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_format, getattr(logging, log_level.upper(), logging.INFO))
     try:
         catalog = load_catalog(settings.models_file, settings.models_json)
     except CatalogError as e:
@@ -289,6 +349,12 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.executor == "ray":
+        problem = _join_ray(settings)
+        if problem is not None:
+            print(f"reelchat: {problem}", file=sys.stderr)
+            return 2
+        print(f"reelchat: engines run on the Ray cluster (REELCHAT_RAY_ADDRESS={settings.ray_address})")
     print(
         f"reelchat: data in {settings.home} (database {settings.resolved_database_url.split('://')[0]}, "
         f"media {_media_place(settings)})"
@@ -307,7 +373,16 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     gc.set_threshold(20_000, 20, 20)
     app = create_app(settings, storage)
     gc.freeze()
-    print(f"reelchat: listening on http://{host}:{port} (up to {open_files} open files)", flush=True)
+    if settings.webhook_url:
+        print(f"reelchat: webhooks for video.completed and video.failed go to {settings.webhook_url}")
+    metrics_access = "bearer REELCHAT_METRICS_TOKEN" if settings.metrics_token else "loopback callers only"
+    print(
+        f"reelchat: listening on http://{host}:{port} (API docs at /docs, metrics at /metrics for {metrics_access}; "
+        f"up to {open_files} open files)"
+    )
+    print(
+        "reelchat: the models load in the worker process(es) now; /readyz answers 200 once they take work", flush=True
+    )
     uvicorn.run(
         app,
         host=host,
@@ -316,6 +391,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         log_level=log_level,
         timeout_graceful_shutdown=5,
         backlog=LISTEN_BACKLOG,
+        log_config=uvicorn_log_config(settings.log_format),
     )
     return 0
 
@@ -356,38 +432,157 @@ def _add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _configuration_problems(e: ValidationError) -> list[str]:
+    """Each problem named by its variable, without the values (pydantic's text would print them all,
+    secrets included)."""
+    problems = []
+    for error in e.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        names = [str(part) for part in error["loc"]]
+        problems.append(f"REELCHAT_{'_'.join(names).upper()}: {message}" if names else message)
+    return problems
+
+
+def _server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help="the server (default: REELCHAT_BASE_URL, else OPENAI_BASE_URL, else http://127.0.0.1:8000)",
+    )
+    parser.add_argument(
+        "--api-key", default=None, help="an API key (default: REELCHAT_API_KEY, else OPENAI_API_KEY; none in open mode)"
+    )
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    """`generate` and `tasks`: talk to a running server, need no local configuration."""
+    from .commands.server_client import Server, resolve_api_key, resolve_base_url
+
+    server = Server(resolve_base_url(args.base_url), resolve_api_key(args.api_key))
+    if args.command == "generate":
+        from .commands.generate import generate
+
+        return generate(
+            server,
+            args.prompt,
+            model=args.model,
+            image=args.image,
+            remix=args.remix,
+            seconds=args.seconds,
+            size=args.size,
+            out=args.out,
+        )
+    from .commands import tasks
+
+    if args.tasks_command == "list":
+        return tasks.list_tasks(server, max(1, min(100, args.limit)))
+    if args.tasks_command == "show":
+        return tasks.show_task(server, args.id)
+    return tasks.watch_task(server, args.id)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reelchat", description="Self-hosted sora-2 style video generation server")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_serve = sub.add_parser("serve", help="start the HTTP server")
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=8000)
-    p_serve.add_argument("--log-level", default="info")
+    p_serve = sub.add_parser(
+        "serve",
+        help="start the HTTP server",
+        description="Start the HTTP server. Everything else is configured by REELCHAT_* environment variables "
+        "(see the README's Configuration table).",
+    )
+    p_serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other address needs an API key to exist first)",
+    )
+    p_serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
+    p_serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="least severe log lines shown (default info)",
+    )
+    p_serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=None,
+        help="log lines as text or as JSON objects, one per line (default: REELCHAT_LOG_FORMAT, else text)",
+    )
     p_keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
     p_create = keys_sub.add_parser("create", help="create a key (printed once)")
     p_create.add_argument("--name", required=True, help="unique among active keys")
     p_create.add_argument("--tenant", default="", help="owner of the videos made with this key (default: name)")
     _add_limit_arguments(p_create)
-    p_update = keys_sub.add_parser("update", help="change a key's limits")
+    p_create.add_argument(
+        "--webhook-url",
+        default=None,
+        help="send video.completed / video.failed events of this key's videos here (prints a signing secret once)",
+    )
+    p_update = keys_sub.add_parser("update", help="change a key's limits, webhook, or adopt the open-mode videos")
     p_update.add_argument("key", help="the key's name or id")
     _add_limit_arguments(p_update)
+    p_update.add_argument(
+        "--webhook-url",
+        default=None,
+        help='where its videos\' events go ("" removes it; a key without a secret gets one, printed once)',
+    )
     keys_sub.add_parser("list", help="list keys (never the secrets)")
     p_revoke = keys_sub.add_parser("revoke", help="revoke a key by id or name")
     p_revoke.add_argument("key")
     p_models = sub.add_parser("models", help="show the model catalog (or, with `presets`, the known models)")
     p_models.add_argument("what", nargs="?", choices=["presets"], help="list the presets instead")
+    p_gen = sub.add_parser(
+        "generate",
+        help="make a video on a running server, with a progress bar, and save the mp4",
+        description="Make a video on a running reelchat server (see --base-url), show its progress, save the mp4.",
+    )
+    p_gen.add_argument("prompt", help="what the video shows (with --remix: what to change)")
+    p_gen.add_argument("--model", default=None, help="catalog model (default: the server's, sora-2)")
+    p_gen.add_argument("--image", default=None, help="animate this image: a file, or an http(s) URL the server fetches")
+    p_gen.add_argument(
+        "--remix", default=None, metavar="SID", help="modify this video: an s_… sid, video_… or task_… id"
+    )
+    p_gen.add_argument("--seconds", type=int, default=None, help="length (one the model allows; default: its own)")
+    p_gen.add_argument("--size", default=None, help="WIDTHxHEIGHT (one the model allows; default: its portrait size)")
+    p_gen.add_argument("--out", type=Path, default=None, help="where to save the mp4 (default: <video id>.mp4)")
+    _server_flags(p_gen)
+    p_tasks = sub.add_parser("tasks", help="list, show or watch this key's videos on a running server")
+    tasks_sub = p_tasks.add_subparsers(dest="tasks_command", required=True)
+    p_list = tasks_sub.add_parser("list", help="the newest videos, as a table")
+    p_list.add_argument("--limit", type=int, default=20, help="how many (1-100, default 20)")
+    _server_flags(p_list)
+    for name, text in (("show", "one video's details, timings and webhook deliveries"), ("watch", "follow one live")):
+        p_one = tasks_sub.add_parser(name, help=text)
+        p_one.add_argument("id", help="a video_… or task_… id")
+        _server_flags(p_one)
+    p_doctor = sub.add_parser("doctor", help="check the device, models, database, storage and Ray, and say what to fix")
+    _server_flags(p_doctor)
+    sub.add_parser("webhook-secret", help="print a new Standard Webhooks secret (for REELCHAT_WEBHOOK_SECRET)")
     p_pull = sub.add_parser("pull", help="download a preset's or a Hugging Face repo's checkpoint")
     p_pull.add_argument("target", help="a preset name (`reelchat models presets`) or a repo id (owner/name)")
     args = parser.parse_args(argv)
 
+    if args.command == "webhook-secret":
+        print(new_webhook_secret())
+        return 0
+    if args.command in ("generate", "tasks"):
+        return _client_command(args)
     try:
         settings = Settings()
-    except ValueError as e:
-        print(f"reelchat: bad configuration: {e}", file=sys.stderr)
+    except ValidationError as e:
+        for problem in _configuration_problems(e):
+            print(f"reelchat: bad configuration: {problem}", file=sys.stderr)
         return 2
     if args.command == "serve":
+        if args.log_format:
+            settings = settings.model_copy(update={"log_format": args.log_format})  # worker processes get it too
         return serve(settings, args.host, args.port, args.log_level)
+    if args.command == "doctor":
+        from .commands.doctor import doctor, ray_address_from_env
+        from .commands.server_client import resolve_base_url
+
+        return doctor(settings, resolve_base_url(args.base_url), ray_address_from_env())
     if args.command == "models" and args.what == "presets":
         return print_presets()
     if args.command == "pull":
@@ -403,9 +598,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     settings.home.mkdir(parents=True, exist_ok=True)
     if args.keys_command == "create":
-        return asyncio.run(_with_store(settings, _create_key(args.name, args.tenant, args)))
+        try:
+            return asyncio.run(_with_store(settings, _create_key(args.name, args.tenant, args)))
+        except ValueError as e:
+            print(f"reelchat: {e}", file=sys.stderr)
+            return 2
     if args.keys_command == "update":
-        return asyncio.run(_with_store(settings, _update_key(args.key, args)))
+        try:
+            return asyncio.run(_with_store(settings, _update_key(args.key, args)))
+        except ValueError as e:
+            print(f"reelchat: {e}", file=sys.stderr)
+            return 2
     if args.keys_command == "list":
         return asyncio.run(_with_store(settings, _list_keys))
     return asyncio.run(_with_store(settings, _revoke_key(args.key)))

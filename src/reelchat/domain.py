@@ -100,6 +100,7 @@ class Task:
     params: dict[str, Any] = field(default_factory=dict)
     media_pending: list[str] = field(default_factory=list)  # names a run was about to write
     key_id: str | None = None  # the API key that asked for it (None in open mode)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds the last run spent per phase
     # the input image, held between prepare and enqueue (never stored in the row)
     image_data: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -124,6 +125,7 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None = None
     limits: KeyLimits = field(default_factory=lambda: KeyLimits())
+    webhook_url: str | None = None  # where this key's videos' events go (its secret stays in the store)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .standard_webhooks import check_endpoint, secret_key
 
 
 def default_home() -> Path:
@@ -53,9 +55,14 @@ class Settings(BaseSettings):
     max_video_pixels: int = Field(
         default=2_000_000_000, gt=0, description="width x height x frames of a video decoded whole, at most"
     )
-    executor: Literal["local", "inprocess"] = Field(
+    executor: Literal["local", "inprocess", "ray"] = Field(
         default="local",
-        description="where engines run: local = worker processes the server supervises; inprocess = the API process",
+        description="where engines run: local = worker processes the server supervises; inprocess = the API "
+        "process; ray = actors on a Ray cluster (pip install 'reelchat[ray]')",
+    )
+    ray_address: str = Field(
+        default="auto",
+        description="the Ray cluster (REELCHAT_EXECUTOR=ray): auto = the running one; host:port; local = a private one",
     )
     workers: int = Field(default=1, ge=1, description="jobs run at once: worker processes (or in-process workers)")
     worker_nice: int = Field(
@@ -72,6 +79,11 @@ class Settings(BaseSettings):
     )
     device: str | None = Field(default=None, description="torch device; default cuda when present, else cpu")
     dtype: str | None = Field(default=None, description="torch dtype; default bfloat16 on cuda, float32 on cpu")
+    device_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="memory a local model may use on its device (GB), instead of the free memory the device reports",
+    )
     poll_after_ms: int = Field(default=1000, ge=100)
     image_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     image_fetch_timeout_s: float = Field(default=10.0, gt=0)
@@ -102,11 +114,48 @@ class Settings(BaseSettings):
     idempotency_ttl_s: float = Field(
         default=86400.0, gt=0, description="how long an Idempotency-Key keeps returning the video it made"
     )
+    log_format: Literal["text", "json"] = Field(default="text", description="server log lines: text, or JSON lines")
+    metrics_token: str | None = Field(
+        default=None, description="bearer token /metrics requires; unset: /metrics answers loopback callers only"
+    )
+    webhook_url: str | None = Field(default=None, description="server-wide endpoint for video.completed/failed")
+    webhook_secret: str | None = Field(default=None, description="its Standard Webhooks secret, whsec_<base64>")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="seconds an endpoint has to answer")
+    webhook_poll_s: float = Field(default=1.0, gt=0, description="seconds between looks at the delivery outbox")
+    webhook_retry_base_s: float = Field(default=5.0, gt=0, description="first retry wait; x4 per attempt, 10 h max")
+    webhook_max_attempts: int = Field(default=10, ge=1, description="attempts before a delivery is given up")
 
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
         return v.rstrip("/") if v else v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        return check_endpoint(v)
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        try:
+            secret_key(v)
+        except ValueError as e:
+            raise ValueError(f"{e}; make one with `reelchat webhook-secret`") from None
+        return v
+
+    @model_validator(mode="after")
+    def _webhook_pair(self) -> Settings:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError(
+                "REELCHAT_WEBHOOK_URL is set but REELCHAT_WEBHOOK_SECRET is not: set it to a whsec_ secret "
+                "(make one with `reelchat webhook-secret`)"
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:

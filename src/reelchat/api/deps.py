@@ -13,6 +13,7 @@ from ..domain import OPEN_TENANT, Caller
 from ..media.storage import Storage
 from ..net.loopback import is_loopback
 from ..service.chat import ChatServing
+from ..service.operations import Operations
 from ..service.videos import VideoService
 from ..settings import Settings
 from .body_parser import BodyParser
@@ -29,6 +30,7 @@ class AppState:
     storage: Storage  # the media the service writes, served by the media routes
     links: LinkBuilder
     streams: StreamSlots
+    ops: Operations  # metrics and webhooks
     bodies: BodyParser = field(default_factory=BodyParser)
     started_at: float = field(default_factory=time.time)
     _keys_checked_at: float = 0.0

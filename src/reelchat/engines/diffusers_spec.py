@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from .spec import Capabilities, SpecBase
+from .speed_spec import SpeedConfig
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,13 +34,28 @@ class DiffusersSpec(SpecBase):
     guidance_scale: float = 5.0
     negative_prompt: str | None = None
     remix_strength: float = Field(default=0.6, gt=0, le=1)
+    # GPUs one copy of the model needs (REELCHAT_EXECUTOR=ray: the actor's num_gpus). None: one on a
+    # cluster with GPUs, none (a CPU instead) on one without. More than one is the seam for a model
+    # too big for one GPU (sequence-parallel inference).
+    gpus: int | None = Field(default=None, ge=0)
     # frames are the nearest k * frame_multiple + 1 to seconds x fps (Wan: 4, LTX-Video: 8)
     frame_multiple: int = Field(default=4, ge=1)
+    speed: SpeedConfig = Field(default_factory=SpeedConfig)  # diffusers' speed-ups, each off unless set
 
     @model_validator(mode="after")
     def _demo_i2v(self) -> DiffusersSpec:
         if "i2v_pipeline" not in self.model_fields_set and self.pipeline == DEMO_LTX_PIPELINE:
             self.i2v_pipeline = DEMO_LTX_PIPELINE
+        return self
+
+    @model_validator(mode="after")
+    def _lora_sampling(self) -> DiffusersSpec:
+        """A distilled LoRA samples with its own steps and guidance (the service plans with `steps`)."""
+        lora = self.speed.lora
+        if lora is not None and lora.steps is not None:
+            self.steps = lora.steps
+        if lora is not None and lora.guidance_scale is not None:
+            self.guidance_scale = lora.guidance_scale
         return self
 
     def frames_for(self, seconds: int) -> int:

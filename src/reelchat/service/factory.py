@@ -2,13 +2,16 @@
 
 Today each contract has its embedded default (SQLite or PostgreSQL by URL, a local media directory,
 worker processes, in-process events, or events over PostgreSQL when the store is PostgreSQL); the
-scale-out adds its choices here (`REELCHAT_EXECUTOR`, `REELCHAT_STORAGE_URL`) without touching
+scale-out adds its choices here (`REELCHAT_EXECUTOR=ray`, `REELCHAT_STORAGE_URL`) without touching
 `VideoService`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..catalog import load_catalog
+from ..domain import TaskEvent
 from ..engines.registry import EngineRegistry
 from ..media.storage import LocalStorage, Storage, StorageConfigError
 from ..media.storage_url import parse_storage_url
@@ -16,6 +19,7 @@ from ..settings import Settings
 from ..store.tasks import Store
 from .events import EventHub, LocalEventBus
 from .executor import Executor, InProcessExecutor
+from .ray_connect import require_ray
 from .videos import VideoService
 from .worker_pool import WorkerPool
 
@@ -47,9 +51,15 @@ def build_storage(settings: Settings, *, check: bool = False) -> Storage:
 
 
 def build_executor(settings: Settings) -> Executor:
-    """`local` (the default): engines in worker processes; `inprocess`: in the API process's threads."""
+    """`local` (the default): engines in worker processes; `inprocess`: in the API process's threads;
+    `ray`: in actors on a Ray cluster (RayUnavailable when Ray is not installed)."""
     if settings.executor == "inprocess":
         return InProcessExecutor(settings.workers)
+    if settings.executor == "ray":
+        require_ray()
+        from .ray_executor import RayExecutor  # imports Ray: only when asked for
+
+        return RayExecutor(settings)
     return WorkerPool(settings, settings.workers)
 
 
@@ -62,15 +72,24 @@ def build_bus(settings: Settings) -> EventHub:
     return LocalEventBus(settings.events_catch_up_s)
 
 
-def build_service(settings: Settings, storage: Storage | None = None) -> VideoService:
-    """The service on the configured implementations; `storage` when the caller also serves its media."""
+def build_service(
+    settings: Settings, storage: Storage | None = None, on_event: Callable[[TaskEvent], None] | None = None
+) -> VideoService:
+    """The service on the configured implementations; `storage` when the caller also serves its media;
+    `on_event` sees the events of the jobs this process runs (metrics)."""
     settings.home.mkdir(parents=True, exist_ok=True)
     return VideoService(
         settings=settings,
         store=Store(settings.resolved_database_url),
         storage=storage or build_storage(settings),
         catalog=load_catalog(settings.models_file, settings.models_json),
-        engines=EngineRegistry(settings.models_dir, device=settings.device, dtype=settings.dtype),
+        engines=EngineRegistry(
+            settings.models_dir,
+            device=settings.device,
+            dtype=settings.dtype,
+            device_memory_gb=settings.device_memory_gb,
+        ),
         executor=build_executor(settings),
         bus=build_bus(settings),
+        on_event=on_event,
     )

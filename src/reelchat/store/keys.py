@@ -25,7 +25,7 @@ class KeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def add(self, key: ApiKey, key_hash: str) -> None:
+    async def add(self, key: ApiKey, key_hash: str, webhook_secret: str | None = None) -> None:
         """Raises `NameTaken` when an active key has the same name (a unique index decides, so two
         operators creating the same name at once can't both win)."""
         try:
@@ -39,6 +39,8 @@ class KeyStore:
                         key_hash=key_hash,
                         created_at=key.created_at.timestamp(),
                         **_limit_values(key.limits),
+                        webhook_url=key.webhook_url,
+                        webhook_secret=webhook_secret,
                     )
                 )
         except sa.exc.IntegrityError as e:
@@ -62,6 +64,28 @@ class KeyStore:
     async def set_limits(self, key_id: str, limits: KeyLimits) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**_limit_values(limits)))
+
+    async def set_webhook(self, id_or_name: str, url: str | None, new_secret: str) -> tuple[int, str | None]:
+        """Point the active key(s) named `id_or_name` at `url` (None: no webhook). A key that had no
+        secret gets `new_secret`; one that had keeps it (its receiver needn't change). Returns the
+        keys changed and the secret given out now (None when none was)."""
+        async with self.engine.begin() as conn:
+            active = (api_keys.c.id == id_or_name) | (api_keys.c.name == id_or_name)
+            rows = (
+                await conn.execute(
+                    sa.select(api_keys.c.id, api_keys.c.webhook_secret).where(active, api_keys.c.revoked_at.is_(None))
+                )
+            ).fetchall()
+            given: str | None = None
+            for key_id, secret in rows:
+                if url is None:
+                    values: dict[str, Any] = {"webhook_url": None}
+                elif secret is None:
+                    values, given = {"webhook_url": url, "webhook_secret": new_secret}, new_secret
+                else:
+                    values = {"webhook_url": url}
+                await conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**values))
+        return len(rows), given
 
     async def by_hash(self, key_hash: str) -> ApiKey | None:
         async with self.engine.connect() as conn:
@@ -120,4 +144,5 @@ def _row_to_key(row: sa.Row[Any]) -> ApiKey:
         limits=KeyLimits(
             rpm=m["rpm"], max_concurrent=m["max_concurrent"], daily_seconds=m["daily_seconds"], priority=m["priority"]
         ),
+        webhook_url=m["webhook_url"],
     )
