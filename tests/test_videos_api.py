@@ -100,7 +100,7 @@ def made(client: openai.OpenAI) -> Any:
 
 def test_create_and_poll(made: Any, client: openai.OpenAI) -> None:
     assert made.status == "completed", made.error
-    assert (made.object, made.model, made.seconds, made.size) == ("video", "sora-2", "10", "96x160")
+    assert (made.object, made.model, made.seconds, made.size) == ("video", "sora-2", "10", "720x1280")
     assert made.prompt == "a cow in a field"
     assert made.progress == 100
     assert made.error is None
@@ -110,7 +110,7 @@ def test_create_and_poll(made: Any, client: openai.OpenAI) -> None:
     assert SID.fullmatch(extra(made)["sid"])
     assert TASK.fullmatch(extra(made)["task_id"])
     again = client.videos.retrieve(made.id)
-    assert (again.id, again.status, again.seconds, again.size) == (made.id, "completed", "10", "96x160")
+    assert (again.id, again.status, again.seconds, again.size) == (made.id, "completed", "10", "720x1280")
     assert extra(again)["sid"] == extra(made)["sid"]
 
 
@@ -304,7 +304,7 @@ def test_image_conditioning(client: openai.OpenAI, http: httpx.Client, server: K
         src = source(server, extra(video)["task_id"])
         assert src["has_image"] is True
         assert src["seed"] == IMAGE_SEED
-        assert src["size"] == "96x160"
+        assert src["size"] == "720x1280"
     # and in chat: an image_url part with the JSON block's prompt and seed
     block = f'```json\n{{"prompt": "{IMAGE_PROMPT}", "seed": {IMAGE_SEED}}}\n```'
     reply = chat(

@@ -26,8 +26,8 @@ def describe_model(spec: ModelSpec) -> str:
     image = ""
     if spec.i2v_pipeline:
         image = ", image-to-video: " + ("demo" if spec.i2v_pipeline == DEMO_I2V_PIPELINE else spec.i2v_pipeline)
-    sizes = "/".join(spec.all_sizes)
-    secs = "/".join(f"{s}s" for s in spec.seconds)
+    sizes = "/".join(spec.public_sizes)
+    secs = "/".join(f"{s}s" for s in spec.allowed_seconds)
     return f"{spec.name} -> {where}{image}; {secs}, {sizes}, {spec.fps} fps, {spec.steps} steps"
 
 

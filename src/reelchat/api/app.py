@@ -17,7 +17,7 @@ from . import errors
 from .deps import AppState
 from .limits import BodySizeLimit
 from .links import LinkBuilder
-from .routes import chat, media, pages, playground, system, videos
+from .routes import chat, media, pages, playground, system, video_edits, videos
 from .security_headers import SecurityHeaders
 from .stream_slots import StreamSlots
 
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         streams=StreamSlots(settings.max_streams_per_key),
     )
     errors.install(app)
-    for module in (chat, media, pages, playground, system, videos):
+    for module in (chat, media, pages, playground, system, video_edits, videos):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the 413s answered by BodySizeLimit get them too

@@ -317,7 +317,8 @@ def _check_geometry(job: DiffusersJob, pipe: Any) -> None:
 
 
 def _source_video(job: DiffusersJob) -> list[Any]:
-    """The remix source as PIL frames at the job's size and frame count (v2v keeps the source's length)."""
+    """The remix source as PIL frames at the job's size and frame count (v2v keeps the source's length),
+    opening on the job's image when it has one (a character the edit's prompt names)."""
     from PIL import Image
 
     src = job.source_frames
@@ -328,7 +329,10 @@ def _source_video(job: DiffusersJob) -> list[Any]:
         src = src[np.linspace(0, len(src) - 1, job.frames).round().astype(int)]
     size = (job.width, job.height)
     frames = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in src]
-    return [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC) for f in frames]
+    frames = [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC) for f in frames]
+    if job.image is not None:  # a character's reference frame opens the edited video
+        frames[0] = _decode_image(job)
+    return frames
 
 
 def _decode_image(job: DiffusersJob) -> Any:

@@ -74,6 +74,18 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.Float, nullable=True),
 )
 
+characters = sa.Table(
+    "characters",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("frame_name", sa.String(200), nullable=False),
+    sa.Column("source_video_id", sa.String(40), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_characters_tenant_created", "tenant", "created_at"),
+)
+
 schema_migrations = sa.Table(
     "schema_migrations",
     metadata,
@@ -98,8 +110,13 @@ def _m002_crash_accounting(conn: sa.Connection) -> None:
             conn.execute(sa.text(f"ALTER TABLE tasks ADD COLUMN {column.name} {kind}{default}"))
 
 
+def _m003_characters(conn: sa.Connection) -> None:
+    characters.create(conn, checkfirst=True)
+
+
 # Append only: each entry runs once, in order, inside a transaction, and is recorded.
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial tasks and api_keys", _m001_initial),
     (2, "tasks: crashes while in the engine, backoff, pending media", _m002_crash_accounting),
+    (3, "characters: named reference frames per tenant", _m003_characters),
 ]
