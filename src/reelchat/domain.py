@@ -76,7 +76,7 @@ class Task:
     width: int  # the size the model renders at (the catalog's render size for `size`)
     height: int
     fps: int
-    frames: int  # frames the model makes; the mp4 keeps seconds * fps of them
+    frames: int  # the video's frames, seconds * fps (a Wan model makes the fewest 4k+1 that hold them)
     steps: int
     seed: int
     status: TaskStatus = TaskStatus.QUEUED

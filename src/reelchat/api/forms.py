@@ -59,6 +59,8 @@ async def read_fields(
                         ctype_part = value.content_type or "application/octet-stream"
                         uploads[key] = Upload(data, ctype_part, value.filename or "")
                 continue  # unknown file parts are ignored, as unknown text fields are
+            if key in files and not value:
+                continue  # an untouched file input can arrive as an empty text part
             _put(fields, key, value)
     finally:
         await form.close()

@@ -138,7 +138,7 @@ class DiffusersEngine:
             prompt=request.prompt,
             width=request.width,
             height=request.height,
-            frames=request.frames,
+            frames=wan_frames(request.frames),
             fps=request.fps,
             steps=request.steps,
             seed=request.seed,
@@ -229,6 +229,11 @@ class DiffusersEngine:
                 import torch
 
                 torch.cuda.empty_cache()
+
+
+def wan_frames(frames: int) -> int:
+    """Wan makes 4k+1 frames: the fewest such that hold `frames` (the runner keeps `frames` of them)."""
+    return 4 * max(1, math.ceil((frames - 1) / 4)) + 1
 
 
 def _diffusers() -> Any:

@@ -7,7 +7,6 @@ imports an engine, torch or an HTTP client: the catalog (and `reelchat models`) 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,9 +122,9 @@ class SpecBase(BaseModel):
         return min(own, key=lambda s: abs(_aspect(s) - w / h)).lower()
 
     def frames_for(self, seconds: int) -> int:
-        """Wan wants 4k+1 frames: the fewest such that cover seconds*fps (the encoder keeps seconds*fps
-        of them, so the mp4 lasts exactly `seconds`)."""
-        return 4 * max(1, math.ceil((seconds * self.fps - 1) / 4)) + 1
+        """The video's frames: seconds * fps, so the mp4 lasts exactly `seconds` (an engine may make a few
+        more, as Wan's 4k+1, and the runner keeps this many)."""
+        return max(1, seconds * self.fps)
 
     def remix_params(self) -> dict[str, Any]:
         """What a remix task records of this entry's settings when queued (a later catalog change

@@ -56,6 +56,8 @@ def check_video_upload(data: bytes, limits: VideoLimits) -> CheckedVideo:
             if not container.streams.video:
                 raise MediaError("The file has no video stream.")
             stream = container.streams.video[0]
+            if stream.codec_context is None:  # e.g. a file cut off before its first frame
+                raise MediaError("The video could not be decoded: its stream has no decoder.")
             width, height = stream.codec_context.width, stream.codec_context.height
             _check_sides(width, height, limits)
             declared = float(container.duration / av.time_base) if container.duration else 0.0
@@ -64,8 +66,12 @@ def check_video_upload(data: bytes, limits: VideoLimits) -> CheckedVideo:
             rate = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
             frames, last_time, middle = _decode_all(container, stream, limits)
             family = "mp4" in container.format.name.split(",")
+    except MediaError:
+        raise
     except av.error.FFmpegError as e:
         raise MediaError(f"The video could not be decoded: {e}") from None
+    except Exception as e:  # PyAV on hostile bytes: anything it raises means the same to the client
+        raise MediaError(f"The video could not be decoded ({type(e).__name__}).") from None
     duration = max(declared, last_time + (1.0 / rate if rate else 0.0))
     if duration > limits.max_seconds:
         raise MediaError(f"The video lasts {duration:.1f} s; at most {limits.max_seconds:g} s are accepted.")

@@ -210,12 +210,12 @@ class TaskRunner:
         """Encode and save the video, its thumbnail and spritesheet, all at the task's public size.
 
         A model renders a public size at its own (`ModelSpec.render_size`); the encoder scales to the
-        public size, so the mp4 is the size the video object reports. A local model makes Wan's 4k+1
-        frames, at least seconds * fps: the mp4 keeps seconds * fps of them and so lasts `seconds`.
+        public size, so the mp4 is the size the video object reports. A Wan model makes 4k+1 frames, at
+        least the task's seconds * fps: the mp4 keeps that many and so lasts `seconds`.
         """
         size = parse_size(task.size)
         if result.frames is not None:
-            frames = result.frames[: max(1, task.seconds * result.fps)]
+            frames = result.frames[: task.frames]  # Wan makes 4k+1: the video has seconds * fps
             video: bytes = await asyncio.to_thread(encode.encode_mp4, frames, result.fps, size=size)
         elif result.video is not None:
             video = bytes(result.video)
