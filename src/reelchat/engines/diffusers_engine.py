@@ -134,6 +134,8 @@ class DiffusersEngine:
     async def prepare(self, spec: DiffusersSpec, request: JobRequest) -> DiffusersJob:
         """The job for `request`: a remix re-noises every frame of its source, decoded here."""
         source_frames = await request.source.frames() if request.source is not None else None
+        if source_frames is not None and len(source_frames) != request.frames:  # to the new video's length
+            source_frames = source_frames[np.linspace(0, len(source_frames) - 1, request.frames).round().astype(int)]
         return DiffusersJob(
             prompt=request.prompt,
             width=request.width,
@@ -330,7 +332,9 @@ def _source_video(job: DiffusersJob) -> list[Any]:
     assert src is not None  # noqa: S101  (narrows a type; never input validation)
     if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
         raise EngineError(f"remix source frames must be (F, H, W, 3); got {src.shape}", "invalid_request")
-    if len(src) != job.frames:  # resample evenly in time
+    if 0 < job.frames - len(src) < 4:  # Wan's 4k+1 past the video's own frames: hold its last frame
+        src = np.concatenate([src, np.repeat(src[-1:], job.frames - len(src), axis=0)])
+    elif len(src) != job.frames:  # resample evenly in time
         src = src[np.linspace(0, len(src) - 1, job.frames).round().astype(int)]
     size = (job.width, job.height)
     frames = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in src]
