@@ -14,10 +14,14 @@ import sys
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # `import helpers` from every test module
+
+if TYPE_CHECKING:
+    from moto_s3 import MotoS3
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,8 +39,9 @@ def _no_developer_env() -> Iterator[None]:
 
 def _demo_cache_key() -> str:
     from reelchat.engines import demo_model
+    from reelchat.engines.families import ltx_demo
 
-    h = hashlib.sha256(Path(demo_model.__file__).read_bytes())
+    h = hashlib.sha256(Path(demo_model.__file__).read_bytes() + Path(ltx_demo.__file__).read_bytes())
     for dist in ("torch", "diffusers", "transformers", "tokenizers"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             h.update(f"{dist}={metadata.version(dist)}".encode())
@@ -45,13 +50,13 @@ def _demo_cache_key() -> str:
 
 @pytest.fixture(scope="session")
 def demo_models(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory holding the demo pipelines `t2v/` and `i2v/`, built at most once."""
+    """A directory holding the demo pipelines `t2v/`, `i2v/` (Wan) and `ltx/`, built at most once."""
     from reelchat.engines.demo_model import ensure_demo_pipeline
 
     cache = getattr(request.config, "cache", None)
     key = _demo_cache_key()
     root = Path(cache.mkdir(f"reelchat-demo-{key}")) if cache is not None else tmp_path_factory.mktemp("demo")
-    for kind in ("t2v", "i2v"):
+    for kind in ("t2v", "i2v", "ltx"):
         ensure_demo_pipeline(root, kind)  # atomic: safe with parallel runs sharing the cache
     return root
 
@@ -67,3 +72,15 @@ def make_home(tmp_path_factory: pytest.TempPathFactory, demo_models: Path) -> Ca
         return home
 
     return make
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """A real S3-protocol server (moto's standalone server, a subprocess) for the whole session."""
+    from moto_s3 import start_moto
+
+    server = start_moto(str(tmp_path_factory.mktemp("moto") / "moto.log"))
+    try:
+        yield server
+    finally:
+        server.stop()

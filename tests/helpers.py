@@ -84,6 +84,10 @@ def run_cli(
     )
 
 
+class PortTaken(RuntimeError):
+    """The port picked for a server was bound by someone else before the server could bind it."""
+
+
 class ServerProcess:
     """`reelchat serve` in a subprocess on a free port; stop it with SIGTERM (`stop`) or SIGKILL (`kill`)."""
 
@@ -100,6 +104,7 @@ class ServerProcess:
         self.home = home
         self.env = dict(env or {})
         self.host = host
+        self._port_given = port is not None
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home / f"server-{self.port}.log"
@@ -115,6 +120,19 @@ class ServerProcess:
             return ""
 
     def start(self, timeout: float = SERVER_START_TIMEOUT_S) -> ServerProcess:
+        for _ in range(3):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if self._port_given:
+                    raise
+                # another process bound the free port between our pick and uvicorn's bind (uvicorn binds
+                # only after the app's startup): pick another one
+                self.port = free_port()
+                self.log_path = self.home / f"server-{self.port}.log"
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> ServerProcess:
         cmd = [sys.executable, "-m", "reelchat.cli", "serve", "--host", self.host, "--port", str(self.port)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603  (fixed argv: this interpreter and our own CLI)
@@ -124,6 +142,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log()[-4000:]:
+                    ServerProcess._live.discard(self.proc)
+                    raise PortTaken(self.port)
                 raise RuntimeError(f"reelchat serve exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
             try:
                 if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:

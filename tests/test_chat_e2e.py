@@ -28,6 +28,7 @@ from helpers import (
     run_cli,
     user,
 )
+from moto_s3 import MotoS3
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 pytestmark = pytest.mark.slow
@@ -35,14 +36,20 @@ pytestmark = pytest.mark.slow
 SECRET_RE = re.compile(r"rc-[A-Za-z0-9_-]{20,}")
 
 
-@pytest.fixture(scope="module")
-def e2e(make_home: Callable[[str], Path]) -> Iterator[tuple[ServerProcess, str]]:
+# Run once with the embedded defaults (media in a local directory), once with the media in S3
+# (moto's standalone server): the same replies, links and videos either way.
+@pytest.fixture(scope="module", params=["local", "s3"])
+def e2e(request: pytest.FixtureRequest, make_home: Callable[[str], Path]) -> Iterator[tuple[ServerProcess, str]]:
     """A server on the default catalog, with one API key (created with the CLI, as a user would)."""
-    home = make_home("e2e")
+    env = {"REELCHAT_KEEPALIVE_S": "0.2"}
+    if request.param == "s3":
+        moto: MotoS3 = request.getfixturevalue("moto_s3")
+        env |= moto.env(moto.new_bucket("e2e"), "e2e")
+    home = make_home(f"e2e-{request.param}")
     created = run_cli(home, "keys", "create", "--name", "e2e")
     assert created.returncode == 0, created.stderr
     secret = SECRET_RE.findall(created.stdout)[0]
-    with ServerProcess(home, {"REELCHAT_KEEPALIVE_S": "0.2"}) as server:
+    with ServerProcess(home, env) as server:
         yield server, secret
 
 
@@ -101,7 +108,23 @@ def test_sdk_stream_sora_2_defaults(sdk: openai.OpenAI, e2e: tuple[ServerProcess
     assert (src["seconds"], src["size"], src["orientation"], src["frames"]) == (10, "96x160", "portrait", 40)
 
 
-def test_sdk_non_stream_landscape(sdk: openai.OpenAI, e2e: tuple[ServerProcess, str]) -> None:
+def assert_stored_where_configured(server: ServerProcess, video_url: str, request: pytest.FixtureRequest) -> None:
+    """The mp4 is in the bucket under the prefix (and not on disk) with S3, in the media directory without."""
+    name = video_url.rsplit("/", 1)[-1]
+    on_disk = (server.home / "media" / name).is_file()
+    url = server.env.get("REELCHAT_STORAGE_URL")
+    if url is None:
+        assert on_disk
+        return
+    moto: MotoS3 = request.getfixturevalue("moto_s3")
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    assert f"{prefix}/{name}" in moto.keys(bucket)
+    assert not on_disk
+
+
+def test_sdk_non_stream_landscape(
+    sdk: openai.OpenAI, e2e: tuple[ServerProcess, str], request: pytest.FixtureRequest
+) -> None:
     server, _ = e2e
     completion = sdk.chat.completions.create(
         model="sora-2",
@@ -116,6 +139,7 @@ def test_sdk_non_stream_landscape(sdk: openai.OpenAI, e2e: tuple[ServerProcess, 
     assert reply.thumbnail_url
     src = check_video(server, reply.task_id, reply.video_url, reply.thumbnail_url)
     assert (src["size"], src["seconds"]) == ("160x96", 10)
+    assert_stored_where_configured(server, reply.video_url, request)
     # a hostile Host header through a real socket: the page still renders, with links that can't be hijacked
     r = httpx.get(f"{server.base_url}/source/{reply.task_id}", headers={"Host": "a)[x](http://evil"})
     assert r.status_code == 200

@@ -14,7 +14,7 @@ import pytest
 
 from reelchat.catalog import CatalogError, load_catalog
 from reelchat.domain import Orientation, VideoRequest
-from reelchat.engines.diffusers_engine import wan_frames
+from reelchat.engines.diffusers_engine import model_frames
 from reelchat.media.encode import MediaError, encode_mp4, encode_spritesheet, encode_webp, fit_aspect, probe_mp4
 from reelchat.media.uploads import VideoLimits, check_video_upload
 from reelchat.service.characters import _mentions
@@ -64,8 +64,9 @@ def test_the_planner_keeps_the_public_size_and_renders_the_models() -> None:
         plan_task(SORA2, "t", VideoRequest("sora-2", "a", size="640x480"), source=None, origin="videos")
 
 
-def test_wan_makes_the_fewest_4k_plus_1_frames_that_hold_the_video() -> None:
-    assert [wan_frames(n) for n in (1, 4, 5, 6, 16, 40, 60, 81)] == [5, 5, 5, 9, 17, 41, 61, 81]
+def test_the_model_makes_the_fewest_k_m_plus_1_frames_that_hold_the_video() -> None:
+    assert [model_frames(n, 4) for n in (1, 4, 5, 6, 16, 40, 60, 81)] == [5, 5, 5, 9, 17, 41, 61, 81]
+    assert [model_frames(n, 8) for n in (1, 9, 10, 40)] == [9, 9, 17, 41]
 
 
 def _clip(frames: int, height: int, width: int) -> np.ndarray:

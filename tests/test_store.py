@@ -271,17 +271,29 @@ async def test_a_death_in_the_engine_counts_a_crash_and_holds_the_task_back(stor
         assert not_before > time.time()
         assert await store.claim(task.id) is None  # not yet
         await asyncio.sleep(not_before - time.time() + 0.05)
-    # the third run gets through its engine: the streak ends, the media names to come are recorded
+    # the third run gets through its engine: the media names to come are recorded first, and a
+    # death while encoding or writing them still counts (an encode that kills the process must end)
     claimed = await store.claim(task.id)
     assert claimed is not None
     assert claimed.crashes == 2
     assert await store.engine_started(task.id, claimed.attempt)
     assert await store.engine_returned(task.id, claimed.attempt, ["v.mp4", "t.webp", "s.jpg"])
-    assert await store.requeue_interrupted() == 1  # died while writing them: no crash
+    assert await store.requeue_interrupted() == 1
+    back = await store.get_task(task.id)
+    assert back is not None
+    assert back.crashes == 3
+    assert back.media_pending == ["v.mp4", "t.webp", "s.jpg"]
+    # only a completed video ends the streak
     again = await store.claim(task.id)
     assert again is not None
-    assert again.crashes == 0
-    assert again.media_pending == ["v.mp4", "t.webp", "s.jpg"]
+    assert await store.engine_started(task.id, again.attempt)
+    assert await store.engine_returned(task.id, again.attempt, ["v2.mp4", "t2.webp", "s2.jpg"])
+    assert await store.complete(
+        task.id, again.attempt, video_name="v2.mp4", thumbnail_name="t2.webp", spritesheet_name="s2.jpg"
+    )
+    done = await store.get_task(task.id)
+    assert done is not None
+    assert done.crashes == 0
 
 
 async def test_release_puts_a_task_back_as_it_was(store: Store) -> None:

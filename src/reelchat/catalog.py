@@ -5,7 +5,8 @@
 are `engines.spec.SpecBase`.
 
 Built-in entries serve the demo model. A JSON/TOML file (REELCHAT_MODELS_FILE) and a JSON string
-(REELCHAT_MODELS_JSON) add entries or override fields of existing ones, merged in that order.
+(REELCHAT_MODELS_JSON) add entries or override fields of existing ones, merged in that order. An entry
+with `"preset": "<name>"` (engines/presets.py) starts over from that preset's fields, then its own.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from .engines.diffusers_spec import DEMO_I2V_PIPELINE, DEMO_PIPELINE, DiffusersSpec
+from .engines.diffusers_spec import DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE, DEMO_PIPELINE, DiffusersSpec
+from .engines.presets import PRESETS
 from .engines.spec import Capabilities, CatalogError, orientation_of, parse_size
 from .engines.upstream_spec import UpstreamServer, UpstreamSpec
 
 __all__ = [
     "BUILTIN",
     "DEMO_I2V_PIPELINE",
+    "DEMO_LTX_PIPELINE",
     "DEMO_PIPELINE",
     "Capabilities",
     "CatalogError",
@@ -96,6 +99,14 @@ def _validate(name: str, fields: dict[str, Any]) -> DiffusersSpec | UpstreamSpec
     return kind.model_validate({**{k: v for k, v in fields.items() if k not in others}, "name": name})
 
 
+def _preset_fields(name: str, preset: object) -> dict[str, Any]:
+    if not isinstance(preset, str) or preset not in PRESETS:
+        known = ", ".join(PRESETS)
+        raise CatalogError(f"model {name!r}: unknown preset {preset!r} (known: {known}; see `reelchat models presets`)")
+    p = PRESETS[preset]
+    return {"description": p.description, **p.fields}
+
+
 def load_catalog(models_file: Path | None = None, models_json: str | None = None) -> dict[str, ModelSpec]:
     merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in BUILTIN.items()}
     layers: list[dict[str, Any]] = []
@@ -116,7 +127,10 @@ def load_catalog(models_file: Path | None = None, models_json: str | None = None
                 continue
             if not isinstance(fields, dict):
                 raise CatalogError(f"model {name!r}: expected an object of fields")
-            merged.setdefault(name, {}).update(fields)
+            if "preset" in fields:  # start over from the preset: none of the entry's older fields apply
+                merged[name] = {**_preset_fields(name, fields["preset"]), **fields}
+            else:
+                merged.setdefault(name, {}).update(fields)
     try:
         return {name: _validate(name, fields) for name, fields in merged.items()}
     except ValueError as e:

@@ -1,4 +1,4 @@
-"""The `reelchat` command: serve, keys, models."""
+"""The `reelchat` command: serve, keys, models, pull."""
 
 from __future__ import annotations
 
@@ -8,7 +8,18 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from .catalog import DEMO_I2V_PIPELINE, DEMO_PIPELINE, CatalogError, ModelSpec, UpstreamSpec, load_catalog
+from .catalog import (
+    DEMO_I2V_PIPELINE,
+    DEMO_LTX_PIPELINE,
+    DEMO_PIPELINE,
+    CatalogError,
+    DiffusersSpec,
+    ModelSpec,
+    UpstreamSpec,
+    load_catalog,
+)
+from .engines.presets import PRESETS
+from .media.storage import StorageConfigError
 from .net.loopback import is_loopback
 from .service import keys as keys_service
 from .settings import Settings
@@ -18,17 +29,27 @@ from .store.tasks import Store
 def describe_model(spec: ModelSpec) -> str:
     if isinstance(spec, UpstreamSpec):
         return f"{spec.name} -> upstream {spec.upstream.base_url} model {spec.upstream.model}"
-    where = (
-        "built-in demo Wan model (tiny, RANDOM WEIGHTS: renders coloured mosaics, not scenes)"
-        if spec.pipeline == DEMO_PIPELINE
-        else f"diffusers pipeline {spec.pipeline}"
-    )
+    if spec.pipeline == DEMO_PIPELINE:
+        where = "built-in demo Wan model (tiny, RANDOM WEIGHTS: renders coloured mosaics, not scenes)"
+    elif spec.pipeline == DEMO_LTX_PIPELINE:
+        where = "built-in demo LTX-Video model (tiny, RANDOM WEIGHTS: renders noise, not scenes)"
+    else:
+        where = f"diffusers pipeline {spec.pipeline}" + (f" (preset {spec.preset})" if spec.preset else "")
     image = ""
     if spec.i2v_pipeline:
-        image = ", image-to-video: " + ("demo" if spec.i2v_pipeline == DEMO_I2V_PIPELINE else spec.i2v_pipeline)
+        demo = spec.i2v_pipeline in (DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE)
+        same = spec.i2v_pipeline == spec.pipeline
+        image = ", image-to-video: " + ("demo" if demo else "same checkpoint" if same else spec.i2v_pipeline)
     sizes = "/".join(spec.public_sizes)
     secs = "/".join(f"{s}s" for s in spec.allowed_seconds)
     return f"{spec.name} -> {where}{image}; {secs}, {sizes}, {spec.fps} fps, {spec.steps} steps"
+
+
+def _media_place(settings: Settings) -> str:
+    if not settings.storage_url:
+        return str(settings.resolved_media_dir)
+    links = f"presigned links, {settings.s3_presign_expires_s} s" if settings.s3_links == "presigned" else "proxied"
+    return f"{settings.storage_url} ({links})"
 
 
 async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
@@ -75,10 +96,70 @@ def _revoke_key(id_or_name: str) -> Callable[[Store], Awaitable[int]]:
     return revoke
 
 
+def print_presets() -> int:
+    header = ("preset", "repo", "family", "params", "sizes", "fps", "window", "steps", "VRAM", "supports")
+    rows = [header]
+    for p in PRESETS.values():
+        f = p.fields
+        sizes = "/".join(dict.fromkeys(f["landscape_sizes"] + f["portrait_sizes"]))
+        window = f"{p.window_frames} fr"
+        vram = f"~{p.vram_gb} GB"
+        supports = ",".join(p.supports)
+        rows.append(
+            (p.name, p.repo_id, p.family, p.params, sizes, str(f["fps"]), window, str(f["steps"]), vram, supports)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print()
+    print("VRAM: estimated for bf16 weights plus activations at the first size, without offload; not measured.")
+    print("supports: what the model can do (reelchat serves text, image and video (remix); not extension yet).")
+    print('Use one: `reelchat pull NAME`, then a catalog entry {"sora-2": {"preset": "NAME"}} (any field overrides).')
+    return 0
+
+
+def pull(target: str) -> int:
+    from .engines import hub
+
+    try:
+        repo_id = hub.resolve_target(target)
+    except hub.HubError as e:
+        print(f"reelchat: {e}", file=sys.stderr)
+        return 2
+    print(f"reelchat: pulling {repo_id} (only the files its diffusers pipeline loads)", flush=True)
+    try:
+        path = hub.pull(repo_id)
+    except hub.HubError as e:
+        print(f"reelchat: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nreelchat: interrupted; run `reelchat pull {target}` again to resume", file=sys.stderr)
+        return 130
+    preset = target if target in PRESETS else None
+    entry = f'{{"preset": "{preset}"}}' if preset else f'{{"pipeline": "{repo_id}"}}'
+    print(f"reelchat: {repo_id} is in {path}")
+    print(f"reelchat: serve it with a catalog entry, e.g. REELCHAT_MODELS_JSON='{{\"sora-2\": {entry}}}'")
+    return 0
+
+
+def missing_models(catalog: dict[str, ModelSpec]) -> list[str]:
+    """Why each local model whose checkpoint is a Hugging Face repo id not in the cache can't be served."""
+    specs = [s for s in catalog.values() if isinstance(s, DiffusersSpec)]
+    repos = {(s.name, v) for s in specs for v in (s.pipeline, s.i2v_pipeline) if v}
+    if not repos:
+        return []
+    from .engines import hub
+
+    return [
+        hub.missing_message(name, v) for name, v in sorted(repos) if hub.is_repo_id(v) and not hub.cached_snapshot(v)
+    ]
+
+
 def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     import uvicorn
 
     from .api.app import create_app
+    from .service.factory import build_storage
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -87,6 +168,16 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     try:
         catalog = load_catalog(settings.models_file, settings.models_json)
     except CatalogError as e:
+        print(f"reelchat: {e}", file=sys.stderr)
+        return 2
+    missing = missing_models(catalog)
+    for message in missing:
+        print(f"reelchat: {message}", file=sys.stderr)
+    if missing:
+        return 2
+    try:  # a bucket that doesn't exist or can't be reached is said now, not as a traceback later
+        storage = build_storage(settings, check=True)
+    except StorageConfigError as e:
         print(f"reelchat: {e}", file=sys.stderr)
         return 2
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -100,7 +191,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         return 2
     print(
         f"reelchat: data in {settings.home} (database {settings.resolved_database_url.split('://')[0]}, "
-        f"media {settings.resolved_media_dir})"
+        f"media {_media_place(settings)})"
     )
     for spec in catalog.values():
         print(f"reelchat: model {describe_model(spec)}")
@@ -110,7 +201,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         print(f"reelchat: {key_count} API key(s); requests need 'Authorization: Bearer <key>'")
     print(f"reelchat: listening on http://{host}:{port}", flush=True)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, storage),
         host=host,
         port=port,
         proxy_headers=False,
@@ -135,7 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys_sub.add_parser("list", help="list keys (never the secrets)")
     p_revoke = keys_sub.add_parser("revoke", help="revoke a key by id or name")
     p_revoke.add_argument("key")
-    sub.add_parser("models", help="show the model catalog")
+    p_models = sub.add_parser("models", help="show the model catalog (or, with `presets`, the known models)")
+    p_models.add_argument("what", nargs="?", choices=["presets"], help="list the presets instead")
+    p_pull = sub.add_parser("pull", help="download a preset's or a Hugging Face repo's checkpoint")
+    p_pull.add_argument("target", help="a preset name (`reelchat models presets`) or a repo id (owner/name)")
     args = parser.parse_args(argv)
 
     try:
@@ -145,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return serve(settings, args.host, args.port, args.log_level)
+    if args.command == "models" and args.what == "presets":
+        return print_presets()
+    if args.command == "pull":
+        return pull(args.target)
     if args.command == "models":
         try:
             catalog = load_catalog(settings.models_file, settings.models_json)

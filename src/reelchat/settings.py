@@ -23,6 +23,16 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy async URL; default sqlite+aiosqlite:///<home>/reelchat.db"
     )
     media_dir: Path | None = Field(default=None, description="where mp4/webp files live; default <home>/media")
+    storage_url: str | None = Field(
+        default=None, description="unset: the local media directory; s3://bucket/prefix: S3 (standard AWS_* variables)"
+    )
+    s3_links: Literal["proxy", "presigned"] = Field(
+        default="proxy",
+        description="with S3 storage, media links: proxy = reelchat URLs streamed from S3; presigned = S3 URLs",
+    )
+    s3_presign_expires_s: int = Field(
+        default=3600, ge=1, le=604800, description="lifetime of a presigned media link (SigV4 allows 7 days at most)"
+    )
     public_base_url: str | None = Field(default=None, description="absolute base for links, e.g. https://v.example")
     trusted_proxies: list[str] = Field(
         default_factory=lambda: ["127.0.0.1/32", "::1/128"],
@@ -69,6 +79,11 @@ class Settings(BaseSettings):
     )
     crash_backoff_s: float = Field(
         default=5.0, ge=0, description="wait before re-running a video the server died making; doubles each time"
+    )
+    events_catch_up_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="seconds between the store re-reads that catch every followed task up (one query per process)",
     )
     job_deadline_s: float = Field(default=3600.0, gt=0, description="a job running longer than this fails")
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ..homelock import HomeLock
+from ..media.storage import Storage
 from ..service.chat import ChatServing
 from ..service.factory import build_service, build_storage
 from ..service.videos import VideoService
@@ -17,7 +18,7 @@ from . import errors
 from .deps import AppState
 from .limits import BodySizeLimit
 from .links import LinkBuilder
-from .routes import chat, media, pages, playground, system, video_edits, videos
+from .routes import chat, live, media, pages, playground, system, video_edits, videos
 from .security_headers import SecurityHeaders
 from .stream_slots import StreamSlots
 
@@ -35,9 +36,10 @@ async def _serving(service: VideoService) -> AsyncIterator[None]:
         await service.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
+    """The app on `settings`; `storage` when the caller built (and checked) it already, as `reelchat serve` does."""
     settings = settings or Settings()
-    storage = build_storage(settings)
+    storage = storage or build_storage(settings)
     service = build_service(settings, storage)
 
     @asynccontextmanager
@@ -58,11 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # a reply gives up well past any job's own deadline, queue included
         chat=ChatServing(service, keepalive_s=settings.keepalive_s, give_up_s=settings.job_deadline_s * 2 + 600),
         storage=storage,
-        links=LinkBuilder(settings.public_base_url, settings.trusted_proxies),
+        links=LinkBuilder(settings.public_base_url, settings.trusted_proxies, direct_url=storage.direct_url),
         streams=StreamSlots(settings.max_streams_per_key),
     )
     errors.install(app)
-    for module in (chat, media, pages, playground, system, video_edits, videos):
+    for module in (chat, live, media, pages, playground, system, video_edits, videos):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the 413s answered by BodySizeLimit get them too

@@ -1,11 +1,16 @@
-"""Absolute links: the configured public base URL, else a trusted proxy's X-Forwarded-*, else Host."""
+"""Absolute links: the configured public base URL, else a trusted proxy's X-Forwarded-*, else Host.
+
+Media links are `<base>/media/<name>` (served by reelchat), unless the storage hands out direct
+links (`REELCHAT_S3_LINKS=presigned`: presigned S3 URLs).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
@@ -17,6 +22,7 @@ class Links:
     """The absolute links of one request: pages and media."""
 
     base: str
+    direct_url: Callable[[str], str | None] | None = None
 
     def web(self, task_id: str) -> str:
         return f"{self.base}/web/{task_id}"
@@ -25,13 +31,24 @@ class Links:
         return f"{self.base}/source/{task_id}"
 
     def media(self, name: str) -> str:
-        return f"{self.base}/media/{name}"
+        direct = self.direct_url(name) if self.direct_url else None
+        return direct or f"{self.base}/media/{name}"
 
 
 class LinkBuilder:
-    def __init__(self, public_base_url: str | None, trusted_proxies: Sequence[str]) -> None:
+    def __init__(
+        self,
+        public_base_url: str | None,
+        trusted_proxies: Sequence[str],
+        direct_url: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.public_base_url = public_base_url
         self.trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self.direct_url = direct_url
+        # where direct media links point (one origin: a bucket's endpoint), for the pages' CSP
+        probe = direct_url("0" * 32 + ".mp4") if direct_url else None
+        parts = urlsplit(probe or "")
+        self.media_origin = f"{parts.scheme}://{parts.netloc}" if probe and parts.scheme in ("http", "https") else ""
 
     def _trusted_peer(self, request: Request) -> bool:
         if request.client is None:
@@ -43,7 +60,7 @@ class LinkBuilder:
         return any(addr in net for net in self.trusted)
 
     def for_request(self, request: Request) -> Links:
-        return Links(self.base(request))
+        return Links(self.base(request), self.direct_url)
 
     def base(self, request: Request) -> str:
         if self.public_base_url:

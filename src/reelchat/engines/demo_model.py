@@ -1,4 +1,5 @@
-"""A tiny Wan pipeline, built locally (no downloads) and saved like a real checkpoint.
+"""Tiny pipelines, built locally (no downloads) and saved like real checkpoints: Wan (`demo`,
+`demo-i2v`) and LTX-Video (`demo-ltx`, see `families/ltx_demo.py`; the rest of this docstring is Wan's).
 
 It exercises exactly the code path of a real Wan checkpoint (`from_pretrained` on a directory with
 `model_index.json`) while running in seconds on a CPU. The text encoder and transformer are random
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-DemoKind = Literal["t2v", "i2v"]
+DemoKind = Literal["t2v", "i2v", "ltx"]
 
 _SEED = 20240229  # fixed: the demo weights are the same on every machine and every build
 # Bump when the demo's weights or layout change: builds stamped with an older recipe are replaced.
@@ -35,7 +36,7 @@ def ensure_demo_pipeline(root: Path, kind: DemoKind = "t2v") -> Path:
     The build goes into a temporary directory beside the target and is renamed into place, so a crash
     or a concurrent builder never leaves a half-written pipeline behind. Blocking (about a second).
     """
-    if kind not in ("t2v", "i2v"):
+    if kind not in ("t2v", "i2v", "ltx"):
         raise ValueError(f"unknown demo pipeline kind {kind!r}")
     target = Path(root) / kind
     if _is_current(target):
@@ -183,6 +184,10 @@ def _build(kind: DemoKind) -> Any:
 
 
 def _build_seeded(kind: DemoKind, d: Any, t: Any, torch: Any) -> Any:
+    if kind == "ltx":
+        from .families.ltx_demo import build_ltx_demo
+
+        return build_ltx_demo(d, t, torch, _build_tokenizer(), _SEED)
     # Sizes follow diffusers' own Wan pipeline tests (tests/pipelines/wan/test_wan.py).
     torch.manual_seed(_SEED)
     tokenizer = _build_tokenizer()

@@ -1,15 +1,15 @@
-"""A local engine over diffusers' Wan pipelines: text-, video- (remix) and image-to-video.
+"""A local engine over diffusers pipelines: text-, video- (remix) and image-to-video.
 
 Its catalog entries, capabilities and job type are `diffusers_spec`. One engine owns one device (one
-GPU, or the CPU) and runs one generation at a time on it. The same code loads a real Wan checkpoint
-directory and the demo one (`demo_model.ensure_demo_pipeline`).
+GPU, or the CPU) and runs one generation at a time on it. Which pipelines it builds, and how it calls
+them, is the checkpoint's family (`families/`: Wan, LTX-Video), picked from its model_index.json. The
+same code loads a real checkpoint directory and the demo ones (`demo_model.ensure_demo_pipeline`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import importlib
 import logging
 import math
 import os
@@ -22,12 +22,12 @@ import numpy.typing as npt
 
 from .base import EngineCancelled, EngineError, EngineResult, JobRequest, Reporter
 from .diffusers_spec import DiffusersJob, DiffusersSpec
+from .families import Family, FamilyError, family_for
+from .families.base import diffusers
 
 log = logging.getLogger(__name__)
 
 _DTYPES = ("float32", "bfloat16", "float16")
-_MAX_TEXT_TOKENS = 512  # what Wan pipelines pad/truncate the prompt to by default
-_SHARED = ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")
 
 
 class _Stop(Exception):
@@ -35,7 +35,7 @@ class _Stop(Exception):
 
 
 class DiffusersEngine:
-    """One device's Wan pipelines; shared by every catalog entry that names the same pipelines."""
+    """One device's pipelines of one model family; shared by every catalog entry that names them."""
 
     supports_image: bool  # an image-to-video pipeline is configured
 
@@ -69,23 +69,38 @@ class DiffusersEngine:
         self._t2v: Any = None
         self._v2v: Any = None
         self._i2v: Any = None
+        self._family: Family | None = None
 
     # -- loading -----------------------------------------------------------------------------------
+
+    def family(self) -> Family:
+        """The checkpoint's model family, from its model_index.json (read once)."""
+        if self._family is None:
+            try:
+                family = family_for(self.pipeline_dir)
+                if self.i2v_pipeline_dir is not None and family_for(self.i2v_pipeline_dir) is not family:
+                    raise FamilyError(
+                        f"the image-to-video pipeline {self.i2v_pipeline_dir} is not a {family.name} checkpoint "
+                        f"like {self.pipeline_dir}"
+                    )
+            except FamilyError as e:
+                raise EngineError(str(e), "engine_unavailable") from e
+            self._family = family
+        return self._family
 
     def _load_kwargs(self) -> dict[str, Any]:
         import diffusers.pipelines.pipeline_utils as pu
         import torch
 
-        main = getattr(torch, self.dtype)
-        # Wan's VAE is fragile in half precision (its reference code keeps it in float32); it is small.
-        dtypes: Any = main if main is torch.float32 else {"vae": torch.float32, "default": main}
+        dtypes = self.family().dtypes(torch, getattr(torch, self.dtype))
         # diffusers >= 0.36 renamed `torch_dtype` to `dtype` (the old name warns)
         return {"dtype" if hasattr(pu, "_resolve_dtype") else "torch_dtype": dtypes}
 
-    def _load(self, cls_name: str, path: Path) -> Any:
+    def load_pipeline(self, cls_name: str, path: Path) -> Any:
+        """The one place a checkpoint is read: `cls_name` from `path`, on this engine's device."""
         if not (path / "model_index.json").is_file():
             raise EngineError(f"no diffusers pipeline at {path} (model_index.json missing)", "engine_unavailable")
-        pipe = getattr(_diffusers(), cls_name).from_pretrained(str(path), **self._load_kwargs())
+        pipe = getattr(diffusers(), cls_name).from_pretrained(str(path), **self._load_kwargs())
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         # torch, diffusers and transformers leave millions of long-lived objects on the heap; a full
@@ -95,32 +110,29 @@ class DiffusersEngine:
         return pipe
 
     def _text_pipes(self) -> tuple[Any, Any]:
+        family = self.family()
         with self._load_lock:
             if self._t2v is None:
-                t2v = self._load("WanPipeline", self.pipeline_dir)
-                self._v2v = _diffusers().WanVideoToVideoPipeline(**_shared_parts(t2v))
+                t2v = self.load_pipeline(family.text_class, self.pipeline_dir)
+                self._v2v = family.video_pipe(t2v)
                 self._v2v.set_progress_bar_config(disable=True)
                 self._t2v = t2v
             return self._t2v, self._v2v
 
     def _image_pipe(self) -> Any:
         assert self.i2v_pipeline_dir is not None  # noqa: S101  (narrows a type; never input validation)
+        family = self.family()
         if self.i2v_pipeline_dir.resolve() == self.pipeline_dir.resolve():
-            # one checkpoint for both (Wan 2.2 TI2V-5B): share the loaded modules, no second copy
+            # one checkpoint for both (Wan 2.2 TI2V-5B, LTX-Video): share the loaded modules, no second copy
             t2v, _ = self._text_pipes()
             with self._load_lock:
                 if self._i2v is None:
-                    self._i2v = _diffusers().WanImageToVideoPipeline(
-                        **_shared_parts(t2v),
-                        transformer_2=getattr(t2v, "transformer_2", None),
-                        boundary_ratio=t2v.config.get("boundary_ratio"),
-                        expand_timesteps=bool(t2v.config.get("expand_timesteps", False)),
-                    )
+                    self._i2v = family.shared_image_pipe(t2v)
                     self._i2v.set_progress_bar_config(disable=True)
                 return self._i2v
         with self._load_lock:
             if self._i2v is None:
-                self._i2v = self._load("WanImageToVideoPipeline", self.i2v_pipeline_dir)
+                self._i2v = self.load_pipeline(family.image_class, self.i2v_pipeline_dir)
             return self._i2v
 
     async def load(self) -> None:
@@ -140,7 +152,7 @@ class DiffusersEngine:
             prompt=request.prompt,
             width=request.width,
             height=request.height,
-            frames=wan_frames(request.frames),
+            frames=model_frames(request.frames, spec.frame_multiple),
             fps=request.fps,
             steps=request.steps,
             seed=request.seed,
@@ -201,17 +213,20 @@ class DiffusersEngine:
             output_type="np",
             callback_on_step_end=_progress_callback(reporter, stop),
         )
+        family = self.family()
         if job.source_frames is not None:
             pipe = self._text_pipes()[1]
-            common.update(video=_source_video(job), strength=job.strength, num_inference_steps=_remix_schedule(job))
+            common["num_inference_steps"] = _remix_schedule(job)
+            _check_geometry(job, family, pipe)
+            common.update(family.video_args(pipe, job, _source_video(job), common["num_inference_steps"]))
         elif job.image is not None:
             pipe = self._image_pipe()
-            common.update(image=_decode_image(job), num_frames=job.frames)
+            _check_geometry(job, family, pipe)
+            common.update(family.image_args(pipe, job, _decode_image(job)))
         else:
             pipe = self._text_pipes()[0]
-            common.update(num_frames=job.frames)
-        _check_geometry(job, pipe)
-        common.update(_prompt_embeds(pipe, job))
+            _check_geometry(job, family, pipe)
+            common.update(family.text_args(pipe, job))
         out = pipe(**common).frames[0]  # (F, H, W, 3) float in [0, 1]
         frames: npt.NDArray[np.uint8] = (np.clip(out, 0.0, 1.0) * 255.0).round().astype(np.uint8)
         if frames.shape != (job.frames, job.height, job.width, 3):
@@ -233,41 +248,10 @@ class DiffusersEngine:
                 torch.cuda.empty_cache()
 
 
-def wan_frames(frames: int) -> int:
-    """Wan makes 4k+1 frames: the fewest such that hold `frames` (the runner keeps `frames` of them)."""
-    return 4 * max(1, math.ceil((frames - 1) / 4)) + 1
-
-
-def _diffusers() -> Any:
-    """diffusers is untyped: keep it `Any` at the boundary (and imported only when first needed)."""
-    return importlib.import_module("diffusers")
-
-
-def _shared_parts(pipe: Any) -> dict[str, Any]:
-    """The modules of a loaded pipeline, to build another pipeline over the same weights.
-
-    The scheduler is a fresh copy: schedulers keep per-run state (timesteps, step index) and a remix
-    starts its schedule part-way through.
-    """
-    parts = {k: getattr(pipe, k) for k in _SHARED}
-    parts["scheduler"] = type(pipe.scheduler).from_config(pipe.scheduler.config)
-    return parts
-
-
-def _prompt_embeds(pipe: Any, job: DiffusersJob) -> dict[str, Any]:
-    """Encode the prompts with WanPipeline's text path, for every Wan pipeline.
-
-    diffusers' Wan video-to-video and image-to-video pipelines call `ftfy.fix_text` unconditionally
-    (only WanPipeline checks that ftfy is installed), so passing them a text prompt without ftfy raises
-    NameError. WanPipeline's helper works on any pipeline with a tokenizer and text encoder, cleans the
-    text the same way (with ftfy when it is there), and gives all three modes one prompt encoding.
-    """
-    encode = _diffusers().WanPipeline._get_t5_prompt_embeds
-    out = {"prompt_embeds": encode(pipe, prompt=job.prompt, max_sequence_length=_MAX_TEXT_TOKENS)}
-    if job.guidance_scale > 1.0:  # classifier-free guidance also runs the negative prompt
-        negative = job.negative_prompt or ""
-        out["negative_prompt_embeds"] = encode(pipe, prompt=negative, max_sequence_length=_MAX_TEXT_TOKENS)
-    return out
+def model_frames(frames: int, multiple: int) -> int:
+    """Frames the model makes for a video of `frames`: the fewest k * multiple + 1 that hold them (Wan: 4k+1,
+    LTX-Video: 8k+1); the runner keeps `frames` of them."""
+    return multiple * max(1, math.ceil((frames - 1) / multiple)) + 1
 
 
 def _progress_callback(reporter: Reporter, stop: threading.Event) -> Any:
@@ -300,7 +284,7 @@ def _remix_schedule(job: DiffusersJob) -> int:
 
 def _check_job(job: DiffusersJob) -> None:
     if job.frames < 1 or (job.frames - 1) % 4:
-        raise EngineError(f"Wan needs 4k+1 frames (5, 9, 13, ...); got {job.frames}", "invalid_request")
+        raise EngineError(f"video models need 4k+1 frames (5, 9, 13, ...); got {job.frames}", "invalid_request")
     if job.width < 16 or job.height < 16 or job.width % 16 or job.height % 16:
         raise EngineError(f"width and height must be multiples of 16; got {job.width}x{job.height}", "invalid_request")
     if job.steps < 1:
@@ -309,16 +293,15 @@ def _check_job(job: DiffusersJob) -> None:
         raise EngineError(f"remix strength must be in (0, 1]; got {job.strength}", "invalid_request")
 
 
-def _check_geometry(job: DiffusersJob, pipe: Any) -> None:
-    """A real checkpoint may be stricter than 16 px / 4k+1 (Wan 2.2 TI2V: 32 px): ask the pipeline."""
-    transformer = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
-    multiple = int(pipe.vae_scale_factor_spatial) * int(transformer.config.patch_size[1])
+def _check_geometry(job: DiffusersJob, family: Family, pipe: Any) -> None:
+    """A real checkpoint may be stricter than 16 px / 4k+1 (Wan 2.2 TI2V: 32 px, LTX-Video: 32 px and
+    8k+1 frames): ask the pipeline."""
+    multiple, temporal = family.geometry(pipe)
     if job.width % multiple or job.height % multiple:
         raise EngineError(
             f"this model needs width and height in multiples of {multiple}; got {job.width}x{job.height}",
             "invalid_request",
         )
-    temporal = int(pipe.vae_scale_factor_temporal)
     if (job.frames - 1) % temporal:
         raise EngineError(f"this model needs {temporal}k+1 frames; got {job.frames}", "invalid_request")
 
@@ -332,7 +315,7 @@ def _source_video(job: DiffusersJob) -> list[Any]:
     assert src is not None  # noqa: S101  (narrows a type; never input validation)
     if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
         raise EngineError(f"remix source frames must be (F, H, W, 3); got {src.shape}", "invalid_request")
-    if 0 < job.frames - len(src) < 4:  # Wan's 4k+1 past the video's own frames: hold its last frame
+    if 0 < job.frames - len(src) <= 8:  # the model's k*m+1 past the video's own frames: hold its last frame
         src = np.concatenate([src, np.repeat(src[-1:], job.frames - len(src), axis=0)])
     elif len(src) != job.frames:  # resample evenly in time
         src = src[np.linspace(0, len(src) - 1, job.frames).round().astype(int)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .spec import Capabilities, SpecBase
 
@@ -19,15 +19,28 @@ if TYPE_CHECKING:
 
 DEMO_PIPELINE = "demo"
 DEMO_I2V_PIPELINE = "demo-i2v"
+DEMO_LTX_PIPELINE = "demo-ltx"  # one tiny LTX-Video checkpoint for all three modes
+DEMO_PIPELINES = (DEMO_PIPELINE, DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE)
 
 
 class DiffusersSpec(SpecBase):
     engine: Literal["diffusers"] = "diffusers"
-    pipeline: str = DEMO_PIPELINE  # a pipeline directory, or "demo"
-    i2v_pipeline: str | None = DEMO_I2V_PIPELINE  # image-to-video pipeline directory, "demo-i2v", or None
+    preset: str | None = None  # the `presets` entry this one started from (informative)
+    # a pipeline directory, a Hugging Face repo id (read from the local HF cache: `reelchat pull`), or a demo
+    pipeline: str = DEMO_PIPELINE
+    # the same for image-to-video, or None; unset: the demo's own (demo-i2v for demo, demo-ltx for demo-ltx)
+    i2v_pipeline: str | None = DEMO_I2V_PIPELINE
     guidance_scale: float = 5.0
     negative_prompt: str | None = None
     remix_strength: float = Field(default=0.6, gt=0, le=1)
+    # the model makes the fewest k * frame_multiple + 1 frames that hold seconds x fps (Wan: 4, LTX-Video: 8)
+    frame_multiple: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _demo_i2v(self) -> DiffusersSpec:
+        if "i2v_pipeline" not in self.model_fields_set and self.pipeline == DEMO_LTX_PIPELINE:
+            self.i2v_pipeline = DEMO_LTX_PIPELINE
+        return self
 
     @property
     def capabilities(self) -> Capabilities:

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .base import Engine, JobRequest, PreparedJob
-from .diffusers_spec import DEMO_I2V_PIPELINE, DEMO_PIPELINE, DiffusersSpec
+from .base import Engine, EngineError, JobRequest, PreparedJob
+from .diffusers_spec import DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE, DEMO_PIPELINE, DiffusersSpec
 from .upstream_spec import UpstreamSpec
 
 if TYPE_CHECKING:
@@ -53,6 +53,9 @@ class EngineRegistry:
             try:
                 engine = await self._get_local(spec)
                 await engine.load()
+            except EngineError as e:  # a reason worth reading as is (a model not pulled yet, say)
+                log.error("could not load model %s: %s", spec.name, e)
+                continue
             except Exception:
                 log.exception("could not load model %s", spec.name)
                 continue
@@ -65,8 +68,8 @@ class EngineRegistry:
             if engine is None:
                 from .diffusers_engine import DiffusersEngine
 
-                t2v = await self._resolve_dir(spec.pipeline)
-                i2v = await self._resolve_dir(spec.i2v_pipeline) if spec.i2v_pipeline else None
+                t2v = await self._resolve_dir(spec.name, spec.pipeline)
+                i2v = await self._resolve_dir(spec.name, spec.i2v_pipeline) if spec.i2v_pipeline else None
                 # the constructor imports torch and probes CUDA: seconds, off the event loop
                 engine = await asyncio.to_thread(
                     DiffusersEngine, t2v, i2v_pipeline_dir=i2v, device=self.device, dtype=self.dtype
@@ -83,12 +86,25 @@ class EngineRegistry:
                 engine = self._upstream[spec.name] = UpstreamEngine(spec.upstream)
             return engine
 
-    async def _resolve_dir(self, value: str) -> Path:
-        if value in (DEMO_PIPELINE, DEMO_I2V_PIPELINE):
+    async def _resolve_dir(self, model: str, value: str) -> Path:
+        """A catalog `pipeline` value as a checkpoint directory: a demo (built on first use), a Hugging
+        Face repo id (from the local cache only: `reelchat pull` fetches it), or a directory."""
+        if value in (DEMO_PIPELINE, DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE):
             from .demo_model import ensure_demo_pipeline
 
-            kind: Literal["t2v", "i2v"] = "i2v" if value == DEMO_I2V_PIPELINE else "t2v"
-            return await asyncio.to_thread(ensure_demo_pipeline, self.models_dir / "demo", kind)
+            kinds: dict[str, Literal["t2v", "i2v", "ltx"]] = {
+                DEMO_PIPELINE: "t2v",
+                DEMO_I2V_PIPELINE: "i2v",
+                DEMO_LTX_PIPELINE: "ltx",
+            }
+            return await asyncio.to_thread(ensure_demo_pipeline, self.models_dir / "demo", kinds[value])
+        from . import hub
+
+        if await asyncio.to_thread(hub.is_repo_id, value):
+            snapshot = await asyncio.to_thread(hub.cached_snapshot, value)
+            if snapshot is None:
+                raise EngineError(hub.missing_message(model, value), "engine_unavailable")
+            return snapshot
         return Path(value).expanduser()  # noqa: ASYNC240  (reads $HOME only, no disk I/O)
 
     async def close(self) -> None:

@@ -96,7 +96,9 @@ class TaskRunner:
 
     async def _run(self, task: Task, reporter: TaskReporter) -> None:
         try:
-            async with asyncio.timeout(self.settings.job_deadline_s):
+            # the lease is renewed (and progress written) from the claim until the media are stored:
+            # a long encode must not look like a dead process to another node's lease sweep
+            async with asyncio.timeout(self.settings.job_deadline_s), reporter.flushing():
                 names = await self._make(task, reporter)
         except EngineCancelled:
             if task.id in self._cancelled:
@@ -194,8 +196,7 @@ class TaskRunner:
         job = await self.engines.prepare(spec, request)  # how the source is used is the engine's call
         if job.local and not await self.store.engine_started(task.id, task.attempt):
             raise EngineCancelled()  # deleted or taken over meanwhile
-        async with reporter.flushing():
-            return await job.run(reporter)
+        return await job.run(reporter)
 
     async def _decode_whole(self, video: bytes, what: str) -> Any:
         """Every frame of a video this server didn't make itself, unless it is too big to hold decoded."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 
 from ..catalog import ModelSpec
@@ -24,7 +24,7 @@ from . import keys
 from .characters import CharacterService
 from .crashes import CrashPolicy
 from .errors import Busy, InvalidRequest, NotFound, UnknownModel
-from .events import EventBus, InProcessEventBus
+from .events import EventHub, LocalEventBus
 from .executor import Executor
 from .inputs import ImageInputs
 from .planning import plan_task
@@ -34,6 +34,7 @@ from .video_inputs import VideoInputs
 log = logging.getLogger("reelchat.service")
 
 DEFAULT_MODEL = "sora-2"  # what an edit of an uploaded video uses when the request names no model
+DELETED_MESSAGE = "The video was deleted."
 
 
 class VideoService:
@@ -45,7 +46,7 @@ class VideoService:
         catalog: dict[str, ModelSpec],
         engines: EngineRegistry,
         executor: Executor,
-        bus: EventBus | None = None,
+        bus: EventHub | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -53,11 +54,12 @@ class VideoService:
         self.catalog = catalog
         self.engines = engines
         self.executor = executor
-        self.bus: EventBus = bus or InProcessEventBus()
+        self.bus: EventHub = bus or LocalEventBus(settings.events_catch_up_s)
         self.crashes = CrashPolicy(settings.max_attempts, settings.crash_backoff_s)
         self.runner = TaskRunner(settings, store, storage, catalog, engines, self.bus, self.crashes)
         self._opener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._look_again = asyncio.Event()  # the sweeper looks at the queue now, not at its next period
         self.images = ImageInputs(settings)
         self.uploads = VideoInputs(settings)
         self.characters = CharacterService(store, storage, self.uploads)
@@ -78,6 +80,7 @@ class VideoService:
         """Requeue what a dead process left behind, then (in the background) load the models and
         start the workers; returns the tasks waiting. No task is claimed before its model is loaded."""
         queued = await self._requeue(self.settings.resolved_node_id)
+        await self.bus.start(self._task_events, self)
         self._opener = asyncio.create_task(self._open(), name="reelchat-open")
         return queued
 
@@ -101,10 +104,13 @@ class VideoService:
         return len(queued)
 
     async def _sweep(self) -> None:
-        """Every lease period: re-run tasks of servers that died (their leases ran out), and pick up
-        tasks other servers queued but never ran. Claims are exclusive, so sharing a queue is safe."""
+        """Every half lease period: re-run tasks of servers that died (their leases ran out), and pick
+        up tasks other servers queued whose notice we missed (at once after a gap in the bus).
+        Claims are exclusive, so sharing a queue is safe."""
         while True:
-            await asyncio.sleep(self.settings.lease_s / 2)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._look_again.wait(), timeout=self.settings.lease_s / 2)
+            self._look_again.clear()
             try:
                 await self._requeue(None)  # never this server's own: they are running
             except Exception:
@@ -119,6 +125,7 @@ class VideoService:
                 with suppress(Exception, asyncio.CancelledError):
                     await task
         await self.executor.stop()
+        await self.bus.close()
         await self.engines.close()  # loaded here only by an in-process executor
 
     # ---- submit ------------------------------------------------------------------------------
@@ -182,6 +189,7 @@ class VideoService:
             task.image_data = None
         await self.store.insert_task(task)  # durable before any work starts
         self.executor.submit(task.id)
+        self.bus.announce(task.id)  # other replicas' idle workers may take it first
 
     async def prepare(
         self,
@@ -333,10 +341,51 @@ class VideoService:
         for name in dict.fromkeys(names):
             if name:
                 await self.storage.delete(name)
-        self.bus.publish(TaskEvent(task.id, TaskStatus.CANCELLED, task.progress, "deleted", "The video was deleted."))
+        self.bus.publish(TaskEvent(task.id, TaskStatus.CANCELLED, task.progress, "deleted", DELETED_MESSAGE))
         return task
+
+    # ---- events ------------------------------------------------------------------------------
+
+    def queued(self, task_id: str) -> None:
+        """Another replica queued `task_id`: our executor tries it too (only one claim wins)."""
+        self.executor.submit(task_id)
+
+    def may_have_missed(self) -> None:
+        """The bus had a gap: notices of queued work may be lost, so look at the store's queue now."""
+        self._look_again.set()
+
+    async def _task_events(self, task_ids: Sequence[str]) -> list[TaskEvent]:
+        """What the bus's notifier catches followers up with: the store's state of their tasks."""
+        events = await self.store.task_events(task_ids)
+        return [_with_deleted_message(e) for e in events]
+
+    async def follow(self, task_id: str, idle_s: float) -> AsyncIterator[TaskEvent | None]:
+        """The task's state as it changes, from whichever replica runs it, until it finishes: first
+        what the store says, then every event (the bus's notifier covers lost ones); None after
+        `idle_s` without news (the caller's keep-alive). Nothing is yielded for an unknown task."""
+        async with self.bus.subscribe(task_id) as events:
+            task = await self.store.get_task(task_id)  # read after subscribing: no event slips between
+            if task is None:
+                return
+            current = TaskEvent(task.id, TaskStatus.CANCELLED if task.deleted else task.status, task.progress)
+            yield current
+            while not current.status.finished:
+                try:
+                    event = await asyncio.wait_for(events.get(), timeout=idle_s)
+                except TimeoutError:
+                    yield None
+                    continue
+                if event.status is TaskStatus.IN_PROGRESS and current.status is TaskStatus.IN_PROGRESS:
+                    event = dataclasses.replace(event, progress=max(event.progress, current.progress))
+                if event != current:
+                    current = event
+                    yield current
 
     @asynccontextmanager
     async def watch(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
         async with self.bus.subscribe(task_id) as queue:
             yield queue
+
+
+def _with_deleted_message(event: TaskEvent) -> TaskEvent:
+    return dataclasses.replace(event, error_message=DELETED_MESSAGE) if event.error_code == "deleted" else event

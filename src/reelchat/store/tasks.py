@@ -17,13 +17,14 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ..domain import Orientation, Task, TaskStatus
+from ..domain import Orientation, Task, TaskEvent, TaskStatus
 from .characters import CharacterStore
 from .keys import KeyStore
 from .schema import MIGRATIONS, metadata, schema_migrations, tasks
 from .timestamps import to_datetime, to_timestamp
 
 _TIMES = ("created_at", "started_at", "completed_at")  # datetimes in the domain, unix seconds in the table
+MIGRATION_LOCK_KEY = 0x7265656C63686174  # "reelchat": the advisory lock that serialises migrations
 _FIELDS = [f.name for f in dataclasses.fields(Task) if f.name in tasks.c]
 
 
@@ -72,6 +73,8 @@ class Store:
         """Apply pending migrations in order; returns the versions applied now."""
         applied_now: list[int] = []
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:  # replicas starting together: one migrates, the others wait, then see it done
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             await conn.run_sync(lambda c: schema_migrations.create(c, checkfirst=True))
             done = set((await conn.execute(sa.select(schema_migrations.c.version))).scalars())
             for version, name, fn in MIGRATIONS:
@@ -203,9 +206,11 @@ class Store:
         return await self._fenced_update(task_id, attempt, in_engine=True)
 
     async def engine_returned(self, task_id: str, attempt: int, media: Sequence[str]) -> bool:
-        """The engine came back with a video: whatever killed the process before, it was not this
-        one, so its crash streak ends. The media names about to be written are recorded first."""
-        return await self._fenced_update(task_id, attempt, in_engine=False, crashes=0, media_pending=list(media))
+        """The engine came back with a video: the media names about to be written are recorded first.
+        `in_engine` stays set until the outcome: a process that dies while encoding or storing the
+        video counts a crash too (a video whose encode kills the process must end, not loop), and
+        the crash streak ends only when the task completes."""
+        return await self._fenced_update(task_id, attempt, media_pending=list(media))
 
     async def release(self, task_id: str, attempt: int) -> bool:
         """A graceful stop: the task goes back to the queue as it was (its crash count unchanged)."""
@@ -230,6 +235,8 @@ class Store:
             attempt,
             status=TaskStatus.COMPLETED.value,
             progress=100,
+            in_engine=False,
+            crashes=0,
             video_name=video_name,
             thumbnail_name=thumbnail_name,
             spritesheet_name=spritesheet_name,
@@ -295,6 +302,23 @@ class Store:
                 .order_by(tasks.c.created_at, tasks.c.id)
             )
             return [(task_id, not_before) for task_id, not_before in rows]
+
+    async def task_events(self, task_ids: Sequence[str]) -> list[TaskEvent]:
+        """The current state of these tasks, as the events that would tell a follower (one query; a
+        deleted task is `cancelled` with code `deleted`; ids not stored are left out)."""
+        if not task_ids:
+            return []
+        columns = (tasks.c.id, tasks.c.status, tasks.c.progress, tasks.c.error_code, tasks.c.error_message)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(*columns, tasks.c.deleted).where(tasks.c.id.in_(list(task_ids))))
+            found = rows.fetchall()
+        events: list[TaskEvent] = []
+        for task_id, status, progress, code, message, deleted in found:
+            if deleted:
+                events.append(TaskEvent(task_id, TaskStatus.CANCELLED, progress, "deleted", None))
+            else:
+                events.append(TaskEvent(task_id, TaskStatus(status), progress, code, message))
+        return events
 
     async def unfinished_count(self, tenant: str) -> int:
         """A tenant's queued and running tasks: what its per-key queue cap counts (all servers' alike)."""

@@ -1,50 +1,30 @@
-"""GET /media/<name>: stored mp4/webp/jpg files, with HTTP Range (browsers seek mp4 with it)."""
+"""GET /media/<name>: stored mp4/webp/jpg files, with HTTP Range (browsers seek mp4 with it).
+
+Whatever the storage (a directory, an S3 bucket), the bytes stream: a range is read as chunks from
+the opened file or from one ranged S3 GET, never loaded whole.
+"""
 
 from __future__ import annotations
-
-import asyncio
-import os
-from collections.abc import AsyncIterator
-from typing import BinaryIO
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from ...media.ranges import RangeNotSatisfiable, content_range, parse_range
-from ...media.storage import Storage, StorageError
+from ...media.storage import Storage, StorageError, StorageUnavailable, content_type
 from ..deps import StateDep
 from ..errors import ApiError
 from ..security_headers import MEDIA_ONLY
 
 router = APIRouter()
 
-CONTENT_TYPES = {
-    "mp4": "video/mp4",
-    "webp": "image/webp",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "gif": "image/gif",
-    "bmp": "image/bmp",
-}
-CHUNK = 256 * 1024
+
+def _not_found() -> ApiError:
+    return ApiError(404, "No such media file.", code="not_found")
 
 
-def _iter_file(f: BinaryIO, start: int, end: int) -> AsyncIterator[bytes]:
-    async def gen() -> AsyncIterator[bytes]:
-        try:
-            await asyncio.to_thread(f.seek, start)
-            remaining = end - start + 1
-            while remaining > 0:
-                data = await asyncio.to_thread(f.read, min(CHUNK, remaining))
-                if not data:
-                    break
-                remaining -= len(data)
-                yield data
-        finally:
-            await asyncio.to_thread(f.close)
-
-    return gen()
+def _unavailable() -> ApiError:
+    message = "The media storage did not answer; try again shortly."
+    return ApiError(503, message, type="server_error", code="storage_unavailable")
 
 
 async def serve_media(
@@ -52,36 +32,28 @@ async def serve_media(
 ) -> Response:
     """A stored file by name, honouring Range; 404 for names that are unknown or not plain file names."""
     try:
-        path = storage.local_path(name)
-        exists = await storage.exists(name)
-    except StorageError:
-        exists, path = False, None
-    if not exists:
-        raise ApiError(404, "No such media file.", code="not_found")
-    ext = name.rsplit(".", 1)[-1].lower()
+        blob = await storage.open(name)
+    except (StorageError, FileNotFoundError):
+        raise _not_found() from None
+    except StorageUnavailable:
+        raise _unavailable() from None
     # /media names are public and immutable; /v1/videos content answers an authenticated request,
     # which no shared cache may keep (it would serve it without the tenant check, even after DELETE)
     cache = "private, no-store" if private else "public, max-age=31536000, immutable"
-    headers = {"Accept-Ranges": "bytes", "Cache-Control": cache, "Content-Security-Policy": MEDIA_ONLY}
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Cache-Control": cache,
+        "Content-Security-Policy": MEDIA_ONLY,
+        "ETag": blob.etag,
+    }
     if download_name:
         headers["Content-Disposition"] = f'inline; filename="{download_name}"'
-    media_type = CONTENT_TYPES.get(ext, "application/octet-stream")
-    data: bytes | None = None
-    f: BinaryIO | None = None
-    try:
-        if path is None:  # a remote store: whole body, ranges sliced in memory
-            data = await storage.load(name)
-            size = len(data)
-        else:  # opened now, so a file deleted a moment ago is a 404, not a broken stream
-            f = await asyncio.to_thread(open, path, "rb")
-            size = (await asyncio.to_thread(os.fstat, f.fileno())).st_size
-    except FileNotFoundError:
-        raise ApiError(404, "No such media file.", code="not_found") from None
+    media_type = content_type(name)
+    size = blob.size
     try:
         rng = parse_range(request.headers.get("range"), size)
     except RangeNotSatisfiable as e:
-        if f is not None:
-            f.close()
+        await blob.close()
         return Response(status_code=416, headers={"Content-Range": e.content_range, **headers})
     start, end = rng if rng is not None else (0, size - 1)
     status = 206 if rng is not None else 200
@@ -89,13 +61,15 @@ async def serve_media(
         headers["Content-Range"] = content_range(start, end, size)
     headers["Content-Length"] = str(end - start + 1 if size else 0)
     if request.method == "HEAD" or size == 0:
-        if f is not None:
-            f.close()
+        await blob.close()
         return Response(status_code=status, headers=headers, media_type=media_type)
-    if data is not None:
-        return Response(data[start : end + 1], status_code=status, headers=headers, media_type=media_type)
-    assert f is not None  # noqa: S101  (narrows a type; never input validation)
-    return StreamingResponse(_iter_file(f, start, end), status_code=status, headers=headers, media_type=media_type)
+    try:
+        chunks = await blob.read(start, end)
+    except FileNotFoundError:  # deleted (or replaced) since it was opened
+        raise _not_found() from None
+    except StorageUnavailable:
+        raise _unavailable() from None
+    return StreamingResponse(chunks, status_code=status, headers=headers, media_type=media_type)
 
 
 @router.api_route("/media/{name}", methods=["GET", "HEAD"])

@@ -61,9 +61,9 @@ async def web(task_id: str, request: Request, state: StateDep) -> HTMLResponse:
     try:
         _, view = await _source(state, request, task_id)
     except ApiError as e:
-        csp = page_policy(state.links.for_request(request).base)
+        csp = page_policy(state.links.for_request(request).base, media_origin=state.links.media_origin)
         return HTMLResponse(_not_found(e.message), status_code=404, headers={"Content-Security-Policy": csp})
-    csp = page_policy(state.links.for_request(request).base)
+    csp = page_policy(state.links.for_request(request).base, media_origin=state.links.media_origin)
     return HTMLResponse(render_page(view), headers={"Cache-Control": "no-store", "Content-Security-Policy": csp})
 
 
@@ -76,20 +76,24 @@ async def static(name: str) -> Response:
     return Response(asset.body, media_type=asset.media_type, headers={"Cache-Control": cache})
 
 
-def page_policy(base: str, *, local_images: bool = False) -> str:
+def page_policy(base: str, *, media_origin: str = "", local_images: bool = False) -> str:
     """Scripts, styles and fetches from this server only; pictures and video also from the links' origin
-    (REELCHAT_PUBLIC_BASE_URL or the proxy's host, when it differs from the address the browser used).
+    (REELCHAT_PUBLIC_BASE_URL or the proxy's host, when it differs from the address the browser used)
+    and from `media_origin` (the bucket's endpoint, when media links are presigned S3 URLs).
     `local_images`: pictures also from data: and blob: URLs (the playground previews images the user attaches)."""
-    parts = urlsplit(base)
-    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else ""
-    if not all(c.isalnum() or c in ".-:[]" for c in parts.netloc):
-        origin = ""  # nothing that could end a directive or add a source
-    media = f"'self' {origin}".strip()
+    media = " ".join(["'self'", *filter(None, (_origin(base), _origin(media_origin)))])
     images = f"{media} data: blob:" if local_images else media
     return (
         f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {images}; media-src {media}; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not all(c.isalnum() or c in ".-:[]" for c in parts.netloc):
+        return ""  # nothing that could end a directive or add a source
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _e(value: object) -> str:

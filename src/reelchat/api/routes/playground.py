@@ -85,5 +85,6 @@ SHELL = f"""<!doctype html>
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def playground(request: Request, state: StateDep) -> HTMLResponse:
-    csp = page_policy(state.links.for_request(request).base, local_images=True)
+    links = state.links
+    csp = page_policy(links.for_request(request).base, media_origin=links.media_origin, local_images=True)
     return HTMLResponse(SHELL, headers={"Cache-Control": "no-cache", "Content-Security-Policy": csp})

@@ -1,0 +1,38 @@
+"""GET /source/<task id>/events: a task's state, live, as server-sent events (what /source polls for).
+
+Public by link like /source. Each frame is `{"status", "progress"}`; the stream ends once the task
+finishes (its details are then at /source). It follows the task whichever replica runs it: the
+service's bus carries events between replicas, and no stream polls the store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from ...ids import TASK_ID_RE
+from ..deps import StateDep
+from ..errors import ApiError
+
+router = APIRouter()
+
+
+@router.get("/source/{task_id}/events")
+async def task_events(task_id: str, state: StateDep) -> StreamingResponse:
+    task = await state.service.get(task_id) if TASK_ID_RE.fullmatch(task_id) else None
+    if task is None:
+        raise ApiError(404, f"No task found with id '{task_id}'.", param="task_id", code="task_not_found")
+
+    async def frames() -> AsyncIterator[bytes]:
+        async for event in state.service.follow(task_id, idle_s=state.settings.keepalive_s):
+            if event is None:
+                yield b": keep-alive\n\n"
+            else:
+                body = {"status": event.status.value, "progress": event.progress}
+                yield f"data: {json.dumps(body)}\n\n".encode()
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
