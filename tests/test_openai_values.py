@@ -14,7 +14,7 @@ import pytest
 
 from reelchat.catalog import CatalogError, load_catalog
 from reelchat.domain import Orientation, VideoRequest
-from reelchat.engines.diffusers_engine import model_frames
+from reelchat.engines.diffusers_spec import model_frames
 from reelchat.media.encode import MediaError, encode_mp4, encode_spritesheet, encode_webp, fit_aspect, probe_mp4
 from reelchat.media.uploads import VideoLimits, check_video_upload
 from reelchat.service.characters import _mentions

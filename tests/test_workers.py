@@ -119,3 +119,15 @@ def test_sigterm_hands_the_video_back_and_a_restart_makes_it(
         done = wait_finished(again, video_id)
         assert done["status"] == "completed", done
         assert done["error"] is None, done
+
+
+def test_worker_processes_run_nicer_than_the_api_process_with_their_torch_threads_capped(
+    make_home: Callable[[str], Path], demo_models: Path
+) -> None:
+    """On a small CPU box a rendering worker must not starve the event loop that serves every stream."""
+    with server(make_home("worker-nice"), demo_models, REELCHAT_WORKER_NICE="5", REELCHAT_WORKER_THREADS="1") as proc:
+        pid = wait_worker(proc, 1)
+        assert proc.proc is not None
+        api = os.getpriority(os.PRIO_PROCESS, proc.proc.pid)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, api + 5)
+        assert "worker cpu share: nice +5, torch threads 1" in proc.log()

@@ -58,8 +58,25 @@ class Settings(BaseSettings):
         description="where engines run: local = worker processes the server supervises; inprocess = the API process",
     )
     workers: int = Field(default=1, ge=1, description="jobs run at once: worker processes (or in-process workers)")
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="niceness added to worker processes, so the API process gets the CPU first when both want it",
+    )
+    worker_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch CPU threads per worker process; default on a CPU device: the cores left after one for "
+        "the API process, shared among the workers (at least 1); on CUDA, torch's own default",
+    )
     device: str | None = Field(default=None, description="torch device; default cuda when present, else cpu")
     dtype: str | None = Field(default=None, description="torch dtype; default bfloat16 on cuda, float32 on cpu")
+    device_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="memory a local model may use on its device (GB), instead of the free memory the device reports",
+    )
     poll_after_ms: int = Field(default=1000, ge=100)
     image_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     image_fetch_timeout_s: float = Field(default=10.0, gt=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -15,10 +16,13 @@ from ..service.factory import build_service, build_storage
 from ..service.videos import VideoService
 from ..settings import Settings
 from . import errors
+from .contract import openapi_document
+from .contract_refine import catalog_refiner
 from .deps import AppState
 from .limits import BodySizeLimit
 from .links import LinkBuilder
 from .routes import chat, live, media, pages, playground, system, video_edits, videos
+from .routes.videos import DEFAULT_MODEL
 from .security_headers import SecurityHeaders
 from .stream_slots import StreamSlots
 
@@ -50,6 +54,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             async with _serving(service):
                 yield
         finally:
+            await app.state.reelchat.chat.close()
             app.state.reelchat.bodies.close()
             lock.release()
 
@@ -64,8 +69,18 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         streams=StreamSlots(settings.max_streams_per_key),
     )
     errors.install(app)
-    for module in (chat, live, media, pages, playground, system, video_edits, videos):
-        app.include_router(module.router)
+    routers = [module.router for module in (chat, live, media, pages, playground, system, video_edits, videos)]
+    for router in routers:
+        app.include_router(router)
+    refine = catalog_refiner(service.models(), default_model=DEFAULT_MODEL)
+    document: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:  # built once, on the first request for it
+        if not document:
+            document.update(openapi_document(app, routers, refine))
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the 413s answered by BodySizeLimit get them too
     return app

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from ..protocol.errors import RequestError, describe_validation_error
 from ..service.errors import ServiceError
@@ -22,6 +23,7 @@ _TYPES = {
     403: "permission_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
+    409: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
 }
@@ -67,6 +69,30 @@ def request_error(e: RequestError) -> ApiError:
     return ApiError(400, e.message, param=e.param, code=e.code)
 
 
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path. Starlette's own 405 names only the first route's
+    (`/v1/videos` said `Allow: POST`, though GET lists videos)."""
+    routes: list[BaseRoute] = request.app.router.routes
+    return [
+        method
+        for method in METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+
+
+def method_not_allowed(request: Request) -> ApiError:
+    allowed = allowed_methods(request)
+    return ApiError(
+        405,
+        f"{request.method} is not allowed on {request.url.path}; it takes {', '.join(allowed)}.",
+        code="method_not_allowed",
+        headers={"Allow": ", ".join(allowed)},
+    )
+
+
 def install(app: FastAPI) -> None:
     async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)  # noqa: S101  (narrows a type; never input validation)
@@ -87,8 +113,10 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)  # noqa: S101  (narrows a type; never input validation)
         return error_response(validation_error(exc))
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101  (narrows a type; never input validation)
+        if exc.status_code == 405:
+            return error_response(method_not_allowed(request))
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             message = "Not found."

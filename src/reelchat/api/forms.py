@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 from .body_parser import BodyParser
 from .errors import ApiError
 
-__all__ = ["FORM_TYPES", "Upload", "read_fields"]
+__all__ = ["FORM_TYPES", "Upload", "is_form", "read_fields"]
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 _MAX_FILES = 16  # parts with a filename; unknown ones are read past, not refused
@@ -34,13 +34,17 @@ class Upload:
     filename: str
 
 
+def is_form(request: Request) -> bool:
+    """Whether the body is a form (multipart or urlencoded), where every field is text."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() in FORM_TYPES
+
+
 async def read_fields(
     request: Request, bodies: BodyParser, files: tuple[str, ...] = ()
 ) -> tuple[dict[str, Any], dict[str, Upload]]:
     """The body's fields (bracketed names nested: `video[id]` -> {"video": {"id": ...}}) and its
     non-empty file parts named in `files`."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in FORM_TYPES:
+    if not is_form(request):
         return await bodies.json_object(await request.body()), {}  # a large body parses off the event loop
     try:
         form = await request.form(max_files=_MAX_FILES, max_fields=_MAX_FIELDS)

@@ -20,10 +20,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import memory
 from .base import EngineCancelled, EngineError, EngineResult, JobRequest, Reporter
 from .diffusers_spec import DiffusersJob, DiffusersSpec
 from .families import Family, FamilyError, family_for
 from .families.base import diffusers
+from .speed import SpeedPlan
+from .speed_spec import SpeedConfig, Workload
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ class DiffusersEngine:
         i2v_pipeline_dir: Path | None = None,
         device: str | None = None,
         dtype: str | None = None,
+        speed: SpeedConfig | None = None,
+        memory_gb: float | None = None,
     ) -> None:
         import torch
 
@@ -69,6 +74,10 @@ class DiffusersEngine:
         self._t2v: Any = None
         self._v2v: Any = None
         self._i2v: Any = None
+        self.speed = SpeedPlan(speed or SpeedConfig(), self.device)
+        self.memory_gb = memory_gb  # REELCHAT_DEVICE_MEMORY_GB: the budget, instead of what the device reports
+        self.workloads: set[Workload] = set()  # every shape the entries on this engine serve
+        self._resident = 0  # bytes of weights this engine has loaded
         self._family: Family | None = None
 
     # -- loading -----------------------------------------------------------------------------------
@@ -100,8 +109,12 @@ class DiffusersEngine:
         """The one place a checkpoint is read: `cls_name` from `path`, on this engine's device."""
         if not (path / "model_index.json").is_file():
             raise EngineError(f"no diffusers pipeline at {path} (model_index.json missing)", "engine_unavailable")
+        need = memory.estimate(path, dtype=self.dtype, speed=self.speed.config, workloads=self.workloads)
+        available = memory.budget(self.device, self.memory_gb) - (self._resident if self.memory_gb else 0)
+        memory.check_fits(need, available, device=self.device, offload=self.speed.config.offload, what=str(path))
         pipe = getattr(diffusers(), cls_name).from_pretrained(str(path), **self._load_kwargs())
-        pipe.to(self.device)
+        self.speed.place(pipe)  # every speed switch, then the device (or CPU offload)
+        self._resident += sum(need.weights.values())
         pipe.set_progress_bar_config(disable=True)
         # torch, diffusers and transformers leave millions of long-lived objects on the heap; a full
         # collection walking them stalled the event loop ~200 ms (measured). Freeze them out of the GC.
@@ -140,6 +153,8 @@ class DiffusersEngine:
         await asyncio.to_thread(self._text_pipes)
         if self.i2v_pipeline_dir is not None:
             await asyncio.to_thread(self._image_pipe)
+        for job in self.speed.warmup_jobs(self.workloads):  # compile now, not in the first user's job
+            await asyncio.to_thread(self._run, job, _Quiet(), threading.Event())
 
     # -- generation --------------------------------------------------------------------------------
 
@@ -152,7 +167,7 @@ class DiffusersEngine:
             prompt=request.prompt,
             width=request.width,
             height=request.height,
-            frames=model_frames(request.frames, spec.frame_multiple),
+            frames=spec.model_frames(request.frames),
             fps=request.fps,
             steps=request.steps,
             seed=request.seed,
@@ -227,7 +242,7 @@ class DiffusersEngine:
             pipe = self._text_pipes()[0]
             _check_geometry(job, family, pipe)
             common.update(family.text_args(pipe, job))
-        out = pipe(**common).frames[0]  # (F, H, W, 3) float in [0, 1]
+        out = self.speed.run(pipe, common).frames[0]  # (F, H, W, 3) float in [0, 1]
         frames: npt.NDArray[np.uint8] = (np.clip(out, 0.0, 1.0) * 255.0).round().astype(np.uint8)
         if frames.shape != (job.frames, job.height, job.width, 3):
             raise EngineError(
@@ -248,10 +263,19 @@ class DiffusersEngine:
                 torch.cuda.empty_cache()
 
 
-def model_frames(frames: int, multiple: int) -> int:
-    """Frames the model makes for a video of `frames`: the fewest k * multiple + 1 that hold them (Wan: 4k+1,
-    LTX-Video: 8k+1); the runner keeps `frames` of them."""
-    return multiple * max(1, math.ceil((frames - 1) / multiple)) + 1
+class _Quiet:
+    """The reporter of a warm-up run: nobody listens, nobody cancels."""
+
+    upstream_job_id = None
+
+    def progress(self, percent: int) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+    async def remember_upstream_job(self, job_id: str) -> None:
+        pass
 
 
 def _progress_callback(reporter: Reporter, stop: threading.Event) -> Any:

@@ -6,12 +6,14 @@ Light on purpose (no torch, no diffusers): the catalog imports it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
 from .spec import Capabilities, SpecBase
+from .speed_spec import SpeedConfig
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,6 +23,12 @@ DEMO_PIPELINE = "demo"
 DEMO_I2V_PIPELINE = "demo-i2v"
 DEMO_LTX_PIPELINE = "demo-ltx"  # one tiny LTX-Video checkpoint for all three modes
 DEMO_PIPELINES = (DEMO_PIPELINE, DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE)
+
+
+def model_frames(frames: int, multiple: int) -> int:
+    """Frames the model makes for a video of `frames`: the fewest k * multiple + 1 that hold them (Wan: 4k+1,
+    LTX-Video: 8k+1); the runner keeps `frames` of them."""
+    return multiple * max(1, math.ceil((frames - 1) / multiple)) + 1
 
 
 class DiffusersSpec(SpecBase):
@@ -35,12 +43,27 @@ class DiffusersSpec(SpecBase):
     remix_strength: float = Field(default=0.6, gt=0, le=1)
     # the model makes the fewest k * frame_multiple + 1 frames that hold seconds x fps (Wan: 4, LTX-Video: 8)
     frame_multiple: int = Field(default=4, ge=1)
+    speed: SpeedConfig = Field(default_factory=SpeedConfig)  # diffusers' speed-ups, each off unless set
 
     @model_validator(mode="after")
     def _demo_i2v(self) -> DiffusersSpec:
         if "i2v_pipeline" not in self.model_fields_set and self.pipeline == DEMO_LTX_PIPELINE:
             self.i2v_pipeline = DEMO_LTX_PIPELINE
         return self
+
+    @model_validator(mode="after")
+    def _lora_sampling(self) -> DiffusersSpec:
+        """A distilled LoRA samples with its own steps and guidance (the service plans with `steps`)."""
+        lora = self.speed.lora
+        if lora is not None and lora.steps is not None:
+            self.steps = lora.steps
+        if lora is not None and lora.guidance_scale is not None:
+            self.guidance_scale = lora.guidance_scale
+        return self
+
+    def model_frames(self, frames: int) -> int:
+        """Frames this entry's model makes for a video of `frames` (see `model_frames`)."""
+        return model_frames(frames, self.frame_multiple)
 
     @property
     def capabilities(self) -> Capabilities:

@@ -5,6 +5,7 @@ has made ready, so the runner never asks which kind of engine it is."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .base import Engine, EngineError, JobRequest, PreparedJob
 from .diffusers_spec import DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE, DEMO_PIPELINE, DiffusersSpec
+from .speed_spec import workloads
 from .upstream_spec import UpstreamSpec
 
 if TYPE_CHECKING:
@@ -24,11 +26,19 @@ log = logging.getLogger("reelchat.engines")
 
 
 class EngineRegistry:
-    def __init__(self, models_dir: Path, *, device: str | None = None, dtype: str | None = None) -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        device_memory_gb: float | None = None,
+    ) -> None:
         self.models_dir = models_dir
         self.device = device
         self.dtype = dtype
-        self._local: dict[tuple[str, str], DiffusersEngine] = {}
+        self.device_memory_gb = device_memory_gb
+        self._local: dict[tuple[str, str, str], DiffusersEngine] = {}
         self._upstream: dict[str, UpstreamEngine] = {}
         self._lock = asyncio.Lock()
 
@@ -45,21 +55,33 @@ class EngineRegistry:
     async def preload(self, specs: Iterable[DiffusersSpec | UpstreamSpec]) -> None:
         """Build and load every local model now, so no task waits (claimed) through a slow load.
         A model that fails to load is logged; its tasks fail with the reason when they run."""
-        for spec in specs:
-            if not isinstance(spec, DiffusersSpec) or _local_key(spec) in self._local:
+        local = [spec for spec in specs if isinstance(spec, DiffusersSpec)]
+        for spec in local:  # every entry's shapes first: the memory check and compile's warm-up cover them all
+            with contextlib.suppress(Exception):  # reported by the loop below
+                await self._get_local(spec)
+        loaded: set[tuple[str, str, str]] = set()
+        for spec in local:
+            if _local_key(spec) in loaded:
                 continue
+            loaded.add(_local_key(spec))
             started = time.monotonic()
             log.info("loading model %s (%s)...", spec.name, spec.pipeline)
             try:
                 engine = await self._get_local(spec)
                 await engine.load()
-            except EngineError as e:  # a reason worth reading as is (a model not pulled yet, say)
+            except EngineError as e:  # a reason worth reading as is (too little memory, not pulled yet): no traceback
                 log.error("could not load model %s: %s", spec.name, e)
                 continue
             except Exception:
                 log.exception("could not load model %s", spec.name)
                 continue
-            log.info("model %s loaded in %.1f s", spec.name, time.monotonic() - started)
+            log.info(
+                "model %s loaded in %.1f s on %s; speed: %s",
+                spec.name,
+                time.monotonic() - started,
+                engine.device,
+                spec.speed.describe(),
+            )
 
     async def _get_local(self, spec: DiffusersSpec) -> DiffusersEngine:
         key = _local_key(spec)
@@ -72,9 +94,18 @@ class EngineRegistry:
                 i2v = await self._resolve_dir(spec.name, spec.i2v_pipeline) if spec.i2v_pipeline else None
                 # the constructor imports torch and probes CUDA: seconds, off the event loop
                 engine = await asyncio.to_thread(
-                    DiffusersEngine, t2v, i2v_pipeline_dir=i2v, device=self.device, dtype=self.dtype
+                    functools.partial(
+                        DiffusersEngine,
+                        t2v,
+                        i2v_pipeline_dir=i2v,
+                        device=self.device,
+                        dtype=self.dtype,
+                        speed=spec.speed,
+                        memory_gb=self.device_memory_gb,
+                    )
                 )
                 self._local[key] = engine
+            engine.workloads |= workloads(spec, spec.guidance_scale)
             return engine
 
     async def _get_upstream(self, spec: UpstreamSpec) -> UpstreamEngine:
@@ -115,6 +146,7 @@ class EngineRegistry:
             await engine.close()
 
 
-def _local_key(spec: DiffusersSpec) -> tuple[str, str]:
-    """Entries naming the same pipelines share one engine (one copy of the weights)."""
-    return (spec.pipeline, spec.i2v_pipeline or "")
+def _local_key(spec: DiffusersSpec) -> tuple[str, str, str]:
+    """Entries naming the same pipelines with the same speed switches share one engine (one copy of the
+    weights); different switches (a LoRA fused into the weights, say) need their own."""
+    return (spec.pipeline, spec.i2v_pipeline or "", spec.speed.key())

@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    JsonValue,
     StrictBool,
     StrictStr,
     Tag,
@@ -31,6 +32,9 @@ __all__ = [
     "message_images",
     "message_text",
 ]
+
+
+PART_TYPES: list[JsonValue] = ["text", "image_url"]  # the part types a video turn reads
 
 
 class TextPart(BaseModel):
@@ -61,7 +65,10 @@ class ImageUrlPart(BaseModel):
 class OtherPart(BaseModel):
     """A content part of a type we do not use (audio, file, refusal, …): accepted and ignored."""
 
-    model_config = ConfigDict(extra="allow")
+    # documented as what `_part_tag` routes here: any type but the two we read
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"properties": {"type": {"type": "string", "not": {"enum": PART_TYPES}}}}
+    )
 
     type: StrictStr
 

@@ -7,7 +7,8 @@ yields; every decision about the turn is made here:
   latest `sid` in the history; an image in the turn starts a fresh image-to-video generation and
   drops the history's video (a pasted one can't be combined with an image: 400);
 - validation and planning (through `VideoService.prepare`, the same rules as `/v1/videos`);
-- following the task: live events merged with re-reads of the store, which is the truth.
+- following the task: live events merged with re-reads of the store, which is the truth (every
+  `RESYNC_S`, never per keep-alive); keep-alives come from the process's one `KeepaliveWheel`.
 
 `start` does not store the task: `follow` stores it first thing, after subscribing to its events,
 so that no event can slip past and the reply's first bytes (the echo) never wait on the insert.
@@ -24,9 +25,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..domain import Orientation, Task, TaskEvent, TaskStatus, VideoRequest
+from .keepalive import TICK, KeepaliveWheel
 from .videos import VideoService
 
 log = logging.getLogger("reelchat.service.chat")
+
+# A followed task is re-read from the store this often (its events come from the bus meanwhile): a
+# missed event costs at most this long, and 5,000 followers cost the store ~170 small reads a second.
+RESYNC_S = 30.0
 
 __all__ = ["ChatServing", "ChatTurn", "FollowFailed", "Snapshot", "Turn"]
 
@@ -76,10 +82,17 @@ class FollowFailed(Exception):
 
 
 class ChatServing:
-    def __init__(self, videos: VideoService, *, keepalive_s: float, give_up_s: float) -> None:
+    def __init__(
+        self, videos: VideoService, *, keepalive_s: float, give_up_s: float, resync_s: float = RESYNC_S
+    ) -> None:
         self.videos = videos
         self.keepalive_s = keepalive_s
         self.give_up_s = give_up_s
+        self.keepalives = KeepaliveWheel(keepalive_s)  # one timer for every reply this process follows
+        self._resync_ticks = max(1, round(resync_s / keepalive_s))
+
+    async def close(self) -> None:
+        await self.keepalives.close()
 
     def seconds_by_model(self) -> Mapping[str, tuple[int, ...]]:
         """What reading a turn needs to know of the catalog."""
@@ -141,26 +154,40 @@ class ChatServing:
     ) -> AsyncIterator[Snapshot]:
         current = task
         yield Snapshot(current)
-        while not current.status.finished:
-            if time.monotonic() > give_up_at:
-                raise FollowFailed(f"no result after {self.give_up_s:.0f} s; the task's page has its state")
-            try:
-                event: TaskEvent | None = await asyncio.wait_for(events.get(), timeout=self.keepalive_s)
-            except TimeoutError:
-                event = None
-            if event is None:
-                yield Snapshot(current, tick=True)
-                # events are an optimisation; the store is the truth (another worker, a lost event)
-                stored = await self.videos.get(task.id)
-                if stored is not None:
-                    stored.progress = max(stored.progress, current.progress)
-                    current = stored
-            elif event.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
-                current = await self.videos.get(task.id) or current
-                if event.status is TaskStatus.CANCELLED:
-                    current.status = TaskStatus.CANCELLED
-                    current.error_message = event.error_message
-            else:
-                current.status = event.status
-                current.progress = max(current.progress, event.progress)
-            yield Snapshot(current)
+        ticks_to_resync = self._resync_ticks
+        said_something = False  # since the last tick: then the next keep-alive is not needed
+        with self.keepalives.register(events):
+            while not current.status.finished:
+                event = await events.get()
+                if event is TICK:
+                    if time.monotonic() > give_up_at:
+                        raise FollowFailed(f"no result after {self.give_up_s:.0f} s; the task's page has its state")
+                    ticks_to_resync -= 1
+                    if ticks_to_resync <= 0:
+                        # events are an optimisation; the store is the truth (a lost event, another
+                        # server's worker): read it now and then, never on every tick
+                        ticks_to_resync = self._resync_ticks
+                        stored = await self.videos.get(task.id)
+                        if stored is not None and (
+                            stored.status is not current.status or stored.progress > current.progress
+                        ):
+                            stored.progress = max(stored.progress, current.progress)
+                            current = stored
+                            said_something = True
+                            yield Snapshot(current)
+                            continue
+                    if said_something:
+                        said_something = False
+                    else:
+                        yield Snapshot(current, tick=True)
+                    continue
+                if event.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED):
+                    current = await self.videos.get(task.id) or current
+                    if event.status is TaskStatus.CANCELLED:
+                        current.status = TaskStatus.CANCELLED
+                        current.error_message = event.error_message
+                else:
+                    current.status = event.status
+                    current.progress = max(current.progress, event.progress)
+                said_something = True
+                yield Snapshot(current)

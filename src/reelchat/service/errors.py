@@ -4,6 +4,7 @@ ServiceError
 ├── InvalidRequest   400: a field the user sent is wrong (param names it)
 ├── NotFound         404: no such task/video/sid in this tenant (other tenants' included)
 ├── UnknownModel     404: the model isn't in the catalog
+├── Conflict         409: the resource exists, but its state doesn't allow this (a video not yet completed)
 └── Busy             429: the queue is full, for everyone or for this key (sent with Retry-After)
 """
 
@@ -31,6 +32,10 @@ class NotFound(ServiceError):
 
 class UnknownModel(ServiceError):
     status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
 
 
 class Busy(ServiceError):

@@ -70,7 +70,12 @@ def build_service(settings: Settings, storage: Storage | None = None) -> VideoSe
         store=Store(settings.resolved_database_url),
         storage=storage or build_storage(settings),
         catalog=load_catalog(settings.models_file, settings.models_json),
-        engines=EngineRegistry(settings.models_dir, device=settings.device, dtype=settings.dtype),
+        engines=EngineRegistry(
+            settings.models_dir,
+            device=settings.device,
+            dtype=settings.dtype,
+            device_memory_gb=settings.device_memory_gb,
+        ),
         executor=build_executor(settings),
         bus=build_bus(settings),
     )

@@ -21,11 +21,13 @@ from ..media.storage import Storage, new_media_name
 from ..settings import Settings
 from ..store.tasks import Store
 from . import keys
+from .capacity import UnfinishedCounts
 from .characters import CharacterService
 from .crashes import CrashPolicy
-from .errors import Busy, InvalidRequest, NotFound, UnknownModel
+from .errors import Busy, Conflict, InvalidRequest, NotFound, UnknownModel
 from .events import EventHub, LocalEventBus
 from .executor import Executor
+from .health import DatabaseProbe
 from .inputs import ImageInputs
 from .planning import plan_task
 from .runner import TaskRunner
@@ -63,6 +65,8 @@ class VideoService:
         self.images = ImageInputs(settings)
         self.uploads = VideoInputs(settings)
         self.characters = CharacterService(store, storage, self.uploads)
+        self.database = DatabaseProbe(store.ping)
+        self.unfinished = UnfinishedCounts(store.unfinished_count)
         self._seconds_by_model = {name: tuple(spec.allowed_seconds) for name, spec in catalog.items()}  # per request
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -124,6 +128,7 @@ class VideoService:
                 task.cancel()
                 with suppress(Exception, asyncio.CancelledError):
                     await task
+        await self.database.close()
         await self.executor.stop()
         await self.bus.close()
         await self.engines.close()  # loaded here only by an in-process executor
@@ -170,7 +175,7 @@ class VideoService:
                 f"No video found with id '{ref}'.", param="sid" if sid else "video_id", code="video_not_found"
             )
         if task.status is not TaskStatus.COMPLETED:
-            raise InvalidRequest(
+            raise Conflict(
                 f"Video '{ref}' is {task.status.value}; only a completed video can be modified.",
                 param="sid" if sid else "video_id",
                 code="video_not_ready",
@@ -267,9 +272,10 @@ class VideoService:
                 f"{self.executor.pending()} videos are already waiting; try again later.",
                 code="rate_limit_exceeded",
             )
-        # one tenant can't fill the shared queue: the store counts, so the cap holds across restarts and servers
-        mine = await self.store.unfinished_count(tenant)
-        if mine >= self.settings.max_queued_per_key:
+        # one tenant can't fill the shared queue: the store counts, so the cap holds across restarts and
+        # servers (read at most once a second while the tenant is well under its cap: `UnfinishedCounts`)
+        mine = await self.unfinished.admit(tenant, self.settings.max_queued_per_key)
+        if mine is not None:
             raise Busy(
                 f"This API key already has {mine} videos queued or in progress, the most one key may have "
                 "(REELCHAT_MAX_QUEUED_PER_KEY); try again when some have finished.",
@@ -285,13 +291,9 @@ class VideoService:
         return await self.store.keys.active_count()
 
     async def health(self) -> dict[str, str]:
-        """What `/healthz` reports: the store answers a query, and the workers run (or are loading)."""
-        try:
-            await self.store.ping()
-            database = "ok"
-        except Exception as e:  # reported, not raised: the caller answers 503
-            log.warning("health check: the store did not answer: %s", e)
-            database = f"error: {type(e).__name__}"
+        """What `/healthz` reports: the store answers a query (at most a second ago, see `DatabaseProbe`),
+        and the workers run (or are loading)."""
+        database = await self.database.check()
         opener_failed = self._opener is not None and self._opener.done() and self._sweeper is None
         workers = "failed" if opener_failed else self.executor.health() if self._sweeper else "loading"
         return {"database": database, "workers": workers}

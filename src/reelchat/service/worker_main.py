@@ -25,6 +25,7 @@ from ..settings import Settings
 from ..store.tasks import Store
 from .crashes import CrashPolicy
 from .runner import TaskRunner
+from .worker_cpu import apply_cpu_share
 from .worker_messages import Cancel, Done, FromWorker, Progress, Ready, Run, Stop, ToWorker
 
 log = logging.getLogger("reelchat.worker")
@@ -37,6 +38,7 @@ def run(settings: Settings, conn: Connection, parent_pid: int, log_level: int) -
     logging.basicConfig(
         level=log_level, format="%(asctime)s %(levelname)s %(name)s[%(processName)s]: %(message)s", stream=sys.stderr
     )
+    apply_cpu_share(settings)
     asyncio.run(_serve(settings, conn))
 
 
@@ -66,7 +68,9 @@ async def _serve(settings: Settings, conn: Connection) -> None:
     loop = asyncio.get_running_loop()
     store = Store(settings.resolved_database_url)
     catalog = load_catalog(settings.models_file, settings.models_json)
-    engines = EngineRegistry(settings.models_dir, device=settings.device, dtype=settings.dtype)
+    engines = EngineRegistry(
+        settings.models_dir, device=settings.device, dtype=settings.dtype, device_memory_gb=settings.device_memory_gb
+    )
     crashes = CrashPolicy(settings.max_attempts, settings.crash_backoff_s)
     runner = TaskRunner(settings, store, build_storage(settings), catalog, engines, PipeBus(conn), crashes)
     jobs: asyncio.Queue[str] = asyncio.Queue()

@@ -21,8 +21,11 @@ from ...protocol.chat_render import (
     pick_locale,
     sse,
 )
+from ...protocol.chat_schema import ChatCompletionRequest
 from ...protocol.chat_turn import Turn
+from ...protocol.response_schema import ChatCompletion, ChatCompletionChunk
 from ...service.chat import ChatServing, ChatTurn, FollowFailed
+from ..contract import REF, documented
 from ..deps import AppState, StateDep, TenantDep
 from ..links import Links
 from ..stream_slots import hold_slot
@@ -85,7 +88,39 @@ def _render_state(renderer: ReplyRenderer, task: Task, links: Links) -> str:
     return text
 
 
-@router.post("/v1/chat/completions")
+# each event of a streamed reply: a chunk as JSON, or the closing [DONE]
+SSE = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "anyOf": [
+                        {"const": "[DONE]"},
+                        {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"$ref": REF.format(model="ChatCompletionChunk")},
+                        },
+                    ]
+                }
+            },
+        }
+    }
+}
+
+
+@router.post(
+    "/v1/chat/completions",
+    **documented(
+        json=ChatCompletionRequest,
+        ok=ChatCompletion,
+        ok_content=SSE,
+        models=[ChatCompletionChunk],
+        errors=[400, 404, 409, 429],
+    ),
+)
 async def chat_completions(request: Request, state: StateDep, tenant: TenantDep) -> StreamingResponse:
     # a slot before any task exists, so a refused reply leaves nothing queued behind it
     release = state.streams.acquire(tenant)

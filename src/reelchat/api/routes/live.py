@@ -14,13 +14,38 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from ...ids import TASK_ID_RE
+from ..contract import documented
 from ..deps import StateDep
 from ..errors import ApiError
 
 router = APIRouter()
 
+# each event: the task's state as JSON (keep-alive comments between them carry no data)
+EVENTS = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {
+                        "type": "object",
+                        "required": ["status", "progress"],
+                        "properties": {
+                            "status": {"enum": ["queued", "in_progress", "completed", "failed", "cancelled"]},
+                            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+                        },
+                    },
+                }
+            },
+        }
+    }
+}
 
-@router.get("/source/{task_id}/events")
+
+@router.get("/source/{task_id}/events", operation_id="task_events", **documented(ok_content=EVENTS, errors=[404]))
 async def task_events(task_id: str, state: StateDep) -> StreamingResponse:
     task = await state.service.get(task_id) if TASK_ID_RE.fullmatch(task_id) else None
     if task is None:

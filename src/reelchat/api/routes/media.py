@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from ...media.ranges import RangeNotSatisfiable, content_range, parse_range
-from ...media.storage import Storage, StorageError, StorageUnavailable, content_type
+from ...media.storage import CONTENT_TYPES, Storage, StorageError, StorageUnavailable, content_type
+from ..contract import documented
 from ..deps import StateDep
 from ..errors import ApiError
 from ..security_headers import MEDIA_ONLY
@@ -20,6 +21,10 @@ router = APIRouter()
 
 def _not_found() -> ApiError:
     return ApiError(404, "No such media file.", code="not_found")
+
+
+# the 200 of a media answer, for the OpenAPI document
+MEDIA_CONTENT = {t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(set(CONTENT_TYPES.values()))}
 
 
 def _unavailable() -> ApiError:
@@ -72,6 +77,15 @@ async def serve_media(
     return StreamingResponse(chunks, status_code=status, headers=headers, media_type=media_type)
 
 
-@router.api_route("/media/{name}", methods=["GET", "HEAD"])
+RANGES = {
+    206: {"description": "The part of the file a `Range` header asked for", "content": MEDIA_CONTENT},
+    416: {"description": "A `Range` outside the file", "content": {}},
+}
+
+
+@router.head(
+    "/media/{name}", operation_id="media_head", **documented(ok_content=MEDIA_CONTENT, errors=[404], extra=RANGES)
+)
+@router.get("/media/{name}", operation_id="media", **documented(ok_content=MEDIA_CONTENT, errors=[404], extra=RANGES))
 async def media(name: str, request: Request, state: StateDep) -> Response:
     return await serve_media(state.storage, name, request)

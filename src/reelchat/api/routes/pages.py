@@ -17,7 +17,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ...domain import Task
 from ...ids import TASK_ID_RE
+from ...protocol.response_schema import TaskSource
 from ...protocol.views import source_view
+from ..contract import documented
 from ..deps import AppState, StateDep
 from ..errors import ApiError
 from ..page_assets import ASSETS, PAGE_CSS, PAGE_JS
@@ -50,13 +52,20 @@ def public_failure(code: str) -> str:
     return "The video could not be made."
 
 
-@router.get("/source/{task_id}")
+@router.get("/source/{task_id}", **documented(ok=TaskSource, errors=[404]))
 async def source(task_id: str, request: Request, state: StateDep) -> JSONResponse:
     _, view = await _source(state, request, task_id)
     return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/web/{task_id}", response_class=HTMLResponse)
+@router.get(
+    "/web/{task_id}",
+    response_class=HTMLResponse,
+    **documented(
+        ok_content={"text/html": {"schema": {"type": "string"}}},
+        extra={404: {"description": "No such task (a page)", "content": {"text/html": {"schema": {"type": "string"}}}}},
+    ),
+)
 async def web(task_id: str, request: Request, state: StateDep) -> HTMLResponse:
     try:
         _, view = await _source(state, request, task_id)
@@ -67,7 +76,13 @@ async def web(task_id: str, request: Request, state: StateDep) -> HTMLResponse:
     return HTMLResponse(render_page(view), headers={"Cache-Control": "no-store", "Content-Security-Policy": csp})
 
 
-@router.get("/static/{name}")
+@router.get(
+    "/static/{name}",
+    **documented(
+        ok_content={t: {"schema": {"type": "string"}} for t in sorted({a.media_type for a in ASSETS.values()})},
+        errors=[404],
+    ),
+)
 async def static(name: str) -> Response:
     asset = ASSETS.get(name)
     if asset is None:

@@ -8,6 +8,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from ...catalog import ModelSpec
+from ...protocol.response_schema import Health, ModelList, ModelObject, Ready
+from ..contract import documented
 from ..deps import StateDep, TenantDep
 from ..errors import ApiError
 
@@ -29,13 +31,13 @@ def _model(spec: ModelSpec, created: int) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", **documented(ok=ModelList))
 async def list_models(state: StateDep, _tenant: TenantDep) -> dict[str, Any]:
     created = int(state.started_at)
     return {"object": "list", "data": [_model(s, created) for s in state.service.models()]}
 
 
-@router.get("/v1/models/{model_id}")
+@router.get("/v1/models/{model_id}", **documented(ok=ModelObject, errors=[404]))
 async def get_model(model_id: str, state: StateDep, _tenant: TenantDep) -> dict[str, Any]:
     spec = state.service.model(model_id)
     if spec is None:
@@ -43,7 +45,7 @@ async def get_model(model_id: str, state: StateDep, _tenant: TenantDep) -> dict[
     return _model(spec, int(state.started_at))
 
 
-@router.get("/healthz")
+@router.get("/healthz", **documented(ok=Health, extra={503: {"description": "What failed", "model": Health}}))
 async def healthz(state: StateDep) -> JSONResponse:
     """200 while the store answers and the workers run or load their models; 503 (with what failed) if not."""
     checks = await state.service.health()
@@ -52,7 +54,7 @@ async def healthz(state: StateDep) -> JSONResponse:
     return JSONResponse({"status": "unavailable", **checks}, status_code=503)
 
 
-@router.get("/readyz")
+@router.get("/readyz", **documented(ok=Ready, errors=[503]))
 async def readyz(state: StateDep) -> dict[str, str]:
     """200 once the models are loaded and the workers take tasks; 503 while they load."""
     if not state.service.ready:

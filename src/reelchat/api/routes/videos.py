@@ -6,19 +6,31 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
 
 from ...domain import MAX_PROMPT_CHARS, InputImage, Task, TaskStatus, VideoRequest
+from ...protocol.response_schema import VideoDeleted, VideoList, VideoObject
 from ...protocol.views import video_object
 from ..body_parser import BodyParser
+from ..contract import documented
 from ..deps import AppState, StateDep, TenantDep
 from ..errors import ApiError, validation_error
-from ..forms import read_fields
-from .media import serve_media
+from ..forms import is_form, read_fields
+from .media import MEDIA_CONTENT, RANGES, serve_media
 
 router = APIRouter()
 
 DEFAULT_MODEL = "sora-2"
+FORM = "form"  # the validation context of a multipart or urlencoded body: every value is text
+
+
+def _whole(v: Any) -> int | None:
+    """A JSON number without a fraction (10 or 10.0: JSON Schema's integer), else None. Never a bool."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v if isinstance(v, int) else None
 
 
 class ImageReference(BaseModel):
@@ -45,9 +57,19 @@ class CreateVideoBody(BaseModel):
             if not v.isdigit():
                 raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
             return int(v)
-        if isinstance(v, bool) or not isinstance(v, int | None):
+        if _whole(v) is None and v is not None:
             raise ValueError('seconds must be a whole number of seconds, e.g. "10"')
-        return v
+        return _whole(v)
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed(cls, v: Any, info: ValidationInfo) -> Any:
+        # a whole number; a form carries it as text, JSON as a number (never "5", 5.0 or true)
+        if isinstance(v, str) and info.context == FORM and v.isascii() and v.isdigit():
+            return int(v)
+        if _whole(v) is None and v is not None:
+            raise ValueError("seed must be a whole number")
+        return _whole(v)
 
 
 class RemixBody(BaseModel):
@@ -78,14 +100,20 @@ async def _read_create(request: Request, bodies: BodyParser) -> tuple[CreateVide
     upload = files.get("input_reference")
     if upload is not None:
         data.pop("input_reference", None)
+    context = FORM if is_form(request) else None
     try:
-        parsed = CreateVideoBody.model_validate(data)
+        parsed = CreateVideoBody.model_validate(data, context=context)
     except ValidationError as e:
         raise validation_error(e) from e
     return parsed, InputImage(upload.data, upload.content_type) if upload is not None else None
 
 
-@router.post("/v1/videos")
+@router.post(
+    "/v1/videos",
+    **documented(
+        json=CreateVideoBody, form=CreateVideoBody, files=["input_reference"], ok=VideoObject, errors=[400, 404, 429]
+    ),
+)
 async def create_video(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
     body, image = await _read_create(request, state.bodies)
     ref = body.input_reference
@@ -106,7 +134,7 @@ async def create_video(request: Request, state: StateDep, tenant: TenantDep) -> 
     return JSONResponse(video_json(task, None), headers=poll_headers(state, task))
 
 
-@router.get("/v1/videos")
+@router.get("/v1/videos", **documented(ok=VideoList, errors=[400, 404]))
 async def list_videos(
     state: StateDep,
     tenant: TenantDep,
@@ -127,19 +155,22 @@ async def list_videos(
     }
 
 
-@router.get("/v1/videos/{video_id}")
+@router.get("/v1/videos/{video_id}", **documented(ok=VideoObject, errors=[404]))
 async def retrieve_video(video_id: str, state: StateDep, tenant: TenantDep) -> JSONResponse:
     task = await state.service.get_video(tenant, video_id)
     return JSONResponse(video_json(task, await _source_of(state, task)), headers=poll_headers(state, task))
 
 
-@router.delete("/v1/videos/{video_id}")
+@router.delete("/v1/videos/{video_id}", **documented(ok=VideoDeleted, errors=[404]))
 async def delete_video(video_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     task = await state.service.delete(tenant, video_id)
     return {"id": task.video_id, "object": "video.deleted", "deleted": True}
 
 
-@router.get("/v1/videos/{video_id}/content")
+@router.get(
+    "/v1/videos/{video_id}/content",
+    **documented(ok_content=MEDIA_CONTENT, errors=[400, 404, 409], extra=RANGES),
+)
 async def download_video(
     video_id: str,
     request: Request,
@@ -150,7 +181,7 @@ async def download_video(
     task = await state.service.get_video(tenant, video_id)
     if task.status is not TaskStatus.COMPLETED:
         raise ApiError(
-            400,
+            409,
             f"Video '{video_id}' is {task.status.value}; content is available once it is completed.",
             param="video_id",
             code="video_not_ready",
@@ -162,7 +193,10 @@ async def download_video(
     return await serve_media(state.storage, name, request, download_name=f"{task.video_id}.{ext}", private=True)
 
 
-@router.post("/v1/videos/{video_id}/remix")
+@router.post(
+    "/v1/videos/{video_id}/remix",
+    **documented(json=RemixBody, form=RemixBody, ok=VideoObject, errors=[400, 404, 409, 429]),
+)
 async def remix_video(video_id: str, request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
     source = await state.service.resolve_source(tenant, video_id=video_id)
     data, _files = await read_fields(request, state.bodies)

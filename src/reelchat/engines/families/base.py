@@ -28,9 +28,16 @@ class Family(ABC):
     class_names: ClassVar[frozenset[str]]
     text_class: ClassVar[str]  # loaded from the checkpoint for text-to-video
     image_class: ClassVar[str]  # loaded from a separate image-to-video checkpoint
+    # the pipelines run classifier-free guidance as two transformer calls per step, which the speed
+    # block's `cfg_batch` can merge; False: they batch it themselves (LTX-Video)
+    two_pass_guidance: ClassVar[bool] = False
+    vae_float32: ClassVar[bool] = False  # the VAE stays in float32 whatever the engine's dtype
+    vae_tile: ClassVar[int] = 512  # the VAE's tile side (pixels) with the speed block's `vae_tiling`
 
     def dtypes(self, torch: Any, main: Any) -> Any:
         """The `dtype` argument of `from_pretrained` (one dtype, or a dict by component)."""
+        if self.vae_float32 and main is not torch.float32:
+            return {"vae": torch.float32, "default": main}
         return main
 
     @abstractmethod

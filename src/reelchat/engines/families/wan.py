@@ -18,10 +18,10 @@ class WanFamily(Family):
     class_names = frozenset({"WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline"})
     text_class = "WanPipeline"
     image_class = "WanImageToVideoPipeline"
-
-    def dtypes(self, torch: Any, main: Any) -> Any:
-        # Wan's VAE is fragile in half precision (its reference code keeps it in float32); it is small.
-        return main if main is torch.float32 else {"vae": torch.float32, "default": main}
+    two_pass_guidance = True  # prompt, then negative prompt: two transformer calls per step
+    # Wan's VAE is fragile in half precision (its reference code keeps it in float32); it is small.
+    vae_float32 = True
+    vae_tile = 256  # AutoencoderKLWan's tile_sample_min_height/width
 
     def video_pipe(self, text_pipe: Any) -> Any:
         return diffusers().WanVideoToVideoPipeline(**shared_parts(text_pipe, _SHARED))

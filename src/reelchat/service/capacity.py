@@ -1,0 +1,61 @@
+"""`UnfinishedCounts`: each tenant's queued and running tasks, for its per-key cap, without a
+store query per request.
+
+The store's count is the truth (it holds across restarts and across servers sharing a database),
+but a burst of 100 chat turns would run 100 identical `COUNT(*)` queries, each waiting its turn
+for a pooled connection, before any of them sends a byte. So a count read from the store is kept
+for `fresh_s` and raised by one for each task this process admits meanwhile: an upper bound of the
+truth as far as this process knows (tasks that finish only lower it). While that bound is under the
+cap the request goes ahead; when it reaches the cap, or is older than `fresh_s`, the store is asked
+again, one query per tenant at a time however many requests wait on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+__all__ = ["UnfinishedCounts"]
+
+
+@dataclass
+class _Count:
+    value: int
+    read_at: float
+
+
+class UnfinishedCounts:
+    def __init__(self, count: Callable[[str], Awaitable[int]], *, fresh_s: float = 1.0) -> None:
+        self._count = count
+        self.fresh_s = fresh_s
+        self._counts: dict[str, _Count] = {}
+        self._reads: dict[str, asyncio.Task[int]] = {}
+        self.queries = 0  # store reads: what the bound saves
+
+    async def admit(self, tenant: str, cap: int) -> int | None:
+        """Count one more task for `tenant` if it has fewer than `cap`; else return its count."""
+        known = self._counts.get(tenant)
+        if known is not None and known.value < cap and time.monotonic() - known.read_at <= self.fresh_s:
+            known.value += 1
+            return None
+        read = self._reads.get(tenant)
+        if read is None:
+            read = asyncio.get_running_loop().create_task(self._read(tenant), name="reelchat-unfinished-count")
+            self._reads[tenant] = read
+        await asyncio.shield(read)
+        known = self._counts[tenant]
+        if known.value >= cap:
+            return known.value
+        known.value += 1
+        return None
+
+    async def _read(self, tenant: str) -> int:
+        try:
+            self.queries += 1
+            value = await self._count(tenant)
+            self._counts[tenant] = _Count(value, time.monotonic())
+            return value
+        finally:
+            del self._reads[tenant]
