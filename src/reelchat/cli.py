@@ -8,6 +8,9 @@ import gc
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
 
 from .catalog import (
     DEMO_I2V_PIPELINE,
@@ -24,6 +27,8 @@ from .media.storage import StorageConfigError
 from .net.loopback import is_loopback
 from .service import keys as keys_service
 from .settings import Settings
+from .standard_webhooks import check_endpoint
+from .standard_webhooks import new_secret as new_webhook_secret
 from .store.tasks import Store
 
 
@@ -67,15 +72,42 @@ async def _count_keys(store: Store) -> int:
     return await store.keys.active_count()
 
 
-def _create_key(name: str, tenant: str | None) -> Callable[[Store], Awaitable[int]]:
+def _create_key(name: str, tenant: str | None, webhook_url: str | None) -> Callable[[Store], Awaitable[int]]:
     async def create(store: Store) -> int:
+        if webhook_url:
+            check_endpoint(webhook_url)  # before the key exists: a bad URL makes no key
         key, secret = await keys_service.create_key(store, name, tenant or None)
         print(f"Created key {key.id} (name {key.name}, tenant {key.tenant}).")
+        if webhook_url:
+            _, webhook_secret = await keys_service.set_webhook(store, key.id, webhook_url)
+            print(f"Its videos' video.completed / video.failed events go to {webhook_url}, signed with")
+            print(f"  {webhook_secret}")
+            print("(the receiver's Standard Webhooks secret; it is not shown again).")
         print("Copy it now; it is stored hashed and will not be shown again:")
         print(secret)
         return 0
 
     return create
+
+
+def _set_webhook(id_or_name: str, url: str) -> Callable[[Store], Awaitable[int]]:
+    async def update(store: Store) -> int:
+        changed, secret = await keys_service.set_webhook(store, id_or_name, url or None)
+        if not changed:
+            print(f"No active key with id or name {id_or_name!r}.", file=sys.stderr)
+            return 1
+        if not url:
+            print(f"Key {id_or_name}: no webhook any more.")
+            return 0
+        print(f"Key {id_or_name}: its videos' events go to {url}.")
+        if secret:
+            print("Signed with this secret (the receiver's Standard Webhooks secret; it is not shown again):")
+            print(secret)
+        else:
+            print("Signed with the secret it already had.")
+        return 0
+
+    return update
 
 
 async def _list_keys(store: Store) -> int:
@@ -184,12 +216,10 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     import uvicorn
 
     from .api.app import create_app
+    from .logs import configure_logging, uvicorn_log_config
     from .service.factory import build_storage
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_format, getattr(logging, log_level.upper(), logging.INFO))
     try:
         catalog = load_catalog(settings.models_file, settings.models_json)
     except CatalogError as e:
@@ -232,7 +262,16 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     gc.set_threshold(20_000, 20, 20)
     app = create_app(settings, storage)
     gc.freeze()
-    print(f"reelchat: listening on http://{host}:{port} (up to {open_files} open files)", flush=True)
+    if settings.webhook_url:
+        print(f"reelchat: webhooks for video.completed and video.failed go to {settings.webhook_url}")
+    metrics_access = "bearer REELCHAT_METRICS_TOKEN" if settings.metrics_token else "loopback callers only"
+    print(
+        f"reelchat: listening on http://{host}:{port} (API docs at /docs, metrics at /metrics for {metrics_access}; "
+        f"up to {open_files} open files)"
+    )
+    print(
+        "reelchat: the models load in the worker process(es) now; /readyz answers 200 once they take work", flush=True
+    )
     uvicorn.run(
         app,
         host=host,
@@ -241,38 +280,160 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         log_level=log_level,
         timeout_graceful_shutdown=5,
         backlog=LISTEN_BACKLOG,
+        log_config=uvicorn_log_config(settings.log_format),
     )
     return 0
+
+
+def _configuration_problems(e: ValidationError) -> list[str]:
+    """Each problem named by its variable, without the values (pydantic's text would print them all,
+    secrets included)."""
+    problems = []
+    for error in e.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        names = [str(part) for part in error["loc"]]
+        problems.append(f"REELCHAT_{'_'.join(names).upper()}: {message}" if names else message)
+    return problems
+
+
+def _server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help="the server (default: REELCHAT_BASE_URL, else OPENAI_BASE_URL, else http://127.0.0.1:8000)",
+    )
+    parser.add_argument(
+        "--api-key", default=None, help="an API key (default: REELCHAT_API_KEY, else OPENAI_API_KEY; none in open mode)"
+    )
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    """`generate` and `tasks`: talk to a running server, need no local configuration."""
+    from .commands.server_client import Server, resolve_api_key, resolve_base_url
+
+    server = Server(resolve_base_url(args.base_url), resolve_api_key(args.api_key))
+    if args.command == "generate":
+        from .commands.generate import generate
+
+        return generate(
+            server,
+            args.prompt,
+            model=args.model,
+            image=args.image,
+            remix=args.remix,
+            seconds=args.seconds,
+            size=args.size,
+            out=args.out,
+        )
+    from .commands import tasks
+
+    if args.tasks_command == "list":
+        return tasks.list_tasks(server, max(1, min(100, args.limit)))
+    if args.tasks_command == "show":
+        return tasks.show_task(server, args.id)
+    return tasks.watch_task(server, args.id)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reelchat", description="Self-hosted sora-2 style video generation server")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_serve = sub.add_parser("serve", help="start the HTTP server")
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=8000)
-    p_serve.add_argument("--log-level", default="info")
+    p_serve = sub.add_parser(
+        "serve",
+        help="start the HTTP server",
+        description="Start the HTTP server. Everything else is configured by REELCHAT_* environment variables "
+        "(see the README's Configuration table).",
+    )
+    p_serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other address needs an API key to exist first)",
+    )
+    p_serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default 8000)")
+    p_serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="least severe log lines shown (default info)",
+    )
+    p_serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=None,
+        help="log lines as text or as JSON objects, one per line (default: REELCHAT_LOG_FORMAT, else text)",
+    )
     p_keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
     p_create = keys_sub.add_parser("create", help="create a key (printed once)")
     p_create.add_argument("--name", required=True)
     p_create.add_argument("--tenant", default="", help="owner of the videos made with this key (default: name)")
+    p_create.add_argument(
+        "--webhook-url",
+        default=None,
+        help="send video.completed / video.failed events of this key's videos here (prints a signing secret once)",
+    )
+    p_update = keys_sub.add_parser("update", help="change a key's settings")
+    p_update.add_argument("key", help="the key's id or name")
+    p_update.add_argument(
+        "--webhook-url",
+        required=True,
+        help='where its videos\' events go ("" removes it; a new secret is printed once)',
+    )
     keys_sub.add_parser("list", help="list keys (never the secrets)")
     p_revoke = keys_sub.add_parser("revoke", help="revoke a key by id or name")
     p_revoke.add_argument("key")
     p_models = sub.add_parser("models", help="show the model catalog (or, with `presets`, the known models)")
     p_models.add_argument("what", nargs="?", choices=["presets"], help="list the presets instead")
+    p_gen = sub.add_parser(
+        "generate",
+        help="make a video on a running server, with a progress bar, and save the mp4",
+        description="Make a video on a running reelchat server (see --base-url), show its progress, save the mp4.",
+    )
+    p_gen.add_argument("prompt", help="what the video shows (with --remix: what to change)")
+    p_gen.add_argument("--model", default=None, help="catalog model (default: the server's, sora-2)")
+    p_gen.add_argument("--image", default=None, help="animate this image: a file, or an http(s) URL the server fetches")
+    p_gen.add_argument(
+        "--remix", default=None, metavar="SID", help="modify this video: an s_… sid, video_… or task_… id"
+    )
+    p_gen.add_argument("--seconds", type=int, default=None, help="length (one the model allows; default: its own)")
+    p_gen.add_argument("--size", default=None, help="WIDTHxHEIGHT (one the model allows; default: its portrait size)")
+    p_gen.add_argument("--out", type=Path, default=None, help="where to save the mp4 (default: <video id>.mp4)")
+    _server_flags(p_gen)
+    p_tasks = sub.add_parser("tasks", help="list, show or watch this key's videos on a running server")
+    tasks_sub = p_tasks.add_subparsers(dest="tasks_command", required=True)
+    p_list = tasks_sub.add_parser("list", help="the newest videos, as a table")
+    p_list.add_argument("--limit", type=int, default=20, help="how many (1-100, default 20)")
+    _server_flags(p_list)
+    for name, text in (("show", "one video's details, timings and webhook deliveries"), ("watch", "follow one live")):
+        p_one = tasks_sub.add_parser(name, help=text)
+        p_one.add_argument("id", help="a video_… or task_… id")
+        _server_flags(p_one)
+    p_doctor = sub.add_parser("doctor", help="check the device, models, database, storage and Ray, and say what to fix")
+    _server_flags(p_doctor)
+    sub.add_parser("webhook-secret", help="print a new Standard Webhooks secret (for REELCHAT_WEBHOOK_SECRET)")
     p_pull = sub.add_parser("pull", help="download a preset's or a Hugging Face repo's checkpoint")
     p_pull.add_argument("target", help="a preset name (`reelchat models presets`) or a repo id (owner/name)")
     args = parser.parse_args(argv)
 
+    if args.command == "webhook-secret":
+        print(new_webhook_secret())
+        return 0
+    if args.command in ("generate", "tasks"):
+        return _client_command(args)
     try:
         settings = Settings()
-    except ValueError as e:
-        print(f"reelchat: bad configuration: {e}", file=sys.stderr)
+    except ValidationError as e:
+        for problem in _configuration_problems(e):
+            print(f"reelchat: bad configuration: {problem}", file=sys.stderr)
         return 2
     if args.command == "serve":
+        if args.log_format:
+            settings = settings.model_copy(update={"log_format": args.log_format})  # worker processes get it too
         return serve(settings, args.host, args.port, args.log_level)
+    if args.command == "doctor":
+        from .commands.doctor import doctor, ray_address_from_env
+        from .commands.server_client import resolve_base_url
+
+        return doctor(settings, resolve_base_url(args.base_url), ray_address_from_env())
     if args.command == "models" and args.what == "presets":
         return print_presets()
     if args.command == "pull":
@@ -288,7 +449,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     settings.home.mkdir(parents=True, exist_ok=True)
     if args.keys_command == "create":
-        return asyncio.run(_with_store(settings, _create_key(args.name, args.tenant)))
+        try:
+            create = _create_key(args.name, args.tenant, args.webhook_url)
+            return asyncio.run(_with_store(settings, create))
+        except ValueError as e:
+            print(f"reelchat: {e}", file=sys.stderr)
+            return 2
+    if args.keys_command == "update":
+        try:
+            return asyncio.run(_with_store(settings, _set_webhook(args.key, args.webhook_url)))
+        except ValueError as e:
+            print(f"reelchat: {e}", file=sys.stderr)
+            return 2
     if args.keys_command == "list":
         return asyncio.run(_with_store(settings, _list_keys))
     return asyncio.run(_with_store(settings, _revoke_key(args.key)))

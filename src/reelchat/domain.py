@@ -99,6 +99,7 @@ class Task:
     completed_at: datetime | None = None
     params: dict[str, Any] = field(default_factory=dict)
     media_pending: list[str] = field(default_factory=list)  # names a run was about to write
+    phases: dict[str, float] = field(default_factory=dict)  # seconds the last run spent per phase
     # the input image, held between prepare and enqueue (never stored in the row)
     image_data: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -135,3 +136,4 @@ class ApiKey:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None = None
+    webhook_url: str | None = None  # where this key's videos' events go (its secret stays in the store)

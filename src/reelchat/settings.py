@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .standard_webhooks import check_endpoint, secret_key
 
 
 def default_home() -> Path:
@@ -103,11 +105,48 @@ class Settings(BaseSettings):
         description="seconds between the store re-reads that catch every followed task up (one query per process)",
     )
     job_deadline_s: float = Field(default=3600.0, gt=0, description="a job running longer than this fails")
+    log_format: Literal["text", "json"] = Field(default="text", description="server log lines: text, or JSON lines")
+    metrics_token: str | None = Field(
+        default=None, description="bearer token /metrics requires; unset: /metrics answers loopback callers only"
+    )
+    webhook_url: str | None = Field(default=None, description="server-wide endpoint for video.completed/failed")
+    webhook_secret: str | None = Field(default=None, description="its Standard Webhooks secret, whsec_<base64>")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="seconds an endpoint has to answer")
+    webhook_poll_s: float = Field(default=1.0, gt=0, description="seconds between looks at the delivery outbox")
+    webhook_retry_base_s: float = Field(default=5.0, gt=0, description="first retry wait; x4 per attempt, 10 h max")
+    webhook_max_attempts: int = Field(default=10, ge=1, description="attempts before a delivery is given up")
 
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
         return v.rstrip("/") if v else v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        return check_endpoint(v)
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        try:
+            secret_key(v)
+        except ValueError as e:
+            raise ValueError(f"{e}; make one with `reelchat webhook-secret`") from None
+        return v
+
+    @model_validator(mode="after")
+    def _webhook_pair(self) -> Settings:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError(
+                "REELCHAT_WEBHOOK_URL is set but REELCHAT_WEBHOOK_SECRET is not: set it to a whsec_ secret "
+                "(make one with `reelchat webhook-secret`)"
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:

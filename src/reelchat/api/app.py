@@ -13,6 +13,7 @@ from ..homelock import HomeLock
 from ..media.storage import Storage
 from ..service.chat import ChatServing
 from ..service.factory import build_service, build_storage
+from ..service.operations import Operations
 from ..service.videos import VideoService
 from ..settings import Settings
 from . import errors
@@ -21,7 +22,8 @@ from .contract_refine import catalog_refiner
 from .deps import AppState
 from .limits import BodySizeLimit
 from .links import LinkBuilder
-from .routes import chat, live, media, pages, playground, system, video_edits, videos
+from .request_metrics import RequestMetrics
+from .routes import chat, live, media, metrics, pages, playground, system, video_edits, videos
 from .routes.videos import DEFAULT_MODEL
 from .security_headers import SecurityHeaders
 from .stream_slots import StreamSlots
@@ -30,28 +32,31 @@ log = logging.getLogger("reelchat")
 
 
 @asynccontextmanager
-async def _serving(service: VideoService) -> AsyncIterator[None]:
-    resumed = await service.open()
+async def _serving(service: VideoService, ops: Operations) -> AsyncIterator[None]:
+    resumed = await service.open()  # migrates first: metrics and webhooks read its tables
     if resumed:
         log.info("resuming %d task(s) left queued or running by an earlier process", resumed)
+    await ops.start(service)
     try:
         yield
     finally:
         await service.close()
+        await ops.close()
 
 
 def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
     """The app on `settings`; `storage` when the caller built (and checked) it already, as `reelchat serve` does."""
     settings = settings or Settings()
     storage = storage or build_storage(settings)
-    service = build_service(settings, storage)
+    ops = Operations(settings)
+    service = build_service(settings, storage, on_event=ops.on_event)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         lock = HomeLock(settings.home)
         lock.acquire()
         try:
-            async with _serving(service):
+            async with _serving(service, ops):
                 yield
         finally:
             await app.state.reelchat.chat.close()
@@ -67,9 +72,11 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         storage=storage,
         links=LinkBuilder(settings.public_base_url, settings.trusted_proxies, direct_url=storage.direct_url),
         streams=StreamSlots(settings.max_streams_per_key),
+        ops=ops,
     )
+    ops.metrics.open_streams.labels("chat").set_function(app.state.reelchat.streams.open_count)
     errors.install(app)
-    routers = [module.router for module in (chat, live, media, pages, playground, system, video_edits, videos)]
+    routers = [module.router for module in (chat, live, media, metrics, pages, playground, system, video_edits, videos)]
     for router in routers:
         app.include_router(router)
     refine = catalog_refiner(service.models(), default_model=DEFAULT_MODEL)
@@ -82,5 +89,6 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(SecurityHeaders)  # outermost: the 413s answered by BodySizeLimit get them too
+    app.add_middleware(SecurityHeaders)  # the 413s answered by BodySizeLimit get them too
+    app.add_middleware(RequestMetrics, metrics=ops.metrics)  # outermost: counts every answer, 413s included
     return app

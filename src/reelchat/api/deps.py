@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from ..media.storage import Storage
 from ..net.loopback import is_loopback
 from ..service.chat import ChatServing
+from ..service.operations import Operations
 from ..service.videos import VideoService
 from ..settings import Settings
 from .body_parser import BodyParser
@@ -30,6 +31,7 @@ class AppState:
     storage: Storage  # the media the service writes, served by the media routes
     links: LinkBuilder
     streams: StreamSlots
+    ops: Operations  # metrics and webhooks
     bodies: BodyParser = field(default_factory=BodyParser)
     started_at: float = field(default_factory=time.time)
     _keys_checked_at: float = 0.0

@@ -23,6 +23,10 @@ class StreamSlots:
         self.per_tenant = per_tenant
         self._open: dict[str, int] = {}
 
+    def open_count(self) -> int:
+        """Chat replies open now, all tenants together (/metrics)."""
+        return sum(self._open.values())
+
     def acquire(self, tenant: str) -> Callable[[], None]:
         """Take a slot (or raise 429); returns its release, which is safe to call more than once."""
         held = self._open.get(tenant, 0)

@@ -61,6 +61,11 @@ def ensure_demo_pipeline(root: Path, kind: DemoKind = "t2v") -> Path:
     return target
 
 
+def needs_build(root: Path, kind: DemoKind = "t2v") -> bool:
+    """Whether `ensure_demo_pipeline(root, kind)` will build (first start, or an outdated build)."""
+    return not _is_current(Path(root) / kind)
+
+
 def _stamp() -> str:
     # transformers' major version too: v5 saves tokenizers under a class name v4 cannot load
     major = importlib.import_module("transformers").__version__.split(".")[0]

@@ -121,14 +121,26 @@ class EngineRegistry:
         """A catalog `pipeline` value as a checkpoint directory: a demo (built on first use), a Hugging
         Face repo id (from the local cache only: `reelchat pull` fetches it), or a directory."""
         if value in (DEMO_PIPELINE, DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE):
-            from .demo_model import ensure_demo_pipeline
+            from .demo_model import ensure_demo_pipeline, needs_build
 
             kinds: dict[str, Literal["t2v", "i2v", "ltx"]] = {
                 DEMO_PIPELINE: "t2v",
                 DEMO_I2V_PIPELINE: "i2v",
                 DEMO_LTX_PIPELINE: "ltx",
             }
-            return await asyncio.to_thread(ensure_demo_pipeline, self.models_dir / "demo", kinds[value])
+            root, kind = self.models_dir / "demo", kinds[value]
+            if not await asyncio.to_thread(needs_build, root, kind):
+                return root / kind
+            started = time.monotonic()
+            log.info(
+                "building the demo model %r for %s in %s (first start only; random weights, no download)...",
+                kind,
+                model,
+                root / kind,
+            )
+            path = await asyncio.to_thread(ensure_demo_pipeline, root, kind)
+            log.info("demo model %r built in %.1f s", kind, time.monotonic() - started)
+            return path
         from . import hub
 
         if await asyncio.to_thread(hub.is_repo_id, value):

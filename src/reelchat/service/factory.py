@@ -8,7 +8,10 @@ scale-out adds its choices here (`REELCHAT_EXECUTOR`, `REELCHAT_STORAGE_URL`) wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..catalog import load_catalog
+from ..domain import TaskEvent
 from ..engines.registry import EngineRegistry
 from ..media.storage import LocalStorage, Storage, StorageConfigError
 from ..media.storage_url import parse_storage_url
@@ -62,8 +65,11 @@ def build_bus(settings: Settings) -> EventHub:
     return LocalEventBus(settings.events_catch_up_s)
 
 
-def build_service(settings: Settings, storage: Storage | None = None) -> VideoService:
-    """The service on the configured implementations; `storage` when the caller also serves its media."""
+def build_service(
+    settings: Settings, storage: Storage | None = None, on_event: Callable[[TaskEvent], None] | None = None
+) -> VideoService:
+    """The service on the configured implementations; `storage` when the caller also serves its media;
+    `on_event` sees the events of the jobs this process runs (metrics)."""
     settings.home.mkdir(parents=True, exist_ok=True)
     return VideoService(
         settings=settings,
@@ -78,4 +84,5 @@ def build_service(settings: Settings, storage: Storage | None = None) -> VideoSe
         ),
         executor=build_executor(settings),
         bus=build_bus(settings),
+        on_event=on_event,
     )

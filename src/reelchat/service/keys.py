@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 from ..domain import ApiKey
 from ..ids import new_key_id
+from ..standard_webhooks import check_endpoint
+from ..standard_webhooks import new_secret as new_webhook_secret
 from ..store.tasks import Store
 
 KEY_PREFIX = "rc-"
@@ -33,3 +35,10 @@ async def create_key(store: Store, name: str, tenant: str | None = None) -> tupl
 
 async def authenticate(store: Store, secret: str) -> ApiKey | None:
     return await store.keys.by_hash(hash_key(secret))
+
+
+async def set_webhook(store: Store, id_or_name: str, url: str | None) -> tuple[int, str | None]:
+    """Point a key's webhook at `url` (None or "": remove it). Returns the keys changed and the new
+    signing secret when one was made (a key that had a secret keeps it). The secret is stored (signing
+    needs it) and shown only now."""
+    return await store.keys.set_webhook(id_or_name, check_endpoint(url) if url else None, new_webhook_secret())

@@ -17,13 +17,16 @@ from ..catalog import ModelSpec, parse_size
 from ..domain import Task, TaskEvent, TaskStatus
 from ..engines.base import EngineCancelled, EngineError, EngineResult, JobRequest, SourceVideo
 from ..engines.registry import EngineRegistry
+from ..logs import task_context
 from ..media import encode
 from ..media.storage import Storage, new_media_name
 from ..settings import Settings
 from ..store.tasks import Store
 from .crashes import CRASH_LOOP, CrashPolicy
 from .events import EventBus
+from .phases import PhaseClock
 from .reporter import TaskReporter
+from .webhooks import outcome_event
 
 log = logging.getLogger("reelchat.service")
 
@@ -48,6 +51,7 @@ class TaskRunner:
         self.crashes = crashes
         self._cancelled: set[str] = set()  # tasks whose engine should stop at its next step
         self._running: dict[str, TaskReporter] = {}
+        self._clocks: dict[str, PhaseClock] = {}  # per running task: where its time went
 
     def cancel(self, task_id: str) -> None:
         """The task was deleted: its engine stops at its next step."""
@@ -60,9 +64,23 @@ class TaskRunner:
             running.stop()
 
     async def execute(self, task_id: str) -> None:
+        with task_context(task_id):
+            await self._execute(task_id)
+
+    async def _execute(self, task_id: str) -> None:
         task = await self.store.claim(task_id, owner=self.settings.resolved_node_id)
         if task is None:
             return  # finished, deleted, held back after a crash, or claimed by another worker
+        clock = PhaseClock.claimed(task)
+        self._clocks[task.id] = clock
+        log.info(
+            "task %s started (model %s, attempt %d, queued %.2f s)",
+            task.id,
+            task.model,
+            task.attempt,
+            clock.phases["queued"],
+            extra={"event": "task_started", "model": task.model, "attempt": task.attempt, **clock.fields()},
+        )
         try:
             await self._discard(task.media_pending)  # written (or half-written) by a run that died
             if self.crashes.gives_up(task.crashes):
@@ -81,11 +99,35 @@ class TaskRunner:
         except asyncio.CancelledError:  # shutdown: hand the task back, crash count unchanged
             await self._release(task)
             raise
+        finally:
+            self._clocks.pop(task.id, None)
+
+    def _finished(self, task: Task, status: str, *, code: str | None = None, error: str | None = None) -> None:
+        """The one line per run's end: its outcome and how long each phase took."""
+        clock = self._clocks.get(task.id)
+        timing = clock.describe() if clock else ""
+        why = f" ({code}): {error}" if code else ""
+        log.log(
+            logging.WARNING if code else logging.INFO,
+            "task %s %s%s%s",
+            task.id,
+            status,
+            timing,
+            why,
+            extra={
+                "event": "task_finished",
+                "status": status,
+                "model": task.model,
+                "attempt": task.attempt,
+                "code": code,
+                **(clock.fields() if clock else {}),
+            },
+        )
 
     async def _release(self, task: Task) -> None:
         try:
             if await self.store.release(task.id, task.attempt):
-                log.info("task %s goes back to the queue (server stopping)", task.id)
+                self._finished(task, "goes back to the queue (server stopping)")
         except Exception:  # the next start requeues it all the same, counting no crash unless in_engine
             log.warning("could not release task %s", task.id, exc_info=True)
 
@@ -102,7 +144,7 @@ class TaskRunner:
                 names = await self._make(task, reporter)
         except EngineCancelled:
             if task.id in self._cancelled:
-                log.info("task %s cancelled", task.id)
+                self._finished(task, "cancelled")
             else:
                 await self._release(task)
             return
@@ -120,33 +162,49 @@ class TaskRunner:
         finally:
             await reporter.flush()
         video_name, thumbnail_name, spritesheet_name = names
+        clock = self._clocks[task.id]
         if await self.store.complete(
             task.id,
             task.attempt,
             video_name=video_name,
             thumbnail_name=thumbnail_name,
             spritesheet_name=spritesheet_name,
+            phases=clock.done(),
+            outbox=outcome_event(task, TaskStatus.COMPLETED, server=self.settings.webhook_url is not None),
         ):
+            self._finished(task, "completed")
             self.bus.publish(TaskEvent(task.id, TaskStatus.COMPLETED, 100))
         else:  # deleted (or superseded) while we worked: don't leave orphans behind
+            self._finished(task, "superseded")
             await self._discard(names)
 
     async def _make(self, task: Task, reporter: TaskReporter) -> tuple[str, str, str]:
         """Run the engine and write the media; returns their names (not yet the task's)."""
         result = await self._generate(task, reporter)
+        self._clocks[task.id].enter("encode")
         names = (new_media_name("mp4"), new_media_name("webp"), new_media_name("jpg"))
         if not await self.store.engine_returned(task.id, task.attempt, names):
             raise EngineCancelled()  # deleted or taken over meanwhile
         try:
-            await self._store_media(task, result, names)
+            await self._store_media(task, result, names, self._clocks[task.id])
         except BaseException:  # whatever was written of them is no one's
             await self._discard(names)
             raise
         return names
 
     async def _fail(self, task: Task, code: str, message: str) -> None:
-        log.warning("task %s failed (%s): %s", task.id, code, message)  # public pages show only its kind
-        if await self.store.fail(task.id, task.attempt, code=code, message=message):
+        clock = self._clocks.get(task.id)
+        failed = await self.store.fail(
+            task.id,
+            task.attempt,
+            code=code,
+            message=message,
+            phases=clock.done() if clock else None,
+            outbox=outcome_event(task, TaskStatus.FAILED, server=self.settings.webhook_url is not None),
+        )
+        # the details go to the log (public pages show only the failure's kind)
+        self._finished(task, "failed" if failed else "failed, superseded", code=code, error=message)
+        if failed:
             self.bus.publish(TaskEvent(task.id, TaskStatus.FAILED, task.progress, code, message))
 
     async def _generate(self, task: Task, reporter: TaskReporter) -> EngineResult:
@@ -196,6 +254,7 @@ class TaskRunner:
         job = await self.engines.prepare(spec, request)  # how the source is used is the engine's call
         if job.local and not await self.store.engine_started(task.id, task.attempt):
             raise EngineCancelled()  # deleted or taken over meanwhile
+        self._clocks[task.id].enter("denoise")
         return await job.run(reporter)
 
     async def _decode_whole(self, video: bytes, what: str) -> Any:
@@ -207,7 +266,9 @@ class TaskRunner:
                 f"The {what} is too large to process: {e} (REELCHAT_MAX_VIDEO_PIXELS).", code="video_too_large"
             ) from None
 
-    async def _store_media(self, task: Task, result: EngineResult, names: tuple[str, str, str]) -> None:
+    async def _store_media(
+        self, task: Task, result: EngineResult, names: tuple[str, str, str], clock: PhaseClock
+    ) -> None:
         """Encode and save the video, its thumbnail and spritesheet, all at the task's public size.
 
         A model renders a public size at its own (`ModelSpec.render_size`); the encoder scales to the
@@ -230,5 +291,6 @@ class TaskRunner:
         if thumbnail is None or (result.video is not None and (frames.shape[2], frames.shape[1]) != size):
             thumbnail = await asyncio.to_thread(encode.encode_webp, encode.pick_thumbnail_frame(frames), size=size)
         spritesheet: bytes = await asyncio.to_thread(encode.encode_spritesheet, frames, tile_size=size)
+        clock.enter("upload")
         for name, data in zip(names, (video, thumbnail, spritesheet), strict=True):
             await self.storage.save(name, data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 
 from ..catalog import ModelSpec
@@ -20,15 +20,17 @@ from ..ids import SID_RE
 from ..media.storage import Storage, new_media_name
 from ..settings import Settings
 from ..store.tasks import Store
+from ..store.webhooks import DeliveryRecord
 from . import keys
 from .capacity import UnfinishedCounts
 from .characters import CharacterService
 from .crashes import CrashPolicy
 from .errors import Busy, Conflict, InvalidRequest, NotFound, UnknownModel
-from .events import EventHub, LocalEventBus
+from .events import EventBus, EventHub, LocalEventBus
 from .executor import Executor
 from .health import DatabaseProbe
 from .inputs import ImageInputs
+from .metrics import PublishTap
 from .planning import plan_task
 from .runner import TaskRunner
 from .video_inputs import VideoInputs
@@ -49,6 +51,7 @@ class VideoService:
         engines: EngineRegistry,
         executor: Executor,
         bus: EventHub | None = None,
+        on_event: Callable[[TaskEvent], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -58,7 +61,9 @@ class VideoService:
         self.executor = executor
         self.bus: EventHub = bus or LocalEventBus(settings.events_catch_up_s)
         self.crashes = CrashPolicy(settings.max_attempts, settings.crash_backoff_s)
-        self.runner = TaskRunner(settings, store, storage, catalog, engines, self.bus, self.crashes)
+        # `on_event` sees what this process's runner (or its workers, its actors) publishes: /metrics
+        runner_bus: EventBus = PublishTap(self.bus, on_event) if on_event is not None else self.bus
+        self.runner = TaskRunner(settings, store, storage, catalog, engines, runner_bus, self.crashes)
         self._opener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._look_again = asyncio.Event()  # the sweeper looks at the queue now, not at its next period
@@ -312,6 +317,10 @@ class VideoService:
 
     async def list_videos(self, tenant: str, *, after: str | None, limit: int, order: str) -> tuple[list[Task], bool]:
         return await self.store.list_tasks(tenant, after=after, limit=limit, order=order)
+
+    async def webhook_deliveries(self, task_id: str) -> list[DeliveryRecord]:
+        """The task's webhook deliveries (its delivery log), oldest first."""
+        return await self.store.webhooks.for_task(task_id)
 
     async def lineage(self, task: Task, limit: int = 200) -> list[Task]:
         """The chain of videos this one was remixed from, root first, ending with the task itself."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -20,6 +19,7 @@ from multiprocessing.connection import Connection
 from ..catalog import load_catalog
 from ..domain import TaskEvent
 from ..engines.registry import EngineRegistry
+from ..logs import configure_logging
 from ..parent_death import die_with_parent
 from ..settings import Settings
 from ..store.tasks import Store
@@ -35,9 +35,7 @@ def run(settings: Settings, conn: Connection, parent_pid: int, log_level: int) -
     """The process's entry point (spawned, never forked)."""
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the API stops us
-    logging.basicConfig(
-        level=log_level, format="%(asctime)s %(levelname)s %(name)s[%(processName)s]: %(message)s", stream=sys.stderr
-    )
+    configure_logging(settings.log_format, log_level)
     apply_cpu_share(settings)
     asyncio.run(_serve(settings, conn))
 

@@ -21,7 +21,7 @@ class KeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def add(self, key: ApiKey, key_hash: str) -> None:
+    async def add(self, key: ApiKey, key_hash: str, webhook_secret: str | None = None) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
                 api_keys.insert().values(
@@ -31,8 +31,32 @@ class KeyStore:
                     prefix=key.prefix,
                     key_hash=key_hash,
                     created_at=key.created_at.timestamp(),
+                    webhook_url=key.webhook_url,
+                    webhook_secret=webhook_secret,
                 )
             )
+
+    async def set_webhook(self, id_or_name: str, url: str | None, new_secret: str) -> tuple[int, str | None]:
+        """Point the active key(s) named `id_or_name` at `url` (None: no webhook). A key that had no
+        secret gets `new_secret`; one that had keeps it (its receiver needn't change). Returns the
+        keys changed and the secret given out now (None when none was)."""
+        async with self.engine.begin() as conn:
+            active = (api_keys.c.id == id_or_name) | (api_keys.c.name == id_or_name)
+            rows = (
+                await conn.execute(
+                    sa.select(api_keys.c.id, api_keys.c.webhook_secret).where(active, api_keys.c.revoked_at.is_(None))
+                )
+            ).fetchall()
+            given: str | None = None
+            for key_id, secret in rows:
+                if url is None:
+                    values: dict[str, Any] = {"webhook_url": None}
+                elif secret is None:
+                    values, given = {"webhook_url": url, "webhook_secret": new_secret}, new_secret
+                else:
+                    values = {"webhook_url": url}
+                await conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**values))
+        return len(rows), given
 
     async def by_hash(self, key_hash: str) -> ApiKey | None:
         async with self.engine.connect() as conn:
@@ -79,4 +103,5 @@ def _row_to_key(row: sa.Row[Any]) -> ApiKey:
         prefix=m["prefix"],
         created_at=created,
         revoked_at=to_datetime(m["revoked_at"]),
+        webhook_url=m["webhook_url"],
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -58,6 +59,8 @@ tasks = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("completed_at", sa.Float, nullable=True),
+    # seconds the last run spent in each phase (queued, denoise, encode, upload), written with its outcome
+    sa.Column("phases", sa.JSON, nullable=True),
     sa.Index("ix_tasks_tenant_created", "tenant", "created_at"),
     sa.Index("ix_tasks_status", "status"),
 )
@@ -72,6 +75,33 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    # the operator's endpoint for this key's videos' events, and its Standard Webhooks secret (whsec_...)
+    sa.Column("webhook_url", sa.Text, nullable=True),
+    sa.Column("webhook_secret", sa.String(200), nullable=True),
+)
+
+# One row per (event, endpoint), written in the transaction that records the task's outcome, before
+# anything is sent; senders claim due rows (`claimed_by` / `claimed_until`) so replicas never share one.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("event_id", sa.String(40), nullable=False),  # the `webhook-id` header: the same on every retry
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("task_id", sa.String(40), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),  # "server" (REELCHAT_WEBHOOK_URL) or an api key id
+    sa.Column("payload", sa.Text, nullable=False),  # the exact body that is signed and sent
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_at", sa.Float, nullable=False),
+    sa.Column("claimed_by", sa.String(300), nullable=True),
+    sa.Column("claimed_until", sa.Float, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),  # the receiver's HTTP status, if it answered
+    sa.Column("last_error", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_at"),
+    sa.Index("ix_webhook_deliveries_task", "task_id"),
 )
 
 characters = sa.Table(
@@ -100,6 +130,15 @@ def _m001_initial(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _add_missing_columns(conn: sa.Connection, table: sa.Table, columns: list[sa.Column[Any]]) -> None:
+    """ALTER TABLE ADD COLUMN for the nullable `columns` a database made by an older m001 lacks."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    for column in columns:
+        if column.name not in have:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+
+
 def _m002_crash_accounting(conn: sa.Connection) -> None:
     # a fresh database got these columns from m001 (it creates the current table); add what is missing
     have = {c["name"] for c in sa.inspect(conn).get_columns("tasks")}
@@ -114,9 +153,18 @@ def _m003_characters(conn: sa.Connection) -> None:
     characters.create(conn, checkfirst=True)
 
 
+def _m005_ops(conn: sa.Connection) -> None:
+    _add_missing_columns(conn, tasks, [tasks.c.phases])
+    _add_missing_columns(conn, api_keys, [api_keys.c.webhook_url, api_keys.c.webhook_secret])
+    webhook_deliveries.create(conn, checkfirst=True)
+
+
 # Append only: each entry runs once, in order, inside a transaction, and is recorded.
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial tasks and api_keys", _m001_initial),
     (2, "tasks: crashes while in the engine, backoff, pending media", _m002_crash_accounting),
     (3, "characters: named reference frames per tenant", _m003_characters),
+    # 4 is the quotas branch's (renumber on merge if that changes); a database that ran 5 before 3 existed
+    # runs 3 on its next start (each version runs once, whichever are missing)
+    (5, "tasks.phases; api_keys webhook endpoint; webhook_deliveries", _m005_ops),
 ]

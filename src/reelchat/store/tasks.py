@@ -22,6 +22,7 @@ from .characters import CharacterStore
 from .keys import KeyStore
 from .schema import MIGRATIONS, metadata, schema_migrations, tasks
 from .timestamps import to_datetime, to_timestamp
+from .webhooks import OutboxEvent, WebhookStore
 
 _TIMES = ("created_at", "started_at", "completed_at")  # datetimes in the domain, unix seconds in the table
 MIGRATION_LOCK_KEY = 0x7265656C63686174  # "reelchat": the advisory lock that serialises migrations
@@ -39,6 +40,7 @@ def _row_to_task(row: sa.Row[Any]) -> Task:
         deleted=bool(m["deleted"]),
         params=dict(m["params"] or {}),
         media_pending=list(m["media_pending"] or []),
+        phases=dict(m["phases"] or {}),
     )
     return Task(**values)
 
@@ -64,6 +66,7 @@ class Store:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self.keys = KeyStore(self.engine)  # the same database and pool
         self.characters = CharacterStore(self.engine)
+        self.webhooks = WebhookStore(self.engine)
         self._pending_inserts: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._insert_writer: asyncio.Task[None] | None = None
         if self.is_sqlite:
@@ -187,7 +190,11 @@ class Store:
             row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).one()
         return _row_to_task(row)
 
-    async def _fenced_update(self, task_id: str, attempt: int, **values: Any) -> bool:
+    async def _fenced_update(
+        self, task_id: str, attempt: int, *, outbox: OutboxEvent | None = None, **values: Any
+    ) -> bool:
+        """One attempt-fenced UPDATE; with `outbox`, the event's webhook deliveries are written in the
+        same transaction when (and only when) the update wins."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 tasks.update()
@@ -199,6 +206,9 @@ class Store:
                 )
                 .values(**values)
             )
+            if result.rowcount == 1 and outbox is not None:
+                tenant = (await conn.execute(sa.select(tasks.c.tenant).where(tasks.c.id == task_id))).scalar_one()
+                await self.webhooks.add_in(conn, outbox, tenant)
         return result.rowcount == 1
 
     async def engine_started(self, task_id: str, attempt: int) -> bool:
@@ -228,11 +238,21 @@ class Store:
         return await self._fenced_update(task_id, attempt, upstream_job_id=job_id)
 
     async def complete(
-        self, task_id: str, attempt: int, *, video_name: str, thumbnail_name: str, spritesheet_name: str | None
+        self,
+        task_id: str,
+        attempt: int,
+        *,
+        video_name: str,
+        thumbnail_name: str,
+        spritesheet_name: str | None,
+        phases: dict[str, float] | None = None,
+        outbox: OutboxEvent | None = None,
     ) -> bool:
         return await self._fenced_update(
             task_id,
             attempt,
+            outbox=outbox,
+            phases=phases,
             status=TaskStatus.COMPLETED.value,
             progress=100,
             in_engine=False,
@@ -243,10 +263,21 @@ class Store:
             completed_at=time.time(),
         )
 
-    async def fail(self, task_id: str, attempt: int, *, code: str, message: str) -> bool:
+    async def fail(
+        self,
+        task_id: str,
+        attempt: int,
+        *,
+        code: str,
+        message: str,
+        phases: dict[str, float] | None = None,
+        outbox: OutboxEvent | None = None,
+    ) -> bool:
         return await self._fenced_update(
             task_id,
             attempt,
+            outbox=outbox,
+            phases=phases,
             status=TaskStatus.FAILED.value,
             error_code=code,
             error_message=message,
@@ -326,6 +357,28 @@ class Store:
         async with self.engine.connect() as conn:
             value = await conn.execute(
                 sa.select(sa.func.count()).select_from(tasks).where(unfinished, tasks.c.tenant == tenant)
+            )
+            return int(value.scalar() or 0)
+
+    async def depth(self) -> dict[tuple[str, str], int]:
+        """Unfinished tasks by (model, status), over every server sharing this database."""
+        unfinished = tasks.c.status.in_([TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value])
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(tasks.c.model, tasks.c.status, sa.func.count())
+                .where(unfinished, tasks.c.deleted == sa.false())
+                .group_by(tasks.c.model, tasks.c.status)
+            )
+            return {(model, status): int(n) for model, status, n in rows}
+
+    async def running_on(self, node: str) -> int:
+        """Tasks in progress under `node`'s lease (its own or its workers' `<node>/...`)."""
+        mine = (tasks.c.owner == node) | tasks.c.owner.startswith(node + "/", autoescape=True)
+        async with self.engine.connect() as conn:
+            value = await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(tasks)
+                .where(tasks.c.status == TaskStatus.IN_PROGRESS.value, tasks.c.deleted == sa.false(), mine)
             )
             return int(value.scalar() or 0)
 

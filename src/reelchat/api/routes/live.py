@@ -52,12 +52,17 @@ async def task_events(task_id: str, state: StateDep) -> StreamingResponse:
         raise ApiError(404, f"No task found with id '{task_id}'.", param="task_id", code="task_not_found")
 
     async def frames() -> AsyncIterator[bytes]:
-        async for event in state.service.follow(task_id, idle_s=state.settings.keepalive_s):
-            if event is None:
-                yield b": keep-alive\n\n"
-            else:
-                body = {"status": event.status.value, "progress": event.progress}
-                yield f"data: {json.dumps(body)}\n\n".encode()
+        gauge = state.ops.metrics.open_streams.labels("events")
+        gauge.inc()
+        try:
+            async for event in state.service.follow(task_id, idle_s=state.settings.keepalive_s):
+                if event is None:
+                    yield b": keep-alive\n\n"
+                else:
+                    body = {"status": event.status.value, "progress": event.progress}
+                    yield f"data: {json.dumps(body)}\n\n".encode()
+        finally:
+            gauge.dec()
 
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)

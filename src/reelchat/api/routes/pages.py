@@ -54,7 +54,24 @@ def public_failure(code: str) -> str:
 
 @router.get("/source/{task_id}", **documented(ok=TaskSource, errors=[404]))
 async def source(task_id: str, request: Request, state: StateDep) -> JSONResponse:
-    _, view = await _source(state, request, task_id)
+    task, view = await _source(state, request, task_id)
+    # the delivery log: where each event went (the server's endpoint or a key's, never its URL) and how it went
+    view["timings"] = task.phases  # seconds per phase of its last run: queued, denoise, encode, upload
+    view["webhooks"] = [
+        {
+            "event_id": d.event_id,
+            "type": d.event_type,
+            "endpoint": d.target,
+            "status": d.status,
+            "attempts": d.attempts,
+            "last_response_status": d.last_status,
+            "last_error": d.last_error,
+            "next_attempt_at": int(d.next_at) if d.next_at is not None else None,
+            "created_at": int(d.created_at),
+            "delivered_at": int(d.delivered_at) if d.delivered_at is not None else None,
+        }
+        for d in await state.service.webhook_deliveries(task.id)
+    ]
     return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
 
