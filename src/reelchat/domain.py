@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 MAX_PROMPT_CHARS = 32_000  # the longest prompt either API accepts
+MAX_CHARACTER_NAME_CHARS = 80  # the longest character name the Videos API accepts
 
 
 class TaskStatus(enum.StrEnum):

@@ -3,7 +3,8 @@
 The official SDK sends every create, edit and character request as multipart/form-data (even with no
 file), and flattens objects into bracketed names (`video[id]`, `input_reference[image_url]`); JSON
 clients send the same fields as objects. Both come out here as one dict, with bracketed names nested
-again. Like OpenAI, unknown text fields are left for the request model to ignore, and unknown or empty
+again and a name sent more than once holding the list of its values (so `prompt` twice is refused, not
+read as its last value). Like OpenAI, unknown text fields are left for the request model to ignore, and unknown or empty
 file parts are ignored as well: only the named `files` are read, and a part with no bytes counts as absent.
 """
 
@@ -72,14 +73,23 @@ async def read_fields(
 
 
 def _put(fields: dict[str, Any], key: str, value: str) -> None:
-    """`name[sub]` -> fields["name"]["sub"] (one level, what the SDK's form encoder writes)."""
+    """`name[sub]` -> fields["name"]["sub"] (one level, what the SDK's form encoder writes). A name sent
+    more than once holds a list of its values, which a request model refuses where it wants one value."""
     name, bracket, rest = key.partition("[")
     if bracket and rest.endswith("]") and "[" not in rest and name:
-        sub = rest[:-1]
         inner = fields.get(name)
         if not isinstance(inner, dict):
             inner = {}
             fields[name] = inner
-        inner[sub] = value
+        _add(inner, rest[:-1], value)
     else:
+        _add(fields, key, value)
+
+
+def _add(fields: dict[str, Any], key: str, value: str) -> None:
+    if key not in fields:
         fields[key] = value
+    elif isinstance(fields[key], list):
+        fields[key].append(value)
+    else:
+        fields[key] = [fields[key], value]

@@ -11,9 +11,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from ..domain import MAX_PROMPT_CHARS, Character
+from ..domain import MAX_CHARACTER_NAME_CHARS, MAX_PROMPT_CHARS, Character
 
-__all__ = ["CreateCharacterBody", "EditVideoBody", "VideoReference", "character_object"]
+__all__ = [
+    "CharacterUploadBody",
+    "CreateCharacterBody",
+    "EditUploadBody",
+    "EditVideoBody",
+    "VideoReference",
+    "character_object",
+]
 
 
 class VideoReference(BaseModel):
@@ -23,20 +30,35 @@ class VideoReference(BaseModel):
     id: StrictStr = Field(min_length=1, max_length=200)
 
 
-class EditVideoBody(BaseModel):
+class EditUploadBody(BaseModel):
+    """An edit's fields besides its video, when the video is an uploaded file part."""
+
     model_config = ConfigDict(extra="ignore")
 
     prompt: StrictStr = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
-    video: VideoReference | None = None  # None: the video is an uploaded file part
     # not in OpenAI's params: which model edits an uploaded video (a video id edits with its own model)
     model: StrictStr | None = None
 
 
-class CreateCharacterBody(BaseModel):
+class EditVideoBody(EditUploadBody):
+    """`POST /v1/videos/edits`: a video is required, `{"id": ...}` here or an uploaded file part in a form."""
+
+    video: VideoReference
+
+
+class CharacterUploadBody(BaseModel):
+    """A character's fields besides its video, when the video is an uploaded file part."""
+
     model_config = ConfigDict(extra="ignore")
 
-    name: StrictStr = Field(min_length=1, max_length=200)
-    video: VideoReference | None = None  # None: the video is an uploaded file part
+    # at most MAX_CHARACTER_NAME_CHARS as sent: the service collapses whitespace and refuses a blank name
+    name: StrictStr = Field(min_length=1, max_length=MAX_CHARACTER_NAME_CHARS)
+
+
+class CreateCharacterBody(CharacterUploadBody):
+    """`POST /v1/videos/characters`: a video is required, `{"id": ...}` here or an uploaded file part in a form."""
+
+    video: VideoReference
 
 
 def character_object(character: Character) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 from PIL import Image
 
-from ..domain import Character
+from ..domain import MAX_CHARACTER_NAME_CHARS, Character
 from ..ids import new_character_id
 from ..media.storage import Storage, new_media_name
 from ..store.tasks import Store
@@ -26,7 +26,7 @@ from .video_inputs import VideoInputs
 
 __all__ = ["MAX_NAME_CHARS", "CharacterService"]
 
-MAX_NAME_CHARS = 80
+MAX_NAME_CHARS = MAX_CHARACTER_NAME_CHARS  # after whitespace is collapsed; the request holds at most as many
 _SEARCHED = 200  # a prompt is matched against the tenant's most recent characters, at most this many
 
 

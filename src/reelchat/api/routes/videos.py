@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from ...domain import MAX_PROMPT_CHARS, InputImage, Task, TaskStatus, VideoRequest
 from ...protocol.response_schema import VideoDeleted, VideoList, VideoObject
@@ -19,6 +20,16 @@ from ..forms import is_form, read_fields
 from .media import MEDIA_CONTENT, RANGES, serve_media
 
 router = APIRouter()
+
+
+class VideoIdConvertor(StringConvertor):
+    """A path segment naming a video: any but `edits` and `characters`, the sibling operations' own paths,
+    so that `GET /v1/videos/edits` is a 405 (`Allow: POST`) rather than a 404 for a video named "edits"."""
+
+    regex = r"(?!(?:edits|characters)(?:/|$))[^/]+"
+
+
+register_url_convertor("video_id", VideoIdConvertor())  # idempotent: the same name, the same rule
 
 DEFAULT_MODEL = "sora-2"
 FORM = "form"  # the validation context of a multipart or urlencoded body: every value is text
@@ -155,20 +166,20 @@ async def list_videos(
     }
 
 
-@router.get("/v1/videos/{video_id}", **documented(ok=VideoObject, errors=[404]))
+@router.get("/v1/videos/{video_id:video_id}", **documented(ok=VideoObject, errors=[404]))
 async def retrieve_video(video_id: str, state: StateDep, tenant: TenantDep) -> JSONResponse:
     task = await state.service.get_video(tenant, video_id)
     return JSONResponse(video_json(task, await _source_of(state, task)), headers=poll_headers(state, task))
 
 
-@router.delete("/v1/videos/{video_id}", **documented(ok=VideoDeleted, errors=[404]))
+@router.delete("/v1/videos/{video_id:video_id}", **documented(ok=VideoDeleted, errors=[404]))
 async def delete_video(video_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     task = await state.service.delete(tenant, video_id)
     return {"id": task.video_id, "object": "video.deleted", "deleted": True}
 
 
 @router.get(
-    "/v1/videos/{video_id}/content",
+    "/v1/videos/{video_id:video_id}/content",
     **documented(ok_content=MEDIA_CONTENT, errors=[400, 404, 409], extra=RANGES),
 )
 async def download_video(
@@ -194,7 +205,7 @@ async def download_video(
 
 
 @router.post(
-    "/v1/videos/{video_id}/remix",
+    "/v1/videos/{video_id:video_id}/remix",
     **documented(json=RemixBody, form=RemixBody, ok=VideoObject, errors=[400, 404, 409, 429]),
 )
 async def remix_video(video_id: str, request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
