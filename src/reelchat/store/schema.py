@@ -104,6 +104,18 @@ webhook_deliveries = sa.Table(
     sa.Index("ix_webhook_deliveries_task", "task_id"),
 )
 
+characters = sa.Table(
+    "characters",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("frame_name", sa.String(200), nullable=False),
+    sa.Column("source_video_id", sa.String(40), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_characters_tenant_created", "tenant", "created_at"),
+)
+
 schema_migrations = sa.Table(
     "schema_migrations",
     metadata,
@@ -137,6 +149,10 @@ def _m002_crash_accounting(conn: sa.Connection) -> None:
             conn.execute(sa.text(f"ALTER TABLE tasks ADD COLUMN {column.name} {kind}{default}"))
 
 
+def _m003_characters(conn: sa.Connection) -> None:
+    characters.create(conn, checkfirst=True)
+
+
 def _m005_ops(conn: sa.Connection) -> None:
     _add_missing_columns(conn, tasks, [tasks.c.phases])
     _add_missing_columns(conn, api_keys, [api_keys.c.webhook_url, api_keys.c.webhook_secret])
@@ -147,6 +163,8 @@ def _m005_ops(conn: sa.Connection) -> None:
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial tasks and api_keys", _m001_initial),
     (2, "tasks: crashes while in the engine, backoff, pending media", _m002_crash_accounting),
-    # 5, not 3: the quotas and characters branches take 3 and 4 (renumber on merge if they change)
+    (3, "characters: named reference frames per tenant", _m003_characters),
+    # 4 is the quotas branch's (renumber on merge if that changes); a database that ran 5 before 3 existed
+    # runs 3 on its next start (each version runs once, whichever are missing)
     (5, "tasks.phases; api_keys webhook endpoint; webhook_deliveries", _m005_ops),
 ]

@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..domain import Orientation, Task, TaskEvent, TaskStatus
+from .characters import CharacterStore
 from .keys import KeyStore
 from .schema import MIGRATIONS, metadata, schema_migrations, tasks
 from .timestamps import to_datetime, to_timestamp
@@ -64,6 +65,7 @@ class Store:
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self.keys = KeyStore(self.engine)  # the same database and pool
+        self.characters = CharacterStore(self.engine)
         self.webhooks = WebhookStore(self.engine)
         self._pending_inserts: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._insert_writer: asyncio.Task[None] | None = None
