@@ -149,22 +149,21 @@ def _m002_crash_accounting(conn: sa.Connection) -> None:
             conn.execute(sa.text(f"ALTER TABLE tasks ADD COLUMN {column.name} {kind}{default}"))
 
 
-def _m003_characters(conn: sa.Connection) -> None:
-    characters.create(conn, checkfirst=True)
-
-
 def _m005_ops(conn: sa.Connection) -> None:
     _add_missing_columns(conn, tasks, [tasks.c.phases])
     _add_missing_columns(conn, api_keys, [api_keys.c.webhook_url, api_keys.c.webhook_secret])
     webhook_deliveries.create(conn, checkfirst=True)
 
 
+def _m006_characters(conn: sa.Connection) -> None:
+    characters.create(conn, checkfirst=True)
+
+
 # Append only: each entry runs once, in order, inside a transaction, and is recorded.
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial tasks and api_keys", _m001_initial),
     (2, "tasks: crashes while in the engine, backoff, pending media", _m002_crash_accounting),
-    (3, "characters: named reference frames per tenant", _m003_characters),
-    # 4 is the quotas branch's (renumber on merge if that changes); a database that ran 5 before 3 existed
-    # runs 3 on its next start (each version runs once, whichever are missing)
+    # 3 and 4: the per-key limits and idempotency (the quotas branch)
     (5, "tasks.phases; api_keys webhook endpoint; webhook_deliveries", _m005_ops),
+    (6, "characters: named reference frames per tenant", _m006_characters),
 ]
