@@ -1,9 +1,10 @@
-"""schemathesis hooks for fuzzing reelchat's OpenAPI document: real images where the schema says "an image".
+"""schemathesis hooks for fuzzing reelchat's OpenAPI document: real images and videos where the schema says so.
 
 A schema can say that `image_url` is a string and `input_reference` a file, not that the string
 must name a picture the server can fetch and decode: a generated one is refused (400), rightly,
 and a check that valid requests are accepted would blame the server. So every image a generated
-request carries as a string or bytes is swapped for a real PNG (a data: URL, or the file's bytes).
+request carries as a string or bytes is swapped for a real PNG (a data: URL, or the file's bytes),
+and every uploaded `video` file (an edit's, a character's) of a valid request for a real one-second MP4.
 Values of another type are left alone: they are the fuzzer's wrong types, and must still be refused.
 
 Loaded by `st run` through SCHEMATHESIS_HOOKS=openapi_fuzz_hooks (with bench/ on PYTHONPATH),
@@ -16,6 +17,8 @@ import base64
 import io
 from typing import Any
 
+import av
+import numpy as np
 import schemathesis
 from PIL import Image
 
@@ -26,7 +29,20 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
+def _mp4() -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 96, "yuv420p"
+        for i in range(8):
+            frame = np.full((96, 64, 3), (30 * i, 120, 200 - 20 * i), dtype=np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    return buf.getvalue()
+
+
 PNG = _png()
+MP4 = _mp4()
 PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
 
 
@@ -49,6 +65,27 @@ def _chat(body: dict[str, Any]) -> None:
                 part["image_url"] = _image_url(part["image_url"])
 
 
+def _is_file(value: Any) -> bool:
+    return isinstance(value, bytes | bytearray) or type(value).__name__ == "Binary"
+
+
+def _real_video(body: dict[str, Any]) -> None:
+    if _is_file(body.get("video")):
+        body["video"] = MP4
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    # just before sending, in every phase (the coverage phase builds bodies without `map_body`, a file
+    # part holding a 1x1 PNG there); only a valid case's video: an invalid case must stay invalid
+    # (schemathesis re-validates a body a hook edits, and can't validate bytes: it would call the case
+    # invalid. A real MP4 is exactly what the schema's binary part means, so the case keeps its verdict.)
+    meta = case.meta
+    if meta is not None and meta.generation.mode.is_positive and isinstance(case.body, dict):
+        _real_video(case.body)
+        case._sync_validated_hashes()
+
+
 @schemathesis.hook
 def map_body(context: Any, body: Any) -> Any:
     if not isinstance(body, dict):
@@ -56,7 +93,7 @@ def map_body(context: Any, body: Any) -> Any:
     if "messages" in body:
         _chat(body)
     ref = body.get("input_reference")
-    if isinstance(ref, bytes | bytearray) or type(ref).__name__ == "Binary":
+    if _is_file(ref):
         body["input_reference"] = PNG
     elif ref is not None:
         body["input_reference"] = _image_url(ref)

@@ -50,8 +50,8 @@ def describe_model(spec: ModelSpec) -> str:
         demo = spec.i2v_pipeline in (DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE)
         same = spec.i2v_pipeline == spec.pipeline
         image = ", image-to-video: " + ("demo" if demo else "same checkpoint" if same else spec.i2v_pipeline)
-    sizes = "/".join(spec.all_sizes)
-    secs = "/".join(f"{s}s" for s in spec.seconds)
+    sizes = "/".join(spec.public_sizes)
+    secs = "/".join(f"{s}s" for s in spec.allowed_seconds)
     return f"{spec.name} -> {where}{image}; {secs}, {sizes}, {spec.fps} fps, {spec.steps} steps"
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 MAX_PROMPT_CHARS = 32_000  # the longest prompt either API accepts
 OPEN_TENANT = "default"  # who owns what is made with no API key (open mode, loopback only)
+MAX_CHARACTER_NAME_CHARS = 80  # the longest character name the Videos API accepts
 
 
 class TaskStatus(enum.StrEnum):
@@ -57,6 +58,7 @@ class VideoRequest:
     seed: int | None = None
     image: InputImage | None = None
     image_url: str | None = None  # an http(s) url still to be fetched (chat image parts)
+    character: str | None = None  # the character whose reference frame `image` is (its prompt named it)
 
 
 @dataclass
@@ -72,11 +74,11 @@ class Task:
     engine_prompt: str  # what conditions the model (for a remix: source prompt + modification)
     orientation: Orientation
     seconds: int
-    size: str  # "WxH"
-    width: int
+    size: str  # "WxH": the video's size, as the APIs report it and the mp4 is encoded at
+    width: int  # the size the model renders at (the catalog's render size for `size`)
     height: int
     fps: int
-    frames: int
+    frames: int  # the video's frames, seconds * fps (a Wan model makes the fewest 4k+1 that hold them)
     steps: int
     seed: int
     status: TaskStatus = TaskStatus.QUEUED
@@ -114,6 +116,19 @@ class TaskEvent:
     progress: int
     error_code: str | None = None
     error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Character:
+    """A person or thing a tenant named, with a reference frame taken from a video of it; a prompt that
+    names it (`name` or `@name`) conditions on that frame."""
+
+    id: str  # char_<hex>
+    tenant: str
+    name: str
+    frame_name: str  # the reference frame (png) in media storage
+    created_at: datetime
+    source_video_id: str | None = None  # the video it was taken from, when that was one of the tenant's
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     image_fetch_timeout_s: float = Field(default=10.0, gt=0)
     allow_private_image_urls: bool = False
+    video_upload_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0, description="an uploaded video's size cap")
+    video_upload_max_seconds: float = Field(default=60.0, gt=0, description="an uploaded video's duration cap")
+    video_upload_max_frames: int = Field(default=1800, gt=0, description="an uploaded video's frame count cap")
+    video_upload_max_side: int = Field(default=1920, ge=16, description="an uploaded video's longest side, in pixels")
     node_id: str | None = Field(
         default=None, description="this server process's name in task leases; default <hostname>:<home>"
     )

@@ -161,11 +161,13 @@ class DiffusersEngine:
     async def prepare(self, spec: DiffusersSpec, request: JobRequest) -> DiffusersJob:
         """The job for `request`: a remix re-noises every frame of its source, decoded here."""
         source_frames = await request.source.frames() if request.source is not None else None
+        if source_frames is not None and len(source_frames) != request.frames:  # to the new video's length
+            source_frames = source_frames[np.linspace(0, len(source_frames) - 1, request.frames).round().astype(int)]
         return DiffusersJob(
             prompt=request.prompt,
             width=request.width,
             height=request.height,
-            frames=request.frames,
+            frames=spec.model_frames(request.frames),
             fps=request.fps,
             steps=request.steps,
             seed=request.seed,
@@ -329,18 +331,24 @@ def _check_geometry(job: DiffusersJob, family: Family, pipe: Any) -> None:
 
 
 def _source_video(job: DiffusersJob) -> list[Any]:
-    """The remix source as PIL frames at the job's size and frame count (v2v keeps the source's length)."""
+    """The remix source as PIL frames at the job's size and frame count (v2v keeps the source's length),
+    opening on the job's image when it has one (a character the edit's prompt names)."""
     from PIL import Image
 
     src = job.source_frames
     assert src is not None  # noqa: S101  (narrows a type; never input validation)
     if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
         raise EngineError(f"remix source frames must be (F, H, W, 3); got {src.shape}", "invalid_request")
-    if len(src) != job.frames:  # resample evenly in time
+    if 0 < job.frames - len(src) <= 8:  # the model's k*m+1 past the video's own frames: hold its last frame
+        src = np.concatenate([src, np.repeat(src[-1:], job.frames - len(src), axis=0)])
+    elif len(src) != job.frames:  # resample evenly in time
         src = src[np.linspace(0, len(src) - 1, job.frames).round().astype(int)]
     size = (job.width, job.height)
     frames = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in src]
-    return [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC) for f in frames]
+    frames = [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC) for f in frames]
+    if job.image is not None:  # a character's reference frame opens the edited video
+        frames[0] = _decode_image(job)
+    return frames
 
 
 def _decode_image(job: DiffusersJob) -> Any:

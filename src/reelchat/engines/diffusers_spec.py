@@ -6,6 +6,7 @@ Light on purpose (no torch, no diffusers): the catalog imports it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +25,12 @@ DEMO_LTX_PIPELINE = "demo-ltx"  # one tiny LTX-Video checkpoint for all three mo
 DEMO_PIPELINES = (DEMO_PIPELINE, DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE)
 
 
+def model_frames(frames: int, multiple: int) -> int:
+    """Frames the model makes for a video of `frames`: the fewest k * multiple + 1 that hold them (Wan: 4k+1,
+    LTX-Video: 8k+1); the runner keeps `frames` of them."""
+    return multiple * max(1, math.ceil((frames - 1) / multiple)) + 1
+
+
 class DiffusersSpec(SpecBase):
     engine: Literal["diffusers"] = "diffusers"
     preset: str | None = None  # the `presets` entry this one started from (informative)
@@ -38,7 +45,7 @@ class DiffusersSpec(SpecBase):
     # cluster with GPUs, none (a CPU instead) on one without. More than one is the seam for a model
     # too big for one GPU (sequence-parallel inference).
     gpus: int | None = Field(default=None, ge=0)
-    # frames are the nearest k * frame_multiple + 1 to seconds x fps (Wan: 4, LTX-Video: 8)
+    # the model makes the fewest k * frame_multiple + 1 frames that hold seconds x fps (Wan: 4, LTX-Video: 8)
     frame_multiple: int = Field(default=4, ge=1)
     speed: SpeedConfig = Field(default_factory=SpeedConfig)  # diffusers' speed-ups, each off unless set
 
@@ -58,9 +65,9 @@ class DiffusersSpec(SpecBase):
             self.guidance_scale = lora.guidance_scale
         return self
 
-    def frames_for(self, seconds: int) -> int:
-        m = self.frame_multiple
-        return m * max(1, round(seconds * self.fps / m)) + 1
+    def model_frames(self, frames: int) -> int:
+        """Frames this entry's model makes for a video of `frames` (see `model_frames`)."""
+        return model_frames(frames, self.frame_multiple)
 
     @property
     def capabilities(self) -> Capabilities:

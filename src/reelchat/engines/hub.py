@@ -21,7 +21,9 @@ from typing import Any
 from .presets import PRESETS, preset_for_repo
 
 # owner/name as the Hub spells them; a path that exists on disk is always a directory, not a repo id
-_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+# linear whatever it is given: each part is bounded (the Hub allows 96 characters) and possessive, and a
+# search may only start where a run of name characters starts (tests/test_redos.py)
+_REPO_ID = re.compile(r"(?<![A-Za-z0-9._-])[A-Za-z0-9][A-Za-z0-9._-]{0,95}+/[A-Za-z0-9][A-Za-z0-9._-]{0,95}+")
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx", ".gguf")
 # `name.fp16.safetensors`, `name.fp16-00001-of-00002.safetensors`, `name.safetensors.index.fp16.json`
 _VARIANT = re.compile(r"\.(fp16|bf16|fp32|fp8|int8)([.-])")

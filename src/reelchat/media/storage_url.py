@@ -17,7 +17,8 @@ __all__ = ["S3Location", "parse_storage_url"]
 # S3's rules for new buckets: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 # keys are ours to choose: plain characters only, so no prefix needs escaping anywhere (links, logs)
-_PREFIX = re.compile(r"[A-Za-z0-9._/-]{0,512}\Z")
+# a search may only start where a run of prefix characters starts: linear (tests/test_redos.py)
+_PREFIX = re.compile(r"(?<![A-Za-z0-9._/-])[A-Za-z0-9._/-]{0,512}+\Z")
 _FIX = "Set it to s3://BUCKET or s3://BUCKET/PREFIX, or unset it to keep media in the local directory."
 
 

@@ -15,7 +15,9 @@ from ..domain import MAX_PROMPT_CHARS, Orientation, Task, VideoRequest
 from ..ids import new_sid, new_task_id, new_video_id
 from .errors import InvalidRequest
 
-__all__ = ["plan_task"]
+__all__ = ["OPENAI_DEFAULT_SIZES", "plan_task"]
+
+OPENAI_DEFAULT_SIZES = {Orientation.PORTRAIT: "720x1280", Orientation.LANDSCAPE: "1280x720"}
 
 
 def plan_task(
@@ -25,19 +27,22 @@ def plan_task(
     *,
     source: Task | None,
     origin: str,
+    uploaded_source: bool = False,
     rng: random.Random | None = None,
 ) -> Task:
-    """The task for `req` on `spec` (a remix of `source` when given); raises `InvalidRequest`.
+    """The task for `req` on `spec` (a remix of `source` when given, or of an uploaded video when
+    `uploaded_source`: the service attaches it); raises `InvalidRequest`.
 
     The input image itself is not loaded here: the task says it has one, and the service attaches
     it (`image_name`, `image_data`) once it is fetched and checked.
     """
     prompt = _prompt(req.prompt)
     seconds = _seconds(spec, req, source)
-    orientation, size = _size(spec, req, source)
-    width, height = parse_size(size)
+    orientation, size = _size(spec, req, source, openai_defaults=origin == "videos")
+    width, height = parse_size(spec.render_size(size))  # what the model renders; the mp4 is `size`
     has_image = req.image is not None or req.image_url is not None
-    _check_capabilities(spec, source, has_image)
+    remix = source is not None or uploaded_source
+    _check_capabilities(spec, remix, has_image and req.character is None)
     if req.seed is not None:
         seed = req.seed
     elif source is not None:
@@ -65,7 +70,7 @@ def plan_task(
         remixed_from=source.id if source is not None else None,
         has_image=has_image,
         created_at=datetime.now(UTC),
-        params=spec.remix_params() if source is not None else {},
+        params={**(spec.remix_params() if remix else {}), **({"character": req.character} if req.character else {})},
     )
 
 
@@ -93,42 +98,48 @@ def _prompt(text: str) -> str:
 def _seconds(spec: ModelSpec, req: VideoRequest, source: Task | None) -> int:
     """The request's, else the source's (a remix keeps it), else the model's default."""
     if req.seconds is not None:
-        if req.seconds not in spec.seconds:
+        if req.seconds not in spec.allowed_seconds:
             raise InvalidRequest(
                 f"seconds={req.seconds} is not supported by {spec.name}; allowed: "
-                + ", ".join(str(s) for s in spec.seconds)
+                + ", ".join(str(s) for s in spec.allowed_seconds)
                 + ".",
                 param="seconds",
                 code="unsupported_value",
             )
         return req.seconds
-    if source is not None and source.seconds in spec.seconds:
+    if source is not None and source.seconds in spec.allowed_seconds:
         return source.seconds
     return spec.default_seconds
 
 
-def _size(spec: ModelSpec, req: VideoRequest, source: Task | None) -> tuple[Orientation, str]:
-    """Explicit, else the source's (unless the turn turned it), else the orientation's default."""
+def _size(spec: ModelSpec, req: VideoRequest, source: Task | None, *, openai_defaults: bool) -> tuple[Orientation, str]:
+    """Explicit, else the source's (unless the turn turned it), else the orientation's default: OpenAI's
+    in the Videos API (720x1280, as OpenAI documents; 1280x720 for landscape), the model's own in chat."""
     if req.size is not None:
         size = req.size.lower()
-        if size not in spec.all_sizes:
+        if size not in spec.public_sizes:
             raise InvalidRequest(
-                f"size '{req.size}' is not supported by {spec.name}; allowed: {', '.join(spec.all_sizes)}.",
+                f"size '{req.size}' is not supported by {spec.name}; allowed: {', '.join(spec.public_sizes)}.",
                 param="size",
                 code="unsupported_value",
             )
         return orientation_of(size), size
     if source is not None and (req.orientation is source.orientation or req.orientation is None):
-        size = source.size if source.size in spec.all_sizes else spec.default_size(source.orientation)
+        size = source.size if source.size in spec.public_sizes else spec.default_size(source.orientation)
         return source.orientation, size
     orientation = req.orientation or Orientation.PORTRAIT
+    if openai_defaults:
+        return orientation, OPENAI_DEFAULT_SIZES[orientation]
     return orientation, spec.default_size(orientation)
 
 
-def _check_capabilities(spec: ModelSpec, source: Task | None, has_image: bool) -> None:
-    """What the model's engine kind declares it can do (`spec.capabilities`), checked before queuing."""
+def _check_capabilities(spec: ModelSpec, remix: bool, has_image: bool) -> None:
+    """What the model's engine kind declares it can do (`spec.capabilities`), checked before queuing.
+
+    A character's reference frame is not counted as an input image: the service adds it only where
+    the model takes one, and an edit may carry it (it sets the opening of the edited video)."""
     if has_image:
-        if source is not None:
+        if remix:
             raise InvalidRequest(
                 "An input image can't be combined with a video to modify; send one or the other.",
                 param="input_reference",
@@ -138,9 +149,9 @@ def _check_capabilities(spec: ModelSpec, source: Task | None, has_image: bool) -
             raise InvalidRequest(
                 f"{spec.name} does not accept an input image.", param="input_reference", code="unsupported_value"
             )
-    elif source is not None and not spec.capabilities.remix:
+    elif remix and not spec.capabilities.remix:
         raise InvalidRequest(f"{spec.name} can't modify an existing video.", param="model", code="unsupported_value")
-    elif source is None and not spec.capabilities.text_to_video:
+    elif not remix and not spec.capabilities.text_to_video:
         raise InvalidRequest(
             f"{spec.name} needs an input image or a video to modify.", param="model", code="unsupported_value"
         )

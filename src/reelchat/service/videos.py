@@ -14,17 +14,18 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 
 from ..catalog import ModelSpec
-from ..domain import ApiKey, Task, TaskEvent, TaskStatus, VideoRequest
+from ..domain import ApiKey, Character, InputImage, Orientation, Task, TaskEvent, TaskStatus, VideoRequest
 from ..engines.registry import EngineRegistry
 from ..ids import SID_RE
-from ..media.storage import Storage
+from ..media.storage import Storage, new_media_name
 from ..settings import Settings
 from ..store.tasks import Store
 from ..store.webhooks import DeliveryRecord
 from . import idempotency, keys
 from .capacity import UnfinishedCounts
+from .characters import CharacterService
 from .crashes import CrashPolicy
-from .errors import Busy, Conflict, NotFound, UnknownModel
+from .errors import Busy, Conflict, InvalidRequest, NotFound, UnknownModel
 from .events import EventBus, EventHub, LocalEventBus
 from .executor import Executor
 from .health import DatabaseProbe
@@ -34,9 +35,11 @@ from .limits import check_limits
 from .metrics import PublishTap
 from .planning import plan_task
 from .runner import TaskRunner
+from .video_inputs import VideoInputs
 
 log = logging.getLogger("reelchat.service")
 
+DEFAULT_MODEL = "sora-2"  # what an edit of an uploaded video uses when the request names no model
 DELETED_MESSAGE = "The video was deleted."
 
 
@@ -67,9 +70,11 @@ class VideoService:
         self._sweeper: asyncio.Task[None] | None = None
         self._look_again = asyncio.Event()  # the sweeper looks at the queue now, not at its next period
         self.images = ImageInputs(settings)
+        self.uploads = VideoInputs(settings)
+        self.characters = CharacterService(store, storage, self.uploads)
         self.database = DatabaseProbe(store.ping)
         self.unfinished = UnfinishedCounts(store.unfinished_count)
-        self._seconds_by_model = {name: tuple(spec.seconds) for name, spec in catalog.items()}  # per request
+        self._seconds_by_model = {name: tuple(spec.allowed_seconds) for name, spec in catalog.items()}  # per request
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -232,12 +237,20 @@ class VideoService:
         origin: str = "chat",
         source: Task | None = None,
         key: ApiKey | None = None,
+        uploaded_source: bool = False,
     ) -> Task:
         """Validate a request and build its task (nothing is stored or queued yet; an input image is
-        fetched and checked, and saved by `enqueue`). Over one of `key`'s limits: `Busy`."""
+        fetched and checked, and saved by `enqueue`). A prompt that names one of the tenant's
+        characters takes its reference frame as the input image, where the model takes one. Over one
+        of `key`'s limits: `Busy`."""
         spec = self.spec(req.model)
         await self._check_capacity(tenant)
-        task = plan_task(spec, tenant, req, source=source, origin=origin)
+        if req.image is None and req.image_url is None and spec.capabilities.image_input:
+            character = await self.characters.named_in(tenant, req.prompt)
+            if character is not None:
+                frame = await self.characters.reference_frame(character)
+                req = dataclasses.replace(req, image=InputImage(frame, "image/png"), character=character.id)
+        task = plan_task(spec, tenant, req, source=source, origin=origin, uploaded_source=uploaded_source)
         if key is not None:
             await check_limits(self.store, key, task.seconds)
             task.key_id = key.id
@@ -245,6 +258,60 @@ class VideoService:
             image = await self.images.load(req)
             task.image_name, task.image_data = image.name, image.data
         return task
+
+    async def edit(
+        self,
+        tenant: str,
+        prompt: str,
+        *,
+        video_id: str | None,
+        upload: bytes | None,
+        model: str | None,
+        key: ApiKey | None = None,
+    ) -> tuple[Task, Task | None]:
+        """A new video editing the tenant's completed video `video_id`, or an uploaded video (checked
+        before anything is stored); returns it and its source task (None for an upload). It counts
+        against `key`'s limits like any other video (`Busy`)."""
+        if upload is None:
+            if video_id is None:
+                raise InvalidRequest('A video is required: give {"id": ...} or upload a file.', param="video")
+            source = await self.resolve_source(tenant, video_id=video_id)
+            edited = await self.submit(tenant, VideoRequest(model=source.model, prompt=prompt), source=source, key=key)
+            return edited, source
+        spec = self.spec(model or DEFAULT_MODEL)
+        checked = await self.uploads.check(upload)
+        landscape = checked.width > checked.height
+        req = VideoRequest(
+            model=spec.name,
+            prompt=prompt,
+            orientation=Orientation.LANDSCAPE if landscape else Orientation.PORTRAIT,
+            # the allowed duration nearest the upload's (the shorter on a tie)
+            seconds=min(spec.allowed_seconds, key=lambda s: (abs(s - checked.duration), s)),
+        )
+        task = await self.prepare(tenant, req, origin="videos", uploaded_source=True, key=key)
+        name = new_media_name("mp4")
+        task.params["source_video"] = name
+        await self.storage.save(name, checked.mp4)
+        try:
+            await self.enqueue(task)
+        except BaseException:  # no task, so no one's file
+            await self.storage.delete(name)
+            raise
+        return task, None
+
+    async def create_character(
+        self, tenant: str, name: str, *, video_id: str | None, upload: bytes | None
+    ) -> Character:
+        return await self.characters.create(tenant, name, upload=upload, video_id=video_id, load_video=self._mp4_of)
+
+    async def character(self, tenant: str, character_id: str) -> Character:
+        return await self.characters.get(tenant, character_id)
+
+    async def _mp4_of(self, tenant: str, video_id: str) -> bytes:
+        task = await self.resolve_source(tenant, video_id=video_id)
+        if task.video_name is None:
+            raise NotFound(f"No video found with id '{video_id}'.", param="video_id", code="video_not_found")
+        return await self.storage.load(task.video_name)
 
     async def _check_capacity(self, tenant: str) -> None:
         if self.executor.pending() >= self.settings.max_queued:
@@ -315,7 +382,15 @@ class VideoService:
         task = await self.get_video(tenant, video_id)
         self.executor.cancel(task.id)  # a running engine stops at its next step
         task = await self.store.mark_deleted(task.id) or task
-        names = (task.video_name, task.thumbnail_name, task.spritesheet_name, task.image_name, *task.media_pending)
+        uploaded = task.params.get("source_video")
+        names = (
+            task.video_name,
+            task.thumbnail_name,
+            task.spritesheet_name,
+            task.image_name,
+            uploaded if isinstance(uploaded, str) else None,
+            *task.media_pending,
+        )
         for name in dict.fromkeys(names):
             if name:
                 await self.storage.delete(name)

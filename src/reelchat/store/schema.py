@@ -136,6 +136,18 @@ webhook_deliveries = sa.Table(
     sa.Index("ix_webhook_deliveries_task", "task_id"),
 )
 
+characters = sa.Table(
+    "characters",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("frame_name", sa.String(200), nullable=False),
+    sa.Column("source_video_id", sa.String(40), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_characters_tenant_created", "tenant", "created_at"),
+)
+
 schema_migrations = sa.Table(
     "schema_migrations",
     metadata,
@@ -213,6 +225,10 @@ def _m005_ops(conn: sa.Connection) -> None:
     webhook_deliveries.create(conn, checkfirst=True)
 
 
+def _m006_characters(conn: sa.Connection) -> None:
+    characters.create(conn, checkfirst=True)
+
+
 # Append only: each entry runs once, in order, inside a transaction, and is recorded.
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial tasks and api_keys", _m001_initial),
@@ -220,4 +236,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (3, "api_keys: limits, priority, unique active names; tasks.key_id", _m003_key_limits),
     (4, "idempotency keys", _m004_idempotency),
     (5, "tasks.phases; api_keys webhook endpoint; webhook_deliveries", _m005_ops),
+    (6, "characters: named reference frames per tenant", _m006_characters),
 ]

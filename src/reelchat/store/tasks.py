@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..domain import Orientation, Task, TaskEvent, TaskStatus
+from .characters import CharacterStore
 from .fair_queue import next_queued
 from .idempotency import IdempotencyStore
 from .keys import KeyStore
@@ -69,6 +70,7 @@ class Store:
         self.keys = KeyStore(self.engine)  # the same database and pool
         self.usage = UsageStore(self.engine)
         self.idempotency = IdempotencyStore(self.engine)
+        self.characters = CharacterStore(self.engine)
         self.webhooks = WebhookStore(self.engine)
         self._pending_inserts: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._insert_writer: asyncio.Task[None] | None = None

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
-from starlette.datastructures import UploadFile
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from ...domain import MAX_PROMPT_CHARS, InputImage, Task, TaskStatus, VideoRequest
 from ...protocol.response_schema import VideoDeleted, VideoList, VideoObject
@@ -18,9 +18,20 @@ from ..body_parser import BodyParser
 from ..contract import documented
 from ..deps import AppState, CallerDep, StateDep, TenantDep
 from ..errors import ApiError, validation_error
+from ..forms import is_form, read_fields
 from .media import MEDIA_CONTENT, RANGES, serve_media
 
 router = APIRouter()
+
+
+class VideoIdConvertor(StringConvertor):
+    """A path segment naming a video: any but `edits` and `characters`, the sibling operations' own paths,
+    so that `GET /v1/videos/edits` is a 405 (`Allow: POST`) rather than a 404 for a video named "edits"."""
+
+    regex = r"(?!(?:edits|characters)(?:/|$))[^/]+"
+
+
+register_url_convertor("video_id", VideoIdConvertor())  # idempotent: the same name, the same rule
 
 DEFAULT_MODEL = "sora-2"
 FORM = "form"  # the validation context of a multipart or urlencoded body: every value is text
@@ -79,7 +90,7 @@ class RemixBody(BaseModel):
     prompt: StrictStr = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
 
 
-def _video(task: Task, source: Task | None) -> dict[str, Any]:
+def video_json(task: Task, source: Task | None) -> dict[str, Any]:
     obj = video_object(task, source_video_id=source.video_id if source is not None else None)
     # extras beyond OpenAI's shape, so a client can move to the chat API and the pages
     obj["task_id"] = task.id
@@ -91,7 +102,7 @@ async def _source_of(state: AppState, task: Task) -> Task | None:
     return await state.service.get(task.remixed_from) if task.remixed_from else None
 
 
-def _poll_headers(state: AppState, task: Task) -> dict[str, str]:
+def poll_headers(state: AppState, task: Task) -> dict[str, str]:
     if task.status.finished:
         return {}
     return {"openai-poll-after-ms": str(state.settings.poll_after_ms)}
@@ -103,36 +114,16 @@ def _idempotency(request: Request, what: str, body: Any) -> idempotency.Idempote
 
 
 async def _read_create(request: Request, bodies: BodyParser) -> tuple[CreateVideoBody, InputImage | None]:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    image: InputImage | None = None
-    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        try:
-            form = await request.form(max_files=1, max_fields=50)
-        except ApiError:  # e.g. 413 from the body size limit
-            raise
-        except Exception as e:  # malformed multipart
-            raise ApiError(400, f"Could not parse the form body: {e}", code="invalid_body") from e
-        data: dict[str, Any] = {}
-        context: str | None = FORM
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if key != "input_reference":
-                    raise ApiError(400, f"Unexpected file field '{key}'.", param=key, code="invalid_value")
-                raw = await value.read()
-                image = InputImage(raw, value.content_type or "application/octet-stream")
-            elif key in ("input_reference", "input_reference[image_url]"):
-                # a plain field, or the object form {"image_url": ...} as form encoders flatten it
-                data["input_reference"] = {"image_url": value}
-            else:
-                data[key] = value
-    else:
-        data = await bodies.json_object(await request.body())  # a large body parses off the event loop
-        context = None
+    data, files = await read_fields(request, bodies, files=("input_reference",))
+    upload = files.get("input_reference")
+    if upload is not None:
+        data.pop("input_reference", None)
+    context = FORM if is_form(request) else None
     try:
         parsed = CreateVideoBody.model_validate(data, context=context)
     except ValidationError as e:
         raise validation_error(e) from e
-    return parsed, image
+    return parsed, InputImage(upload.data, upload.content_type) if upload is not None else None
 
 
 @router.post(
@@ -168,7 +159,7 @@ async def create_video(request: Request, state: StateDep, caller: CallerDep) -> 
         key=caller.key,
         idem=idem,
     )
-    return JSONResponse(_video(task, await _source_of(state, task)), headers=_poll_headers(state, task))
+    return JSONResponse(video_json(task, await _source_of(state, task)), headers=poll_headers(state, task))
 
 
 @router.get("/v1/videos", **documented(ok=VideoList, errors=[400, 404]))
@@ -182,7 +173,7 @@ async def list_videos(
     if after is not None:
         await state.service.get_video(tenant, after)  # 404 for an unknown cursor, not an empty page
     page, has_more = await state.service.list_videos(tenant, after=after, limit=limit, order=order)
-    data = [_video(t, await _source_of(state, t)) for t in page]
+    data = [video_json(t, await _source_of(state, t)) for t in page]
     return {
         "object": "list",
         "data": data,
@@ -192,20 +183,20 @@ async def list_videos(
     }
 
 
-@router.get("/v1/videos/{video_id}", **documented(ok=VideoObject, errors=[404]))
+@router.get("/v1/videos/{video_id:video_id}", **documented(ok=VideoObject, errors=[404]))
 async def retrieve_video(video_id: str, state: StateDep, tenant: TenantDep) -> JSONResponse:
     task = await state.service.get_video(tenant, video_id)
-    return JSONResponse(_video(task, await _source_of(state, task)), headers=_poll_headers(state, task))
+    return JSONResponse(video_json(task, await _source_of(state, task)), headers=poll_headers(state, task))
 
 
-@router.delete("/v1/videos/{video_id}", **documented(ok=VideoDeleted, errors=[404]))
+@router.delete("/v1/videos/{video_id:video_id}", **documented(ok=VideoDeleted, errors=[404]))
 async def delete_video(video_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     task = await state.service.delete(tenant, video_id)
     return {"id": task.video_id, "object": "video.deleted", "deleted": True}
 
 
 @router.get(
-    "/v1/videos/{video_id}/content",
+    "/v1/videos/{video_id:video_id}/content",
     **documented(ok_content=MEDIA_CONTENT, errors=[400, 404, 409], extra=RANGES),
 )
 async def download_video(
@@ -231,18 +222,12 @@ async def download_video(
 
 
 @router.post(
-    "/v1/videos/{video_id}/remix",
+    "/v1/videos/{video_id:video_id}/remix",
     **documented(json=RemixBody, form=RemixBody, ok=VideoObject, errors=[400, 404, 409, 429]),
 )
 async def remix_video(video_id: str, request: Request, state: StateDep, caller: CallerDep) -> JSONResponse:
     source = await state.service.resolve_source(caller.tenant, video_id=video_id)
-    raw = await request.body()
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await request.form()
-        data: Any = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-    else:
-        data = await state.bodies.json_object(raw)
+    data, _files = await read_fields(request, state.bodies)
     try:
         body = RemixBody.model_validate(data)
     except ValidationError as e:
@@ -255,4 +240,4 @@ async def remix_video(video_id: str, request: Request, state: StateDep, caller: 
         key=caller.key,
         idem=_idempotency(request, f"POST /v1/videos/{video_id}/remix", body.model_dump()),
     )
-    return JSONResponse(_video(task, source), headers=_poll_headers(state, task))
+    return JSONResponse(video_json(task, source), headers=poll_headers(state, task))
