@@ -84,6 +84,20 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     if meta is not None and meta.generation.mode.is_positive and isinstance(case.body, dict):
         _real_video(case.body)
         case._sync_validated_hashes()
+    elif meta is not None and isinstance(case.body, dict):
+        _really_drop_removed_requirements(meta, case.body)
+
+
+def _really_drop_removed_requirements(meta: Any, body: dict[str, Any]) -> None:
+    """A negative case made by dropping a property from `required` may still carry that property, and
+    is then a valid request that the server rightly accepts (schemathesis 4.32 reports it as "should
+    have been rejected"). Drop the property itself, so the case is what it claims: a request missing a
+    required field, which the server must refuse."""
+    data = getattr(getattr(meta, "phase", None), "data", None)
+    for mutation in getattr(data, "mutations", None) or ():
+        operator = getattr(getattr(mutation, "operator", None), "value", None)
+        if operator == "remove_required_property" and tuple(mutation.path) == () and mutation.parameter in body:
+            del body[mutation.parameter]
 
 
 @schemathesis.hook
