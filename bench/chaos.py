@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 
 HOST = "127.0.0.1"
-# Small and fast on a CPU: 10 s at 1 fps is Wan's 9 frames of 96x160, two denoising steps.
+# Small and fast on a CPU: 10 s at 1 fps is 10 frames of 96x160 (Wan makes 13), two denoising steps.
 FAST_CATALOG: dict[str, Any] = {"sora-2": {"steps": 2, "fps": 1}}
 TEMP_PREFIX = ".tmp-"  # LocalStorage's in-flight writes; swept by the server once stale
 

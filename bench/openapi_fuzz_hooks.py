@@ -1,9 +1,11 @@
-"""schemathesis hooks for fuzzing reelchat's OpenAPI document: real images and videos where the schema says "a file".
+"""schemathesis hooks for fuzzing reelchat's OpenAPI document: real images and videos where the schema says so.
 
 A schema can say that `image_url` is a string and `input_reference` a file, not that the string
 must name a picture the server can fetch and decode: a generated one is refused (400), rightly,
 and a check that valid requests are accepted would blame the server. So every image a generated
-request carries as a string or bytes is swapped for a real PNG (a data: URL, or the file's bytes).
+request carries as a string or bytes is swapped for a real PNG (a data: URL, or the file's bytes),
+and every uploaded `video` file (an edit's, a character's, an extension's) of a valid request for a real
+nine-frame MP4.
 Values of another type are left alone: they are the fuzzer's wrong types, and must still be refused.
 
 Loaded by `st run` through SCHEMATHESIS_HOOKS=openapi_fuzz_hooks (with bench/ on PYTHONPATH),
@@ -49,10 +51,6 @@ def _mp4() -> bytes:
 MP4 = _mp4()
 
 
-def _is_file(value: Any) -> bool:
-    return isinstance(value, bytes | bytearray) or type(value).__name__ == "Binary"
-
-
 def _image_url(value: Any) -> Any:
     if isinstance(value, str):
         return PNG_URL
@@ -72,27 +70,47 @@ def _chat(body: dict[str, Any]) -> None:
                 part["image_url"] = _image_url(part["image_url"])
 
 
+def _is_file(value: Any) -> bool:
+    return isinstance(value, bytes | bytearray) or type(value).__name__ == "Binary"
+
+
+def _real_video(body: dict[str, Any]) -> None:
+    if _is_file(body.get("video")):
+        body["video"] = MP4
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    # just before sending, in every phase (the coverage phase builds bodies without `map_body`, a file
+    # part holding a 1x1 PNG there); only a valid case's video: an invalid case must stay invalid
+    # (schemathesis re-validates a body a hook edits, and can't validate bytes: it would call the case
+    # invalid. A real MP4 is exactly what the schema's binary part means, so the case keeps its verdict.)
+    meta = case.meta
+    if meta is not None and meta.generation.mode.is_positive and isinstance(case.body, dict):
+        _real_video(case.body)
+        case._sync_validated_hashes()
+    elif meta is not None and isinstance(case.body, dict):
+        _really_drop_removed_requirements(meta, case.body)
+
+
+def _really_drop_removed_requirements(meta: Any, body: dict[str, Any]) -> None:
+    """A negative case made by dropping a property from `required` may still carry that property, and
+    is then a valid request that the server rightly accepts (schemathesis 4.32 reports it as "should
+    have been rejected"). Drop the property itself, so the case is what it claims: a request missing a
+    required field, which the server must refuse."""
+    data = getattr(getattr(meta, "phase", None), "data", None)
+    for mutation in getattr(data, "mutations", None) or ():
+        operator = getattr(getattr(mutation, "operator", None), "value", None)
+        if operator == "remove_required_property" and tuple(mutation.path) == () and mutation.parameter in body:
+            del body[mutation.parameter]
+
+
 @schemathesis.hook
 def map_body(context: Any, body: Any) -> Any:
-    return _real_files(body)
-
-
-@schemathesis.hook
-def map_case(context: Any, case: Any) -> Any:
-    # the coverage phase builds its cases without `map_body`, and its files are schemathesis' own samples
-    # (a PNG): right for an image, not for the video an extension continues
-    if isinstance(case.body, dict) and _is_file(case.body.get("video")):
-        case.body["video"] = MP4
-    return case
-
-
-def _real_files(body: Any) -> Any:
     if not isinstance(body, dict):
         return body
     if "messages" in body:
         _chat(body)
-    if _is_file(body.get("video")):
-        body["video"] = MP4
     ref = body.get("input_reference")
     if _is_file(ref):
         body["input_reference"] = PNG

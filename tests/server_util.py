@@ -17,7 +17,7 @@ import httpx
 import openai
 from helpers import Reply, ServerProcess, parse_reply, run_cli
 
-# Small and fast for a 2-core CI machine: 10 s at 1 fps is Wan's 9 frames, and two denoising steps.
+# Small and fast for a 2-core CI machine: 10 s at 1 fps is 10 frames (Wan makes 13), and two denoising steps.
 # The public shape (seconds "10", sizes 96x160 / 160x96) stays the built-in one.
 FAST_SORA2: dict[str, Any] = {"steps": 2, "fps": 1}
 

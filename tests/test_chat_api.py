@@ -307,7 +307,7 @@ async def test_source_shows_the_finished_task(client: httpx.AsyncClient, first_v
     assert src["id"] == reply.task_id
     assert (src["status"], src["progress"], src["error"]) == ("completed", 100, None)
     assert (src["model"], src["prompt"], src["orientation"]) == ("sora-2", SEED_FIRST_TURN, "portrait")
-    assert (src["seconds"], src["size"], src["fps"], src["frames"]) == (2, "96x160", 4, 9)
+    assert (src["seconds"], src["size"], src["fps"], src["frames"]) == (2, "96x160", 4, 8)
     assert src["sid"] == reply.sid
     assert src["url"] == reply.video_url
     assert src["thumbnail_url"] == reply.thumbnail_url

@@ -105,7 +105,7 @@ def test_sdk_stream_sora_2_defaults(sdk: openai.OpenAI, e2e: tuple[ServerProcess
     assert reply.thumbnail_url
     src = check_video(server, reply.task_id, reply.video_url, reply.thumbnail_url)
     # the seed: sora-2 "only supports 10s standard definition"
-    assert (src["seconds"], src["size"], src["orientation"], src["frames"]) == (10, "96x160", "portrait", 41)
+    assert (src["seconds"], src["size"], src["orientation"], src["frames"]) == (10, "96x160", "portrait", 40)
 
 
 def assert_stored_where_configured(server: ServerProcess, video_url: str, request: pytest.FixtureRequest) -> None:
@@ -160,7 +160,7 @@ def test_sdk_sora_2_pro_has_its_own_defaults(sdk: openai.OpenAI, e2e: tuple[Serv
     assert reply.thumbnail_url
     src = check_video(server, reply.task_id, reply.video_url, reply.thumbnail_url)
     # the seed: sora-2-pro "supports 15s high definition": longer and larger than sora-2
-    assert (src["model"], src["seconds"], src["size"], src["frames"]) == ("sora-2-pro", 15, "144x256", 61)
+    assert (src["model"], src["seconds"], src["size"], src["frames"]) == ("sora-2-pro", 15, "144x256", 60)
 
 
 def test_a_client_that_disconnects_does_not_cancel_the_task(sdk: openai.OpenAI, e2e: tuple[ServerProcess, str]) -> None:

@@ -76,7 +76,8 @@ def frames_of(client: openai.OpenAI, video_id: str) -> np.ndarray:
 
 def test_a_long_clip_is_made_in_windows(http: httpx.Client, finished: Any, client: openai.OpenAI) -> None:
     frames = frames_of(client, finished.id)
-    assert len(frames) == 21  # 10 s at 2 fps: 9 frames, then 4 new ones per 9-frame pass
+    # 10 s at 2 fps: exactly 20 frames; the model makes 21 (4k+1): 9, then 4 new ones per 9-frame pass
+    assert len(frames) == 20
     page = http.get(f"/source/{finished.id}").json()  # /source takes the video id as well
     assert page["video_id"] == finished.id
     assert page["windows"] == 4
@@ -112,7 +113,7 @@ def test_extend_by_id(client: openai.OpenAI, http: httpx.Client, finished: Any) 
 def test_extend_an_upload_through_the_sdk(client: openai.OpenAI, http: httpx.Client, finished: Any) -> None:
     mp4 = client.videos.download_content(finished.id, variant="video").read()
     ext = client.videos.extend(prompt="the kite climbs", seconds="4", video=("kite.mp4", mp4, "video/mp4"))
-    assert ext.seconds == "14"  # 10.5 s uploaded (21 frames at 2 fps) counts as 10, plus 4
+    assert ext.seconds == "14"  # 10 s uploaded (20 frames at 2 fps), plus 4
     done = wait_video(client, ext.id)
     assert done.status == "completed", done.error
     source = decode_mp4(mp4)

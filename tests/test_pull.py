@@ -65,10 +65,10 @@ def test_a_preset_entry_starts_over_and_overrides() -> None:
     assert spec.pipeline == spec.i2v_pipeline == "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
     assert spec.steps == 30  # overridden
     assert spec.portrait_sizes == ["704x1280"]  # the preset's, not the built-in sora-2's
-    assert spec.frames_for(5) == 121  # 24 fps
+    assert spec.frames_for(5) == 120  # 24 fps (the model makes 121: 4k+1)
     ltx = load_catalog(models_json=json.dumps({"x": {"preset": "ltx-video-13b-distilled"}}))["x"]
-    assert ltx.frames_for(5) == 121
-    assert ltx.frames_for(2) == 49
+    assert ltx.frames_for(5) == 120
+    assert ltx.frames_for(2) == 48
     with pytest.raises(CatalogError, match=r"unknown preset 'nope'.*reelchat models presets"):
         load_catalog(models_json=json.dumps({"x": {"preset": "nope"}}))
 
@@ -159,6 +159,7 @@ def test_pull_resumes_a_cut_download_then_serves_every_mode(tmp_path: Path, hub:
         assert v2v.status == "completed", v2v.error
         for video in (t2v, i2v, v2v):
             probed = probe_video(client.videos.download_content(video.id, variant="video").read())
-            assert probed.decoded_shape == (9, 96, 64, 3)  # portrait (the default); 2 s at 4 fps: 8k+1 frames
+            # OpenAI's default size (720x1280), rendered at the model's 64x96 and scaled; 2 s at 4 fps (of 8k+1 made)
+            assert probed.decoded_shape == (8, 1280, 720, 3)
         log = server.log()
     assert f"diffusers pipeline {REPO} (preset ltx-video-2b)" in log

@@ -150,6 +150,7 @@ async def test_a_model_no_node_can_host_fails_at_once(cluster: Any, open_service
     assert done.error_code == "model_unhostable"
     assert "2 GPU" in (done.error_message or ""), done.error_message
     assert "`gpus`" in (done.error_message or "")
+    assert set(done.phases) == {"queued"}  # recorded with the outcome, as the runner's failures are
 
 
 async def test_deleting_a_video_stops_its_actor_at_the_next_step(

@@ -370,7 +370,8 @@ def test_remix_is_closer_to_its_source_than_a_fresh_generation(
     )
     # fresh, from the modification alone, through /v1/videos with a seed
     http = server.http("alice")
-    created = http.post("/v1/videos", json={"prompt": TURN2, "model": "sora-2", "seed": seed})
+    # at the chat's size (the Videos API's default is OpenAI's 720x1280): the videos are compared pixel by pixel
+    created = http.post("/v1/videos", json={"prompt": TURN2, "model": "sora-2", "seed": seed, "size": s2["size"]})
     assert created.status_code == 200, created.text
     video = wait_video(alice, created.json()["id"])
     assert video.status == "completed", video

@@ -100,7 +100,7 @@ def made(client: openai.OpenAI) -> Any:
 
 def test_create_and_poll(made: Any, client: openai.OpenAI) -> None:
     assert made.status == "completed", made.error
-    assert (made.object, made.model, made.seconds, made.size) == ("video", "sora-2", "10", "96x160")
+    assert (made.object, made.model, made.seconds, made.size) == ("video", "sora-2", "10", "720x1280")
     assert made.prompt == "a cow in a field"
     assert made.progress == 100
     assert made.error is None
@@ -110,7 +110,7 @@ def test_create_and_poll(made: Any, client: openai.OpenAI) -> None:
     assert SID.fullmatch(extra(made)["sid"])
     assert TASK.fullmatch(extra(made)["task_id"])
     again = client.videos.retrieve(made.id)
-    assert (again.id, again.status, again.seconds, again.size) == (made.id, "completed", "10", "96x160")
+    assert (again.id, again.status, again.seconds, again.size) == (made.id, "completed", "10", "720x1280")
     assert extra(again)["sid"] == extra(made)["sid"]
 
 
@@ -175,12 +175,14 @@ def test_download_content_variants(made: Any, client: openai.OpenAI, server: Key
     video = client.videos.download_content(made.id).content  # variant "video" is the default
     info = probe_mp4(video)
     assert info.codec == "h264"
-    assert (info.width, info.height) == (96, 160)
-    assert info.frames == source(server, extra(made)["task_id"])["frames"]
-    assert decode_mp4(video).shape[1:] == (160, 96, 3)
+    # OpenAI's default size, rendered by the demo at its own 96x160 and scaled by the encoder
+    assert (info.width, info.height) == (720, 1280)
+    src = source(server, extra(made)["task_id"])
+    assert info.frames == src["frames"] == src["seconds"] * src["fps"]  # exactly the duration
+    assert decode_mp4(video).shape[1:] == (1280, 720, 3)
     thumb = client.videos.download_content(made.id, variant="thumbnail").content
     with Image.open(io.BytesIO(thumb)) as img:
-        assert img.format == "WEBP"
+        assert (img.format, img.size) == ("WEBP", (720, 1280))
     sprites = client.videos.download_content(made.id, variant="spritesheet").content
     with Image.open(io.BytesIO(sprites)) as img:
         assert img.format == "JPEG"
@@ -283,7 +285,13 @@ def test_image_conditioning(client: openai.OpenAI, http: httpx.Client, server: K
     """Same seed and prompt: the same image gives the same video however it is sent; another image doesn't."""
 
     def json_create(png: bytes) -> str:
-        body = {"prompt": IMAGE_PROMPT, "seed": IMAGE_SEED, "input_reference": {"image_url": data_url(png)}}
+        # the model's own size, as the chat turn below gets: the videos are compared pixel by pixel
+        body = {
+            "prompt": IMAGE_PROMPT,
+            "seed": IMAGE_SEED,
+            "size": "96x160",
+            "input_reference": {"image_url": data_url(png)},
+        }
         r = http.post("/v1/videos", json=body)
         assert r.status_code == 200, r.text
         video_id: str = r.json()["id"]
@@ -296,6 +304,7 @@ def test_image_conditioning(client: openai.OpenAI, http: httpx.Client, server: K
         prompt=IMAGE_PROMPT,
         model="sora-2",
         input_reference=("a.png", RED, "image/png"),
+        size=off_list_size("96x160"),
         extra_body={"seed": IMAGE_SEED},
     ).id
     videos = {video_id: wait_video(client, video_id) for video_id in (red1, red2, grad, red3)}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from helpers import run_cli
 from pg import fresh_database
 from test_store import make_task
@@ -23,6 +24,7 @@ from reelchat.service.keys import create_key, set_webhook
 from reelchat.service.webhooks import WebhookSender, backoff_s, outcome_event
 from reelchat.settings import Settings
 from reelchat.standard_webhooks import new_secret, secret_key, sign
+from reelchat.store.schema import webhook_deliveries
 from reelchat.store.tasks import Store
 
 
@@ -62,8 +64,8 @@ def test_backoff_grows_and_is_capped() -> None:
     assert waits[-1] == 10 * 3600
 
 
-async def _running(store: Store, tenant: str = "alice") -> tuple[str, int]:
-    task = make_task(tenant)
+async def _running(store: Store, tenant: str = "alice", key_id: str | None = None) -> tuple[str, int]:
+    task = make_task(tenant, key_id=key_id)
     await store.insert_task(task)
     claimed = await store.claim(task.id)
     assert claimed is not None
@@ -73,7 +75,7 @@ async def _running(store: Store, tenant: str = "alice") -> tuple[str, int]:
 async def test_the_outbox_is_written_with_the_outcome_and_only_then(store: Store) -> None:
     key, _ = await create_key(store, "alice")
     await set_webhook(store, key.id, "http://10.0.0.7/hooks")  # a private address: the operator's to choose
-    task_id, attempt = await _running(store)
+    task_id, attempt = await _running(store, key_id=key.id)
     task = await store.get_task(task_id)
     assert task is not None
     event = outcome_event(task, TaskStatus.COMPLETED, server=True)
@@ -100,13 +102,41 @@ async def test_the_outbox_is_written_with_the_outcome_and_only_then(store: Store
     # another tenant's key never hears of it
     bob, _ = await create_key(store, "bob")
     await set_webhook(store, bob.id, "http://10.0.0.8/hooks")
-    other, other_attempt = await _running(store)
+    other, other_attempt = await _running(store, key_id=key.id)
     other_task = await store.get_task(other)
     assert other_task is not None
     await store.fail(
         other, other_attempt, code="x", message="y", outbox=outcome_event(other_task, TaskStatus.FAILED, server=False)
     )
     assert [r.target for r in await store.webhooks.for_task(other)] == ["key"]
+
+
+async def test_a_keys_webhook_hears_only_of_the_videos_made_with_that_key(store: Store) -> None:
+    # two keys sharing one tenant, both with webhooks: each hears of its own videos only (`tasks.key_id`)
+    alice, _ = await create_key(store, "alice")
+    second, _ = await create_key(store, "alice-ci", tenant="alice")
+    await set_webhook(store, alice.id, "http://10.0.0.7/hooks")
+    await set_webhook(store, second.id, "http://10.0.0.9/hooks")
+
+    async def targets(key_id: str | None, *, server: bool = False) -> list[str]:
+        task_id, attempt = await _running(store, key_id=key_id)
+        task = await store.get_task(task_id)
+        assert task is not None
+        assert await store.fail(
+            task_id, attempt, code="x", message="y", outbox=outcome_event(task, TaskStatus.FAILED, server=server)
+        )
+        async with store.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(webhook_deliveries.c.target).where(webhook_deliveries.c.task_id == task_id)
+            )
+            return sorted(rows.scalars())
+
+    assert await targets(alice.id) == [alice.id]
+    assert await targets(second.id, server=True) == sorted([second.id, "server"])
+    assert await targets(None, server=True) == ["server"]  # made in open mode (or before keys were recorded)
+    assert await targets(None) == []
+    await store.keys.revoke(second.id)
+    assert await targets(second.id) == []  # a revoked key's endpoint hears nothing more
 
 
 async def test_claims_are_exclusive_and_a_dead_senders_claim_expires(store: Store) -> None:

@@ -136,13 +136,16 @@ async def test_extension_keeps_its_source_and_adds_frames(engine: DiffusersEngin
         job(prompt="the horse jumps", frames=16, source_frames=source.frames, extend=True, window_frames=13), reporter
     )
     assert out.frames is not None
-    assert out.frames.shape == (17 + 16, H, W, 3)
+    assert out.prefix is not None
     overlap = windows.overlap_for(4)
-    # the source comes through unchanged, bar the blend over its last `overlap` frames
-    assert np.array_equal(out.frames[: 17 - overlap], source.frames[: 17 - overlap])
+    # the source comes through unchanged (as its own frames, at its own size), bar the blend over its last
+    # `overlap` frames, which open the engine's frames
+    assert np.array_equal(out.prefix, source.frames[: 17 - overlap])
+    clip = np.concatenate([out.prefix, out.frames])
+    assert clip.shape == (17 + 16, H, W, 3)
     plan = windows.plan(33, 13, 4, prefix=17)
     assert len(plan) == 2
-    assert windows.seam_ratio(out.frames, windows.seams_of(plan)) <= 3.0
+    assert windows.seam_ratio(clip, windows.seams_of(plan)) <= 3.0
     assert reporter.values == sorted(reporter.values)
 
 

@@ -1,14 +1,16 @@
-"""The `reelchat` command: serve, keys, models, pull."""
+"""The `reelchat` command: serve, keys (create, update, list, revoke), models, pull."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -22,6 +24,7 @@ from .catalog import (
     UpstreamSpec,
     load_catalog,
 )
+from .domain import OPEN_TENANT, ApiKey, KeyLimits
 from .engines.presets import PRESETS
 from .media.storage import StorageConfigError
 from .net.loopback import is_loopback
@@ -29,6 +32,7 @@ from .service import keys as keys_service
 from .settings import Settings
 from .standard_webhooks import check_endpoint
 from .standard_webhooks import new_secret as new_webhook_secret
+from .store.keys import NameTaken
 from .store.tasks import Store
 
 
@@ -46,8 +50,8 @@ def describe_model(spec: ModelSpec) -> str:
         demo = spec.i2v_pipeline in (DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE)
         same = spec.i2v_pipeline == spec.pipeline
         image = ", image-to-video: " + ("demo" if demo else "same checkpoint" if same else spec.i2v_pipeline)
-    sizes = "/".join(spec.all_sizes)
-    secs = "/".join(f"{s}s" for s in spec.seconds)
+    sizes = "/".join(spec.public_sizes)
+    secs = "/".join(f"{s}s" for s in spec.allowed_seconds)
     return f"{spec.name} -> {where}{image}; {secs}, {sizes}, {spec.fps} fps, {spec.steps} steps"
 
 
@@ -72,17 +76,72 @@ async def _count_keys(store: Store) -> int:
     return await store.keys.active_count()
 
 
-def _create_key(name: str, tenant: str | None, webhook_url: str | None) -> Callable[[Store], Awaitable[int]]:
+def _limits_text(limits: KeyLimits) -> str:
+    def show(value: int | None, unit: str) -> str:
+        return f"{value}{unit}" if value is not None else "unlimited"
+
+    return (
+        f"rpm={show(limits.rpm, '')} max-concurrent={show(limits.max_concurrent, '')} "
+        f"daily-seconds={show(limits.daily_seconds, ' s')} priority={limits.priority:g}"
+    )
+
+
+def _limits_from_args(args: argparse.Namespace, base: KeyLimits) -> KeyLimits:
+    """The limits `args` set over `base` (0 removes a limit)."""
+    changes: dict[str, Any] = {}
+    for field in ("rpm", "max_concurrent", "daily_seconds"):
+        value = getattr(args, field)
+        if value is not None:
+            changes[field] = value or None
+    if args.priority is not None:
+        changes["priority"] = args.priority
+    return dataclasses.replace(base, **changes)
+
+
+async def _adopt_or_explain(store: Store, key: ApiKey, adopt: bool, first: bool) -> None:
+    open_videos = await store.count_videos(OPEN_TENANT)
+    if adopt:
+        if key.tenant == OPEN_TENANT:
+            print(f"Key {key.name} already owns the videos made in open mode (its tenant is {OPEN_TENANT!r}).")
+            return
+        await store.move_tenant(OPEN_TENANT, key.tenant)
+        print(
+            f"Moved {open_videos} video(s) made in open mode (tenant {OPEN_TENANT!r}) "
+            f"to this key's tenant {key.tenant!r}."
+        )
+    elif first and open_videos and key.tenant != OPEN_TENANT:
+        print(
+            f"The {open_videos} video(s) made in open mode stay under tenant {OPEN_TENANT!r}, which no key can see. "
+            f"To give them to this key: reelchat keys update {key.name} --adopt-open-videos"
+        )
+
+
+def _create_key(name: str, tenant: str | None, args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
+    webhook_url: str | None = args.webhook_url
+
     async def create(store: Store) -> int:
         if webhook_url:
             check_endpoint(webhook_url)  # before the key exists: a bad URL makes no key
-        key, secret = await keys_service.create_key(store, name, tenant or None)
-        print(f"Created key {key.id} (name {key.name}, tenant {key.tenant}).")
+        first = await store.keys.active_count() == 0
+        try:
+            key, secret = await keys_service.create_key(
+                store, name, tenant or None, _limits_from_args(args, KeyLimits())
+            )
+        except NameTaken:
+            print(f"reelchat: an active key is already named {name!r}; pick another name.", file=sys.stderr)
+            return 1
+        print(f"Created key {key.id} (name {key.name}, tenant {key.tenant}; {_limits_text(key.limits)}).")
+        if first:
+            print(
+                "This is the first API key: from now on every request needs a key ('Authorization: Bearer <key>'), "
+                "open mode ends."
+            )
         if webhook_url:
             _, webhook_secret = await keys_service.set_webhook(store, key.id, webhook_url)
             print(f"Its videos' video.completed / video.failed events go to {webhook_url}, signed with")
             print(f"  {webhook_secret}")
             print("(the receiver's Standard Webhooks secret; it is not shown again).")
+        await _adopt_or_explain(store, key, args.adopt_open_videos, first)
         print("Copy it now; it is stored hashed and will not be shown again:")
         print(secret)
         return 0
@@ -90,21 +149,32 @@ def _create_key(name: str, tenant: str | None, webhook_url: str | None) -> Calla
     return create
 
 
-def _set_webhook(id_or_name: str, url: str) -> Callable[[Store], Awaitable[int]]:
+def _update_key(id_or_name: str, args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
+    webhook_url: str | None = args.webhook_url
+
     async def update(store: Store) -> int:
-        changed, secret = await keys_service.set_webhook(store, id_or_name, url or None)
-        if not changed:
-            print(f"No active key with id or name {id_or_name!r}.", file=sys.stderr)
+        if webhook_url:
+            check_endpoint(webhook_url)  # before anything changes: a bad URL changes nothing
+        key = await store.keys.by_name(id_or_name)
+        if key is None:
+            print(f"reelchat: no active key with id or name {id_or_name!r}.", file=sys.stderr)
             return 1
-        if not url:
-            print(f"Key {id_or_name}: no webhook any more.")
-            return 0
-        print(f"Key {id_or_name}: its videos' events go to {url}.")
-        if secret:
-            print("Signed with this secret (the receiver's Standard Webhooks secret; it is not shown again):")
-            print(secret)
-        else:
-            print("Signed with the secret it already had.")
+        limits = _limits_from_args(args, key.limits)
+        if limits != key.limits:
+            await store.keys.set_limits(key.id, limits)
+        print(f"Key {key.name} (tenant {key.tenant}): {_limits_text(limits)}.")
+        if webhook_url is not None:
+            _, secret = await keys_service.set_webhook(store, key.id, webhook_url or None)
+            if not webhook_url:
+                print(f"Key {key.name}: no webhook any more.")
+            else:
+                print(f"Key {key.name}: its videos' events go to {webhook_url}.")
+                if secret:
+                    print("Signed with this secret (the receiver's Standard Webhooks secret; it is not shown again):")
+                    print(secret)
+                else:
+                    print("Signed with the secret it already had.")
+        await _adopt_or_explain(store, key, args.adopt_open_videos, first=False)
         return 0
 
     return update
@@ -116,7 +186,10 @@ async def _list_keys(store: Store) -> int:
         print("No API keys: the server runs open on loopback addresses only.")
     for k in rows:
         state = "revoked" if k.revoked_at else "active"
-        print(f"{k.id}\t{k.name}\ttenant={k.tenant}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{state}")
+        print(
+            f"{k.id}\t{k.name}\ttenant={k.tenant}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{state}"
+            f"\t{_limits_text(k.limits)}\twebhook={'set' if k.webhook_url else 'none'}"
+        )
     return 0
 
 
@@ -323,6 +396,42 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     return 0
 
 
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {value}")
+    return number
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, not {value}")
+    return number
+
+
+def _add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpm", type=_count, help="videos this key may request per minute (0: no limit)")
+    parser.add_argument(
+        "--max-concurrent", type=_count, help="videos queued or in progress at once for this key (0: no limit)"
+    )
+    parser.add_argument(
+        "--daily-seconds",
+        type=_count,
+        help="seconds of video per rolling 24 hours; only completed videos are charged (0: no limit)",
+    )
+    parser.add_argument(
+        "--priority",
+        type=_positive,
+        help="weight in the fair queue when several keys wait (default 1; 2 = twice the share)",
+    )
+    parser.add_argument(
+        "--adopt-open-videos",
+        action="store_true",
+        help="move the videos made in open mode (tenant 'default') to this key's tenant",
+    )
+
+
 def _configuration_problems(e: ValidationError) -> list[str]:
     """Each problem named by its variable, without the values (pydantic's text would print them all,
     secrets included)."""
@@ -402,19 +511,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
     p_create = keys_sub.add_parser("create", help="create a key (printed once)")
-    p_create.add_argument("--name", required=True)
+    p_create.add_argument("--name", required=True, help="unique among active keys")
     p_create.add_argument("--tenant", default="", help="owner of the videos made with this key (default: name)")
+    _add_limit_arguments(p_create)
     p_create.add_argument(
         "--webhook-url",
         default=None,
         help="send video.completed / video.failed events of this key's videos here (prints a signing secret once)",
     )
-    p_update = keys_sub.add_parser("update", help="change a key's settings")
-    p_update.add_argument("key", help="the key's id or name")
+    p_update = keys_sub.add_parser("update", help="change a key's limits, webhook, or adopt the open-mode videos")
+    p_update.add_argument("key", help="the key's name or id")
+    _add_limit_arguments(p_update)
     p_update.add_argument(
         "--webhook-url",
-        required=True,
-        help='where its videos\' events go ("" removes it; a new secret is printed once)',
+        default=None,
+        help='where its videos\' events go ("" removes it; a key without a secret gets one, printed once)',
     )
     keys_sub.add_parser("list", help="list keys (never the secrets)")
     p_revoke = keys_sub.add_parser("revoke", help="revoke a key by id or name")
@@ -488,14 +599,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings.home.mkdir(parents=True, exist_ok=True)
     if args.keys_command == "create":
         try:
-            create = _create_key(args.name, args.tenant, args.webhook_url)
-            return asyncio.run(_with_store(settings, create))
+            return asyncio.run(_with_store(settings, _create_key(args.name, args.tenant, args)))
         except ValueError as e:
             print(f"reelchat: {e}", file=sys.stderr)
             return 2
     if args.keys_command == "update":
         try:
-            return asyncio.run(_with_store(settings, _set_webhook(args.key, args.webhook_url)))
+            return asyncio.run(_with_store(settings, _update_key(args.key, args)))
         except ValueError as e:
             print(f"reelchat: {e}", file=sys.stderr)
             return 2

@@ -14,6 +14,8 @@ MAX_PROMPT_CHARS = 32_000  # the longest prompt either API accepts
 # what an extension may add, in seconds: 4 to 20 (the openai SDK's `videos.extend` documents 4..20)
 EXTEND_SECONDS: tuple[int, ...] = tuple(range(4, 21))
 DEFAULT_EXTEND_SECONDS = 4
+OPEN_TENANT = "default"  # who owns what is made with no API key (open mode, loopback only)
+MAX_CHARACTER_NAME_CHARS = 80  # the longest character name the Videos API accepts
 
 
 class TaskStatus(enum.StrEnum):
@@ -44,14 +46,6 @@ class InputImage:
 
 
 @dataclass(frozen=True)
-class InputVideo:
-    """An uploaded video to extend (not yet checked: the service probes it with limits)."""
-
-    data: bytes
-    content_type: str
-
-
-@dataclass(frozen=True)
 class VideoRequest:
     """What a user asked for, read from a chat turn or a /v1/videos body.
 
@@ -69,7 +63,7 @@ class VideoRequest:
     image_url: str | None = None  # an http(s) url still to be fetched (chat image parts)
     # continue the source video for `seconds` more (an extension) instead of remixing it
     extend: bool = False
-    video: InputVideo | None = None  # an extension of an uploaded video (instead of a finished one here)
+    character: str | None = None  # the character whose reference frame `image` is (its prompt named it)
 
 
 @dataclass
@@ -85,11 +79,11 @@ class Task:
     engine_prompt: str  # what conditions the model (for a remix: source prompt + modification)
     orientation: Orientation
     seconds: int
-    size: str  # "WxH"
-    width: int
+    size: str  # "WxH": the video's size, as the APIs report it and the mp4 is encoded at
+    width: int  # the size the model renders at (the catalog's render size for `size`)
     height: int
     fps: int
-    frames: int
+    frames: int  # the video's frames, seconds * fps (a Wan model makes the fewest 4k+1 that hold them)
     steps: int
     seed: int
     status: TaskStatus = TaskStatus.QUEUED
@@ -112,11 +106,10 @@ class Task:
     completed_at: datetime | None = None
     params: dict[str, Any] = field(default_factory=dict)
     media_pending: list[str] = field(default_factory=list)  # names a run was about to write
+    key_id: str | None = None  # the API key that asked for it (None in open mode)
     phases: dict[str, float] = field(default_factory=dict)  # seconds the last run spent per phase
     # the input image, held between prepare and enqueue (never stored in the row)
     image_data: bytes | None = field(default=None, repr=False, compare=False)
-    # an uploaded video to extend, held between prepare and enqueue (stored as params["source_video_name"])
-    video_data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -131,6 +124,19 @@ class TaskEvent:
 
 
 @dataclass(frozen=True)
+class Character:
+    """A person or thing a tenant named, with a reference frame taken from a video of it; a prompt that
+    names it (`name` or `@name`) conditions on that frame."""
+
+    id: str  # char_<hex>
+    tenant: str
+    name: str
+    frame_name: str  # the reference frame (png) in media storage
+    created_at: datetime
+    source_video_id: str | None = None  # the video it was taken from, when that was one of the tenant's
+
+
+@dataclass(frozen=True)
 class ApiKey:
     id: str
     name: str
@@ -138,4 +144,23 @@ class ApiKey:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None = None
+    limits: KeyLimits = field(default_factory=lambda: KeyLimits())
     webhook_url: str | None = None  # where this key's videos' events go (its secret stays in the store)
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """What one API key may use (None: no limit), and its weight in the fair queue."""
+
+    rpm: int | None = None  # videos requested per minute
+    max_concurrent: int | None = None  # videos queued or in progress at once
+    daily_seconds: int | None = None  # seconds of video per 24 hours (completed videos are charged)
+    priority: float = 1.0  # share of the workers when several keys wait (2.0: twice key 1.0's)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes a request: a tenant, and the API key it came with (None in open mode)."""
+
+    tenant: str
+    key: ApiKey | None = None

@@ -37,5 +37,9 @@ def new_video_id() -> str:
     return "video_" + secrets.token_hex(16)
 
 
+def new_character_id() -> str:
+    return "char_" + secrets.token_hex(16)
+
+
 def new_key_id() -> str:
     return "key_" + secrets.token_hex(8)

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     image_fetch_timeout_s: float = Field(default=10.0, gt=0)
     allow_private_image_urls: bool = False
+    video_upload_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0, description="an uploaded video's size cap")
+    video_upload_max_seconds: float = Field(default=60.0, gt=0, description="an uploaded video's duration cap")
+    video_upload_max_frames: int = Field(default=1800, gt=0, description="an uploaded video's frame count cap")
+    video_upload_max_side: int = Field(default=1920, ge=16, description="an uploaded video's longest side, in pixels")
     node_id: str | None = Field(
         default=None, description="this server process's name in task leases; default <hostname>:<home>"
     )
@@ -109,6 +113,14 @@ class Settings(BaseSettings):
         description="seconds between the store re-reads that catch every followed task up (one query per process)",
     )
     job_deadline_s: float = Field(default=3600.0, gt=0, description="a job running longer than this fails")
+    fair_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="the fair queue weighs each key's tasks running now and started within this many seconds",
+    )
+    idempotency_ttl_s: float = Field(
+        default=86400.0, gt=0, description="how long an Idempotency-Key keeps returning the video it made"
+    )
     log_format: Literal["text", "json"] = Field(default="text", description="server log lines: text, or JSON lines")
     metrics_token: str | None = Field(
         default=None, description="bearer token /metrics requires; unset: /metrics answers loopback callers only"

@@ -23,7 +23,7 @@ from .deps import AppState
 from .limits import BodySizeLimit
 from .links import LinkBuilder
 from .request_metrics import RequestMetrics
-from .routes import chat, live, media, metrics, pages, playground, system, videos
+from .routes import chat, live, media, metrics, pages, playground, system, video_edits, videos
 from .routes.videos import DEFAULT_MODEL
 from .security_headers import SecurityHeaders
 from .stream_slots import StreamSlots
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     )
     ops.metrics.open_streams.labels("chat").set_function(app.state.reelchat.streams.open_count)
     errors.install(app)
-    routers = [module.router for module in (chat, live, media, metrics, pages, playground, system, videos)]
+    routers = [module.router for module in (chat, live, media, metrics, pages, playground, system, video_edits, videos)]
     for router in routers:
         app.include_router(router)
     refine = catalog_refiner(service.models(), default_model=DEFAULT_MODEL)

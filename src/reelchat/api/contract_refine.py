@@ -2,10 +2,12 @@
 
 A schema that says `seconds: integer` promises that any integer works, and a fuzzer (rightly) holds
 the server to it. So the document is built per app, from the catalog in effect:
-- a body with `model`, `seconds` and `size` becomes one variant per model naming its own seconds and
-  sizes (and one without `model`, for the default model), from the same values `service/planning.py`
-  checks (`allowed_seconds`, `allowed_sizes`);
-- a `prompt` must hold a character that `str.strip` keeps (the service strips it, and refuses it empty);
+- a body with `model`, `seconds` and `size` becomes one variant per set of models that take the same
+  seconds and sizes (the default model's may leave `model` out), from the same values
+  `service/planning.py` checks (`allowed_seconds`, `allowed_sizes`: OpenAI's and the model's own);
+- a `prompt`, and a character's `name`, must hold a character that `str.strip` keeps (the service
+  strips them, and refuses them empty);
+- an edit's `model` (which model edits an uploaded video) is one of the catalog's;
 - a chat `model` is one of the catalog's; a user message carries prompt text, and the limits
   `protocol/chat_parse.py` enforces on messages and parts are stated.
 """
@@ -42,21 +44,22 @@ NOT_BLANK = _not_blank_pattern()
 
 
 def allowed_seconds(spec: ModelSpec) -> list[int]:
-    """The `seconds` a request may name for this model (what `plan_task` accepts)."""
-    return list(spec.seconds)
+    """The `seconds` a request may name for this model (what `plan_task` accepts): OpenAI's and its own."""
+    return list(spec.allowed_seconds)
 
 
 def allowed_sizes(spec: ModelSpec) -> list[str]:
-    """The `size` values a request may name for this model (what `plan_task` accepts)."""
-    return list(spec.all_sizes)
+    """The `size` values a request may name for this model (what `plan_task` accepts): OpenAI's and its own."""
+    return list(spec.public_sizes)
 
 
 def _is_form(schema: dict[str, Any]) -> bool:
     return str(schema.get("title", "")).endswith("(multipart)")
 
 
-def _video_variant(base: dict[str, Any], spec: ModelSpec, *, default: bool) -> dict[str, Any]:
-    """The body for one model; the default model's may leave `model` out."""
+def _video_variant(base: dict[str, Any], group: Sequence[ModelSpec], *, default: str | None) -> dict[str, Any]:
+    """The body for models that take the same values (`group`); the default model's may leave `model` out."""
+    spec = group[0]
     variant = copy.deepcopy(base)
     props = variant["properties"]
     seconds = allowed_seconds(spec)
@@ -64,22 +67,41 @@ def _video_variant(base: dict[str, Any], spec: ModelSpec, *, default: bool) -> d
     # a form carries text; JSON takes the SDK's string or a number, or null for the model's default
     props["seconds"] = {"enum": [str(s) for s in seconds] if form else [*seconds, *(str(s) for s in seconds), None]}
     props["size"] = {"enum": allowed_sizes(spec) if form else [*allowed_sizes(spec), None]}
-    props["model"] = {"const": spec.name}
+    names = [s.name for s in group]
+    props["model"] = {"const": names[0]} if len(names) == 1 else {"enum": names}
     required = [r for r in variant.get("required", []) if r != "model"]
-    if not default:
+    if default is None:
         required.append("model")
-    variant["title"] = f"{spec.name}{' (the default)' if default else ''}: {base.get('title', '')}"
+    title = ", ".join(f"{name} (the default)" if name == default else name for name in names)
+    variant["title"] = f"{title}: {base.get('title', '')}"
     if "input_reference" in props:
         if not spec.capabilities.image_input:
             props["input_reference"] = False  # refused when present
-        elif not spec.capabilities.text_to_video:
-            required.append("input_reference")
+        else:
+            if form:  # the file part is declared at the top; a variant holding no bytes is one a fuzzer can judge
+                del props["input_reference"]
+            if not spec.capabilities.text_to_video:
+                required.append("input_reference")
     variant["required"] = required
     return variant
 
 
+def _same_values(spec: ModelSpec) -> tuple[Any, ...]:
+    caps = spec.capabilities
+    return (tuple(allowed_seconds(spec)), tuple(allowed_sizes(spec)), caps.image_input, caps.text_to_video)
+
+
 def _by_model(schema: dict[str, Any], specs: Sequence[ModelSpec], default_model: str) -> dict[str, Any]:
-    variants = [_video_variant(schema, spec, default=spec.name == default_model) for spec in specs]
+    # one variant per set of models that take the same values: fewer branches, and the default model's
+    # companions need not name themselves (which, with a file part in the body, schemathesis can't tell
+    # from an invalid body: it does not validate bytes against the other branches)
+    groups: dict[tuple[Any, ...], list[ModelSpec]] = {}
+    for spec in specs:
+        groups.setdefault(_same_values(spec), []).append(spec)
+    variants = [
+        _video_variant(schema, group, default=default_model if any(s.name == default_model for s in group) else None)
+        for group in groups.values()
+    ]
     # the fields stay declared at the top too (a form's file part is found there); the variants say what they hold
     props = {**schema["properties"]}
     for name, what in (("model", "a model of the catalog"), ("seconds", "whole seconds"), ("size", "WxH")):
@@ -155,6 +177,10 @@ def catalog_refiner(specs: Sequence[ModelSpec], default_model: str) -> Callable[
                 schemas[name] = _by_model(schema, specs, default_model)
             if name in ("ExtendBody", "ExtendBodyForm"):
                 schemas[name] = _extension(schema, specs)
+            elif name.startswith("EditVideoBody"):  # and its form
+                props["model"] = {"enum": names if _is_form(schema) else [*names, None]}
+            elif name.startswith("CreateCharacterBody"):
+                props["name"]["pattern"] = NOT_BLANK
         chat = schemas.get("ChatCompletionRequest")
         if chat is not None:
             chat["properties"]["model"] = {"enum": names}

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..domain import OPEN_TENANT, Caller
 from ..media.storage import Storage
 from ..net.loopback import is_loopback
 from ..service.chat import ChatServing
@@ -19,8 +20,6 @@ from .body_parser import BodyParser
 from .errors import ApiError
 from .links import LinkBuilder
 from .stream_slots import StreamSlots
-
-OPEN_TENANT = "default"
 
 
 @dataclass
@@ -61,20 +60,20 @@ async def get_state(request: Request) -> AppState:  # async: a plain def would h
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-async def get_tenant(request: Request, state: StateDep) -> str:
+async def get_caller(request: Request, state: StateDep) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
     if token:
         key = await state.service.authenticate(token)
         if key is not None:
-            return key.tenant
+            return Caller(key.tenant, key)
     if not await state.keys_exist():
         # open mode serves loopback callers only: `serve` refuses other addresses without keys, and a
         # server whose last key was revoked must not become open to the network
         if _is_loopback_peer(request):
             _refuse_if_proxied(request)
-            return OPEN_TENANT
+            return Caller(OPEN_TENANT)
         raise ApiError(
             401, "This server has no active API keys; create one with `reelchat keys create`.", code="invalid_api_key"
         )
@@ -84,6 +83,13 @@ async def get_tenant(request: Request, state: StateDep) -> str:
         )
     masked = token[:6] + "…" if len(token) > 6 else "…"
     raise ApiError(401, f"Incorrect API key provided: {masked}.", code="invalid_api_key")
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_tenant(caller: CallerDep) -> str:
+    return caller.tenant
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]

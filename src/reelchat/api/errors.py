@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from ..protocol.errors import RequestError, describe_validation_error
-from ..service.errors import ServiceError
+from ..service.errors import Busy, ServiceError
 
 log = logging.getLogger("reelchat.api")
 
@@ -100,7 +100,7 @@ def install(app: FastAPI) -> None:
 
     async def on_service_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServiceError)  # noqa: S101  (narrows a type; never input validation)
-        headers = {"Retry-After": "5"} if exc.status == 429 else None
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
         return error_response(
             ApiError(exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type, headers=headers)
         )

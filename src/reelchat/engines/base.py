@@ -72,6 +72,9 @@ class EngineResult:
     fps: int = 16
     video: bytes | None = None  # encoded mp4, when the engine produced a file
     thumbnail: bytes | None = None  # webp, when the engine had one
+    # an extension's source frames that open the video unchanged, at their own size (all but the overlap
+    # the continuation blends into): the video is these, then `frames`, each scaled to the public size
+    prefix: npt.NDArray[np.uint8] | None = None
 
 
 @dataclass(frozen=True)

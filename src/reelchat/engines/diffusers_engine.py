@@ -162,11 +162,18 @@ class DiffusersEngine:
     async def prepare(self, spec: DiffusersSpec, request: JobRequest) -> DiffusersJob:
         """The job for `request`: a remix re-noises every frame of its source, decoded here."""
         source_frames = await request.source.frames() if request.source is not None else None
+        if request.extend:  # the source is the prefix, kept whole; the model adds whole latent frames
+            frames = spec.model_continuation_frames(request.frames)
+        else:
+            if source_frames is not None and len(source_frames) != request.frames:  # to the new video's length
+                idx = np.linspace(0, len(source_frames) - 1, request.frames).round().astype(int)
+                source_frames = source_frames[idx]
+            frames = spec.model_frames(request.frames)
         return DiffusersJob(
             prompt=request.prompt,
             width=request.width,
             height=request.height,
-            frames=request.frames,
+            frames=frames,
             fps=request.fps,
             steps=request.steps,
             seed=request.seed,
@@ -188,7 +195,7 @@ class DiffusersEngine:
                 raise EngineCancelled()
             work = asyncio.ensure_future(asyncio.to_thread(self._generate, job, reporter, stop))
             try:
-                frames = await asyncio.shield(work)
+                frames, kept = await asyncio.shield(work)
             except asyncio.CancelledError:
                 # Our caller went away: stop the worker at its next step and keep the device (the lock)
                 # until it really has stopped, so the next job never overlaps it.
@@ -201,9 +208,13 @@ class DiffusersEngine:
                 if not work.cancelled():
                     work.exception()  # retrieved: asyncio must not log "exception was never retrieved"
                 raise
+        if kept and job.source_frames is not None:  # the source's own frames, not their render-size copies
+            return EngineResult(frames=frames[kept:], fps=job.fps, prefix=job.source_frames[:kept])
         return EngineResult(frames=frames, fps=job.fps)
 
-    def _generate(self, job: DiffusersJob, reporter: Reporter, stop: threading.Event) -> npt.NDArray[np.uint8]:
+    def _generate(
+        self, job: DiffusersJob, reporter: Reporter, stop: threading.Event
+    ) -> tuple[npt.NDArray[np.uint8], int]:
         """The blocking part, in a worker thread."""
         try:
             return self._run(job, reporter, stop)
@@ -216,9 +227,10 @@ class DiffusersEngine:
             reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
             raise EngineError(f"generation failed: {reason}") from e
 
-    def _run(self, job: DiffusersJob, reporter: Reporter, stop: threading.Event) -> npt.NDArray[np.uint8]:
+    def _run(self, job: DiffusersJob, reporter: Reporter, stop: threading.Event) -> tuple[npt.NDArray[np.uint8], int]:
         """The clip in one pass, or window by window when it is longer than `job.window_frames` (and
-        always for an extension: its source's frames, then windows that continue them)."""
+        always for an extension: its source's frames, then windows that continue them); and how many of
+        its first frames are the source's, untouched (an extension: all but the overlap it blends)."""
         _check_job(job)
         family = self.family()
         temporal = family.geometry(self._text_pipes()[0])[1]
@@ -252,7 +264,7 @@ class DiffusersEngine:
             clip = windows.join(clip, frames, w, blend=job.blend_seams)
             done += w.length
         assert clip is not None  # noqa: S101  (a plan has at least one window)
-        return clip[:total]
+        return clip[:total], plan[0].start if prefix is not None else 0
 
     def _pass(
         self, job: DiffusersJob, reporter: Reporter, stop: threading.Event, span: tuple[float, float]
@@ -440,9 +452,12 @@ def _check_geometry(job: DiffusersJob, family: Family, pipe: Any) -> None:
 
 
 def _resampled(src: npt.NDArray[np.uint8], frames: int) -> npt.NDArray[np.uint8]:
-    """`src` resampled evenly in time to `frames` frames."""
+    """`src` at `frames` frames: its last frame held for the few the model makes past the video's own
+    (k * m + 1), else resampled evenly in time."""
     if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
         raise EngineError(f"remix source frames must be (F, H, W, 3); got {src.shape}", "invalid_request")
+    if 0 < frames - len(src) <= 8:
+        return np.concatenate([src, np.repeat(src[-1:], frames - len(src), axis=0)])
     return src if len(src) == frames else src[np.linspace(0, len(src) - 1, frames).round().astype(int)]
 
 
@@ -465,18 +480,24 @@ def _extension_prefix(job: DiffusersJob) -> npt.NDArray[np.uint8]:
 
 
 def _source_video(job: DiffusersJob) -> list[Any]:
-    """The remix source as PIL frames at the job's size and frame count (v2v keeps the source's length)."""
+    """The remix source as PIL frames at the job's size and frame count (v2v keeps the source's length),
+    opening on the job's image when it has one (a character the edit's prompt names)."""
     from PIL import Image
 
     src = job.source_frames
     assert src is not None  # noqa: S101  (narrows a type; never input validation)
     if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
         raise EngineError(f"remix source frames must be (F, H, W, 3); got {src.shape}", "invalid_request")
-    if len(src) != job.frames:  # resample evenly in time
+    if 0 < job.frames - len(src) <= 8:  # the model's k*m+1 past the video's own frames: hold its last frame
+        src = np.concatenate([src, np.repeat(src[-1:], job.frames - len(src), axis=0)])
+    elif len(src) != job.frames:  # resample evenly in time
         src = src[np.linspace(0, len(src) - 1, job.frames).round().astype(int)]
     size = (job.width, job.height)
     frames = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in src]
-    return [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC) for f in frames]
+    frames = [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC) for f in frames]
+    if job.image is not None:  # a character's reference frame opens the edited video
+        frames[0] = _decode_image(job)
+    return frames
 
 
 def _decode_image(job: DiffusersJob) -> Any:

@@ -6,6 +6,7 @@ Light on purpose (no torch, no diffusers): the catalog imports it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +25,12 @@ DEMO_LTX_PIPELINE = "demo-ltx"  # one tiny LTX-Video checkpoint for all three mo
 DEMO_PIPELINES = (DEMO_PIPELINE, DEMO_I2V_PIPELINE, DEMO_LTX_PIPELINE)
 
 
+def model_frames(frames: int, multiple: int) -> int:
+    """Frames the model makes for a video of `frames`: the fewest k * multiple + 1 that hold them (Wan: 4k+1,
+    LTX-Video: 8k+1); the runner keeps `frames` of them."""
+    return multiple * max(1, math.ceil((frames - 1) / multiple)) + 1
+
+
 class DiffusersSpec(SpecBase):
     engine: Literal["diffusers"] = "diffusers"
     preset: str | None = None  # the `presets` entry this one started from (informative)
@@ -38,7 +45,7 @@ class DiffusersSpec(SpecBase):
     # cluster with GPUs, none (a CPU instead) on one without. More than one is the seam for a model
     # too big for one GPU (sequence-parallel inference).
     gpus: int | None = Field(default=None, ge=0)
-    # frames are the nearest k * frame_multiple + 1 to seconds x fps (Wan: 4, LTX-Video: 8)
+    # the model makes the fewest k * frame_multiple + 1 frames that hold seconds x fps (Wan: 4, LTX-Video: 8)
     frame_multiple: int = Field(default=4, ge=1)
     # the most frames one pass renders (Wan 2.1: 81); a longer clip is made window by window
     # (engines/windows.py). Unset: the clip's own frame count, one pass whatever its length.
@@ -68,20 +75,24 @@ class DiffusersSpec(SpecBase):
             self.guidance_scale = lora.guidance_scale
         return self
 
+    def model_frames(self, frames: int) -> int:
+        """Frames this entry's model makes for a video of `frames` (see `model_frames`)."""
+        return model_frames(frames, self.frame_multiple)
+
+    def model_continuation_frames(self, frames: int) -> int:
+        """Frames this entry's model makes to add `frames` to a video (an extension): whole latent frames,
+        the fewest k * frame_multiple that hold them; the runner keeps `frames` of them."""
+        m = self.frame_multiple
+        return m * max(1, math.ceil(frames / m))
+
     def windows_for(self, frames: int, *, prefix: int = 0) -> int:
-        """How many passes make `frames` new frames (after `prefix` given ones: an extension)."""
-        from .windows import plan
+        """How many passes make `frames` new frames (after `prefix` given ones: an extension), counted on
+        the frames the model makes for them."""
+        from .windows import overlap_for, plan
 
-        window = self.window_frames or (frames if prefix == 0 else frames + self.frame_multiple + 1)
-        return len(plan(prefix + frames, window, self.frame_multiple, prefix=prefix))
-
-    def continuation_frames(self, seconds: int, fps: int) -> int:
-        m = self.frame_multiple
-        return m * max(1, round(seconds * fps / m))
-
-    def frames_for(self, seconds: int) -> int:
-        m = self.frame_multiple
-        return m * max(1, round(seconds * self.fps / m)) + 1
+        made = self.model_frames(frames) if prefix == 0 else self.model_continuation_frames(frames)
+        window = self.window_frames or (made if prefix == 0 else made + overlap_for(self.frame_multiple))
+        return len(plan(prefix + made, window, self.frame_multiple, prefix=prefix))
 
     @property
     def capabilities(self) -> Capabilities:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
-    from .spec import SpecBase
+    from .diffusers_spec import DiffusersSpec
 
 # Our names for diffusers' attention backends (`diffusers.models.attention_dispatch.AttentionBackendName`).
 # Only backends that run from a local install: the `*_hub` ones download kernels at startup.
@@ -178,15 +178,16 @@ class Workload:
         return self.width * self.height * self.frames
 
 
-def workloads(spec: SpecBase, guidance_scale: float) -> set[Workload]:
-    """Every size x length the entry serves (remixes and image-to-video use the same shapes). A clip
-    longer than the entry's `window_frames` runs as passes of at most that many frames: those are the
-    shapes the device sees."""
-    window: int | None = getattr(spec, "window_frames", None)
+def workloads(spec: DiffusersSpec, guidance_scale: float) -> set[Workload]:
+    """Every shape the entry serves (remixes and image-to-video use the same shapes): each size a request
+    may name (OpenAI's and the model's own) at the size the model renders it, for each duration a request
+    may name (OpenAI's and the model's own) at the frames the model makes for it. A clip longer than the
+    entry's `window_frames` runs as passes of at most that many frames: those are the shapes the device sees."""
+    window = spec.window_frames
     out: set[Workload] = set()
-    for size in spec.all_sizes:
-        w, h = (int(x) for x in size.lower().split("x"))
-        for seconds in spec.seconds:
-            frames = spec.frames_for(seconds)
+    for size in spec.public_sizes:
+        w, h = (int(x) for x in spec.render_size(size).split("x"))
+        for seconds in spec.allowed_seconds:
+            frames = spec.model_frames(spec.frames_for(seconds))
             out.add(Workload(w, h, min(frames, window) if window else frames, guidance_scale > 1.0))
     return out

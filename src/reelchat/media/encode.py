@@ -34,8 +34,10 @@ __all__ = [
     "encode_mp4",
     "encode_spritesheet",
     "encode_webp",
+    "fit_aspect",
     "pick_thumbnail_frame",
     "probe_mp4",
+    "scale_clip",
 ]
 
 Frames = npt.NDArray[np.uint8]
@@ -91,6 +93,44 @@ def _check_frame(frame: npt.NDArray[np.uint8]) -> Frames:
     return arr
 
 
+def _check_size(size: tuple[int, int], *, even: bool = False) -> tuple[int, int]:
+    width, height = size
+    if width <= 0 or height <= 0 or (even and (width % 2 or height % 2)):
+        raise MediaError(f"an output size must be positive{' and even' if even else ''}, got {width}x{height}")
+    return width, height
+
+
+def fit_aspect(frames: npt.NDArray[np.uint8], width: int, height: int) -> Frames:
+    """The centre of frames shaped (..., H, W, 3) with the aspect ratio of width x height (a view, no copy).
+
+    A model renders a public size at its own size of the closest aspect ratio (96x160 for 720x1280); the
+    few rows or columns that don't fit are cropped, so scaling up never stretches the picture.
+    """
+    h, w = int(frames.shape[-3]), int(frames.shape[-2])
+    if w * height > h * width:  # too wide: crop columns
+        keep = max(1, round(h * width / height))
+        left = (w - keep) // 2
+        return frames[..., :, left : left + keep, :]
+    keep = max(1, round(w * height / width))
+    top = (h - keep) // 2
+    return frames[..., top : top + keep, :, :]
+
+
+def scale_clip(frames: npt.NDArray[np.uint8], size: tuple[int, int]) -> Frames:
+    """(F, H, W, 3) frames at `size` (width, height): cropped to its aspect ratio (`fit_aspect`) and scaled,
+    as `encode_mp4` would; the frames themselves when they are that size already."""
+    width, height = size
+    clip = _check_clip(frames)
+    if (clip.shape[2], clip.shape[1]) == (width, height):
+        return clip
+    clip = fit_aspect(clip, width, height)
+    out = np.empty((len(clip), height, width, 3), np.uint8)
+    for i, rgb in enumerate(clip):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        out[i] = frame.reformat(width=width, height=height, interpolation="BICUBIC").to_ndarray()
+    return out
+
+
 # --------------------------------------------------------------------------- mp4
 
 
@@ -103,12 +143,26 @@ def _pad_even(frames: Frames) -> Frames:
     return np.ascontiguousarray(frames)
 
 
-def encode_mp4(frames: npt.NDArray[np.uint8], fps: int, *, crf: int = 20) -> bytes:
+def encode_mp4(frames: npt.NDArray[np.uint8], fps: int, *, crf: int = 20, size: tuple[int, int] | None = None) -> bytes:
     """Encode an (F, H, W, 3) RGB uint8 clip as a faststart H.264 MP4.
 
-    Odd widths/heights are padded to even by repeating the edge pixels.
+    With `size` (even width, height) the video is that size: the frames are cropped to its aspect
+    ratio (`fit_aspect`) and scaled by swscale while they are converted to YUV, which costs little
+    beyond encoding the larger picture. Without it, odd widths/heights are padded to even by
+    repeating the edge pixels.
     """
-    clip = _pad_even(_check_clip(frames))
+    clip = _check_clip(frames)
+    preset = "medium"
+    if size is not None and size != (clip.shape[2], clip.shape[1]):
+        width, height = _check_size(size, even=True)  # yuv420p
+        clip = fit_aspect(clip, width, height)
+        if width * height > clip.shape[1] * clip.shape[2]:
+            # scaled up, the picture holds no detail beyond the model's: "veryfast" encodes it in a third
+            # of medium's time for ~10% more bytes (bench/encode_sizes.py)
+            preset = "veryfast"
+    else:
+        clip = _pad_even(clip)
+        height, width = int(clip.shape[1]), int(clip.shape[2])
     try:
         rate = operator.index(fps)
     except TypeError:
@@ -117,7 +171,6 @@ def encode_mp4(frames: npt.NDArray[np.uint8], fps: int, *, crf: int = 20) -> byt
         raise MediaError(f"fps must be a positive integer, got {fps!r}")
     if not 0 <= crf <= 51:
         raise MediaError(f"crf must be within 0..51, got {crf}")
-    height, width = int(clip.shape[1]), int(clip.shape[2])
 
     # +faststart does not work on a file object: after writing, the mp4 muxer re-opens its output
     # *by name* to move the moov atom to the front, and PyAV's BytesIO has no name ("<none>").
@@ -129,7 +182,7 @@ def encode_mp4(frames: npt.NDArray[np.uint8], fps: int, *, crf: int = 20) -> byt
                 stream = out.add_stream(
                     "libx264",
                     rate=rate,
-                    options={"crf": str(crf), "preset": "medium", "profile": "high"},
+                    options={"crf": str(crf), "preset": preset, "profile": "high"},
                 )
                 stream.width = width
                 stream.height = height
@@ -140,9 +193,14 @@ def encode_mp4(frames: npt.NDArray[np.uint8], fps: int, *, crf: int = 20) -> byt
                 ctx.colorspace = _AVCOL_BT709
                 ctx.color_range = _AVCOL_RANGE_MPEG
                 for index, rgb in enumerate(clip):
-                    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                     frame = frame.reformat(
-                        format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
+                        width=width,
+                        height=height,
+                        format="yuv420p",
+                        interpolation="BICUBIC",
+                        dst_colorspace=Colorspace.ITU709,
+                        dst_color_range=ColorRange.MPEG,
                     )
                     frame.pts = index
                     out.mux(stream.encode(frame))
@@ -271,13 +329,18 @@ def thumbnail_size(width: int, height: int, max_side: int = 512) -> tuple[int, i
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def encode_webp(frame: npt.NDArray[np.uint8], *, max_side: int = 512, quality: int = 80) -> bytes:
-    """A WebP thumbnail of one (H, W, 3) RGB frame, sized by :func:`thumbnail_size`."""
+def encode_webp(
+    frame: npt.NDArray[np.uint8], *, max_side: int = 512, quality: int = 80, size: tuple[int, int] | None = None
+) -> bytes:
+    """A WebP thumbnail of one (H, W, 3) RGB frame: `size` (cropped to its aspect ratio and scaled, as
+    `encode_mp4` does), else sized by :func:`thumbnail_size`."""
     arr = _check_frame(frame)
     if not 0 <= quality <= 100:
         raise MediaError(f"quality must be within 0..100, got {quality}")
+    if size is not None:
+        arr = fit_aspect(arr, *_check_size(size))
     height, width = int(arr.shape[0]), int(arr.shape[1])
-    size = thumbnail_size(width, height, max_side)
+    size = size or thumbnail_size(width, height, max_side)
     image = Image.fromarray(np.ascontiguousarray(arr))
     if size != (width, height):
         upscale = size[0] > width or size[1] > height
@@ -288,21 +351,30 @@ def encode_webp(frame: npt.NDArray[np.uint8], *, max_side: int = 512, quality: i
 
 
 def encode_spritesheet(
-    frames: npt.NDArray[np.uint8], *, columns: int = 5, tiles: int = 25, tile_width: int = 160
+    frames: npt.NDArray[np.uint8],
+    *,
+    columns: int = 5,
+    tiles: int = 25,
+    tile_width: int = 160,
+    tile_size: tuple[int, int] | None = None,
 ) -> bytes:
     """A JPEG grid of ``min(tiles, F)`` evenly spaced frames, ``columns`` per row, row-major.
 
-    Each tile is ``tile_width`` wide and keeps the frame's aspect ratio, so a viewer can recover
-    the layout from the image: tile width = image width / min(columns, n), tile height = image
-    height / rows. Unused cells of the last row are black.
+    Each tile is ``tile_size`` (the frames cropped to its aspect ratio, as `encode_mp4` does), else
+    ``tile_width`` wide keeping the frame's aspect ratio, so a viewer can recover the layout from the
+    image: tile width = image width / min(columns, n), tile height = image height / rows. Unused
+    cells of the last row are black.
     """
     clip = _check_clip(frames)
+    if tile_size is not None:
+        clip = fit_aspect(clip, *_check_size(tile_size))
+        tile_width = tile_size[0]
     if columns <= 0 or tiles <= 0 or tile_width <= 0:
         raise MediaError(f"columns, tiles and tile_width must be positive: {columns}, {tiles}, {tile_width}")
     count = min(tiles, len(clip))
     indices = np.linspace(0, len(clip) - 1, count).round().astype(int)
     height, width = int(clip.shape[1]), int(clip.shape[2])
-    tile_height = max(1, round(height * tile_width / width))
+    tile_height = tile_size[1] if tile_size is not None else max(1, round(height * tile_width / width))
     cols = min(columns, count)
     rows = math.ceil(count / cols)
     sheet = Image.new("RGB", (cols * tile_width, rows * tile_height))
@@ -311,5 +383,6 @@ def encode_spritesheet(
         tile = tile.resize((tile_width, tile_height), Image.Resampling.BILINEAR)
         sheet.paste(tile, ((cell % cols) * tile_width, (cell // cols) * tile_height))
     out = io.BytesIO()
-    sheet.save(out, format="JPEG", quality=80, optimize=True)
+    # optimized Huffman tables save a few percent but double the time of a sheet of full-size frames
+    sheet.save(out, format="JPEG", quality=80, optimize=sheet.width * sheet.height <= 4_000_000)
     return out.getvalue()

@@ -13,6 +13,8 @@ What bounds the work:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +27,7 @@ from .chat_turn_error import TurnError
 from .errors import RequestError, describe_validation_error
 from .json_body import load_json
 
-__all__ = ["MAX_CONTENT_PARTS", "MAX_MESSAGES", "ParsedChat", "parse_chat_body"]
+__all__ = ["MAX_CONTENT_PARTS", "MAX_MESSAGES", "ParsedChat", "conversation_digest", "parse_chat_body"]
 
 MAX_MESSAGES = 2048  # a conversation of a thousand turns
 MAX_CONTENT_PARTS = 256  # parts (text, image_url, …) in one message
@@ -42,6 +44,12 @@ class ParsedChat:
     model: str
     stream: bool
     turn: Turn | None
+    conversation: str = ""  # sha256 of the model and the messages (key order aside): the same chat re-sent
+
+
+def conversation_digest(model: str, messages: Any) -> str:
+    text = json.dumps([model, messages], sort_keys=True, separators=(",", ":"))  # ASCII: lone surrogates too
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_shape(body: dict[str, Any]) -> None:
@@ -82,4 +90,4 @@ def parse_chat_body(raw: bytes, seconds_by_model: Mapping[str, Sequence[int]]) -
         turn = read_turn(req.messages, allowed_seconds=allowed)
     except TurnError as e:
         raise RequestError(str(e), param=e.param, code="invalid_value") from None
-    return ParsedChat(req.model, bool(req.stream), turn)
+    return ParsedChat(req.model, bool(req.stream), turn, conversation_digest(req.model, body["messages"]))

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "CharacterObject",
     "ChatCompletion",
     "ChatCompletionChunk",
     "Health",
@@ -67,6 +68,14 @@ class VideoDeleted(BaseModel):
     id: str
     object: Literal["video.deleted"]
     deleted: bool
+
+
+class CharacterObject(BaseModel):
+    """OpenAI's `VideoCreateCharacterResponse` / `VideoGetCharacterResponse`."""
+
+    id: str
+    created_at: int
+    name: str
 
 
 class ModelObject(BaseModel):

@@ -24,7 +24,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..domain import Orientation, Task, TaskEvent, TaskStatus, VideoRequest
+from ..domain import ApiKey, Orientation, Task, TaskEvent, TaskStatus, VideoRequest
+from .idempotency import Idempotency
 from .keepalive import TICK, KeepaliveWheel
 from .videos import VideoService
 
@@ -64,10 +65,14 @@ class Turn(Protocol):
 
 @dataclass(frozen=True)
 class ChatTurn:
-    """A planned turn: its task (not yet stored) and the video it modifies, if any."""
+    """A planned turn: its task (not yet stored, unless `attached`) and the video it modifies, if any.
+    `attached`: the task an earlier request made (same idempotency key, or the same conversation
+    re-sent while its video is being made), which the reply follows instead of making another."""
 
     task: Task
     source: Task | None
+    idempotency: Idempotency | None = None
+    attached: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,9 +109,15 @@ class ChatServing:
         """An unknown model gets its OpenAI-shaped error (`UnknownModel`)."""
         self.videos.spec(model)
 
-    async def start(self, tenant: str, model: str, turn: Turn) -> ChatTurn:
-        """Resolve the source, validate and plan the turn's task; raises the service's errors."""
+    async def start(
+        self, tenant: str, model: str, turn: Turn, *, key: ApiKey | None = None, idem: Idempotency | None = None
+    ) -> ChatTurn:
+        """Resolve the source, validate and plan the turn's task; raises the service's errors. With
+        `idem`, a turn an earlier request already made is followed again (no limits counted)."""
         spec = self.videos.spec(model)
+        if idem is not None and (earlier := await self.videos.replay(tenant, idem)) is not None:
+            made_from = await self.videos.get(earlier.remixed_from) if earlier.remixed_from else None
+            return ChatTurn(earlier, made_from, idem, attached=True)
         source: Task | None = None
         image_url = turn.image_urls[0] if turn.image_urls else None
         use_history_source = image_url is None or turn.pasted_reference
@@ -124,8 +135,8 @@ class ChatServing:
             image_url=image_url,
             extend=turn.extend and source is not None and image_url is None,
         )
-        task = await self.videos.prepare(tenant, request, origin="chat", source=source)
-        return ChatTurn(task, source)
+        task = await self.videos.prepare(tenant, request, origin="chat", source=source, key=key)
+        return ChatTurn(task, source, idem)
 
     async def follow(self, turn: ChatTurn) -> AsyncIterator[Snapshot]:
         """Store the task, then yield its snapshots until it finishes; raises `FollowFailed`.
@@ -135,22 +146,36 @@ class ChatServing:
         """
         task = turn.task
         give_up_at = time.monotonic() + self.give_up_s
+        if not turn.attached:
+            async with self.videos.watch(task.id) as events:
+                try:  # durable before the client sees the ID
+                    stored = await asyncio.shield(self.videos.enqueue(task, turn.idempotency))
+                except Exception as e:
+                    log.exception("could not store task %s", task.id)
+                    raise FollowFailed(f"the task could not be stored ({type(e).__name__})") from e
+                if stored is task:
+                    async for snapshot in self._guarded(task, events, give_up_at):
+                        yield snapshot
+                    return
+            task = stored  # a twin request stored its task first: follow that one
         async with self.videos.watch(task.id) as events:
-            try:
-                await asyncio.shield(self.videos.enqueue(task))  # durable before the client sees the ID
-            except Exception as e:
-                log.exception("could not store task %s", task.id)
-                raise FollowFailed(f"the task could not be stored ({type(e).__name__})") from e
-            try:
-                async for snapshot in self._snapshots(task, events, give_up_at):
-                    yield snapshot
-            except FollowFailed:
-                raise
-            except Exception as e:  # e.g. the store went away mid-stream
-                log.exception("lost track of task %s", task.id)
-                raise FollowFailed(
-                    f"the server lost track of this task ({type(e).__name__}); its page has its state"
-                ) from e
+            task = await self.videos.get(task.id) or task  # read after subscribing: no event slips between
+            async for snapshot in self._guarded(task, events, give_up_at):
+                yield snapshot
+
+    async def _guarded(
+        self, task: Task, events: asyncio.Queue[TaskEvent], give_up_at: float
+    ) -> AsyncIterator[Snapshot]:
+        try:
+            async for snapshot in self._snapshots(task, events, give_up_at):
+                yield snapshot
+        except FollowFailed:
+            raise
+        except Exception as e:  # e.g. the store went away mid-stream
+            log.exception("lost track of task %s", task.id)
+            raise FollowFailed(
+                f"the server lost track of this task ({type(e).__name__}); its page has its state"
+            ) from e
 
     async def _snapshots(
         self, task: Task, events: asyncio.Queue[TaskEvent], give_up_at: float

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..domain import InputVideo, VideoRequest
-from ..media import encode
+from ..domain import VideoRequest
 from ..media.storage import new_media_name
 from ..net.errors import ImageFetchError
 from ..net.fetch import fetch_image
@@ -18,7 +17,7 @@ from ..net.policy import FetchPolicy
 from ..settings import Settings
 from .errors import InvalidRequest
 
-__all__ = ["ImageInputs", "LoadedImage", "LoadedVideo", "load_source_video"]
+__all__ = ["ImageInputs", "LoadedImage"]
 
 # Stored under the extension of what they are: the name never lies about the bytes.
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif", "image/bmp": "bmp"}
@@ -68,36 +67,3 @@ class ImageInputs:
         if len(checked.data) > max_bytes:
             raise InvalidRequest("The input image is too large.", param="input_reference", code="image_too_large")
         return LoadedImage(checked.data, checked.content_type)
-
-
-class LoadedVideo:
-    """An uploaded video, probed: what an extension of it needs to plan, and its fresh media name."""
-
-    def __init__(self, data: bytes, info: encode.VideoInfo) -> None:
-        self.data = data
-        self.info = info
-        self.name = new_media_name("mp4")
-
-
-async def load_source_video(video: InputVideo, *, max_pixels: int, gate: asyncio.Semaphore) -> LoadedVideo:
-    """An uploaded video to extend, probed (in a thread, behind `gate`) and held to REELCHAT_MAX_VIDEO_PIXELS;
-    `InvalidRequest` if it is not a video this server can decode."""
-    try:
-        async with gate:
-            info = await asyncio.to_thread(encode.probe_mp4, video.data)
-    except encode.MediaError as e:
-        raise InvalidRequest(f"The uploaded video can't be read: {e}", param="video", code="invalid_video") from None
-    except Exception as e:  # anything PyAV says about hostile bytes is the upload's fault, never a 500
-        raise InvalidRequest(
-            f"The uploaded video can't be read ({type(e).__name__}).", param="video", code="invalid_video"
-        ) from None
-    if info.width < 1 or info.height < 1 or info.frames < 1 or info.fps <= 0:
-        raise InvalidRequest("The uploaded video has no frames.", param="video", code="invalid_video")
-    if info.width * info.height * info.frames > max_pixels:
-        raise InvalidRequest(
-            f"The uploaded video is too large to process ({info.width}x{info.height}, {info.frames} frames; "
-            "REELCHAT_MAX_VIDEO_PIXELS).",
-            param="video",
-            code="video_too_large",
-        )
-    return LoadedVideo(video.data, info)

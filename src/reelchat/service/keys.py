@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 
-from ..domain import ApiKey
+from ..domain import ApiKey, KeyLimits
 from ..ids import new_key_id
 from ..standard_webhooks import check_endpoint
 from ..standard_webhooks import new_secret as new_webhook_secret
@@ -19,8 +19,11 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def create_key(store: Store, name: str, tenant: str | None = None) -> tuple[ApiKey, str]:
-    """Returns the stored record and the secret, which is never stored or shown again."""
+async def create_key(
+    store: Store, name: str, tenant: str | None = None, limits: KeyLimits | None = None
+) -> tuple[ApiKey, str]:
+    """Returns the stored record and the secret, which is never stored or shown again; raises
+    `store.keys.NameTaken` when an active key has that name."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         id=new_key_id(),
@@ -28,6 +31,7 @@ async def create_key(store: Store, name: str, tenant: str | None = None) -> tupl
         tenant=tenant or name,
         prefix=secret[:10],
         created_at=datetime.now(UTC),
+        limits=limits or KeyLimits(),
     )
     await store.keys.add(key, hash_key(secret))
     return key, secret

@@ -18,9 +18,11 @@ from ..ids import new_sid, new_task_id, new_video_id
 from .errors import InvalidRequest
 
 if TYPE_CHECKING:
-    from ..media.encode import VideoInfo
+    from ..media.uploads import CheckedVideo
 
-__all__ = ["plan_task"]
+__all__ = ["OPENAI_DEFAULT_SIZES", "plan_task"]
+
+OPENAI_DEFAULT_SIZES = {Orientation.PORTRAIT: "720x1280", Orientation.LANDSCAPE: "1280x720"}
 
 
 def plan_task(
@@ -30,11 +32,13 @@ def plan_task(
     *,
     source: Task | None,
     origin: str,
+    uploaded_source: bool = False,
     rng: random.Random | None = None,
     max_seconds: int = 60,
-    upload: VideoInfo | None = None,
+    upload: CheckedVideo | None = None,
 ) -> Task:
-    """The task for `req` on `spec` (a remix of `source` when given); raises `InvalidRequest`.
+    """The task for `req` on `spec` (a remix of `source` when given, or of an uploaded video when
+    `uploaded_source`: the service attaches it); raises `InvalidRequest`.
 
     The input image itself is not loaded here: the task says it has one, and the service attaches
     it (`image_name`, `image_data`) once it is fetched and checked.
@@ -49,10 +53,11 @@ def plan_task(
             raise InvalidRequest("An extension needs a completed video to extend.", param="video", code="missing_video")
         return _extension(spec, tenant, req, prompt, clip, origin, max_seconds)
     seconds = _seconds(spec, req, source)
-    orientation, size = _size(spec, req, source)
-    width, height = parse_size(size)
+    orientation, size = _size(spec, req, source, openai_defaults=origin == "videos")
+    width, height = parse_size(spec.render_size(size))  # what the model renders; the mp4 is `size`
     has_image = req.image is not None or req.image_url is not None
-    _check_capabilities(spec, source, has_image)
+    remix = source is not None or uploaded_source
+    _check_capabilities(spec, remix, has_image and req.character is None)
     if req.seed is not None:
         seed = req.seed
     elif source is not None:
@@ -80,7 +85,10 @@ def plan_task(
         remixed_from=source.id if source is not None else None,
         has_image=has_image,
         created_at=datetime.now(UTC),
-        params=_windows(spec.remix_params() if source is not None else {}, spec.windows_for(spec.frames_for(seconds))),
+        params=_windows(
+            {**(spec.remix_params() if remix else {}), **({"character": req.character} if req.character else {})},
+            spec.windows_for(spec.frames_for(seconds)),
+        ),
     )
 
 
@@ -106,14 +114,15 @@ def _clip_of(task: Task) -> _Clip:
     return _Clip(task.seconds, task.fps, task.frames, task.size, task.orientation, task.seed, task.id)
 
 
-def _clip_of_upload(spec: ModelSpec, info: VideoInfo) -> _Clip:
-    """An upload keeps its frames and frame rate; the model renders the continuation at its own size for
-    the upload's orientation (the upload's frames are scaled to it)."""
+def _clip_of_upload(spec: ModelSpec, info: CheckedVideo) -> _Clip:
+    """An upload keeps its frames and frame rate, and its size when a request could name it (OpenAI's or
+    the model's own), else OpenAI's size of its orientation, as an edit of an upload; the model renders
+    the continuation at its render size for that (the upload's frames are scaled to it)."""
     orientation = Orientation.LANDSCAPE if info.width > info.height else Orientation.PORTRAIT
+    own = f"{info.width}x{info.height}"
+    size = own if own in spec.public_sizes else OPENAI_DEFAULT_SIZES[orientation]
     fps = max(1, round(info.fps))
-    return _Clip(
-        max(1, round(info.duration)), fps, info.frames, spec.default_size(orientation), orientation, None, None
-    )
+    return _Clip(max(1, round(info.duration)), fps, info.frames, size, orientation, None, None)
 
 
 def _extension(
@@ -146,7 +155,7 @@ def _extension(
         raise InvalidRequest(
             f"The video is too short to extend ({clip.frames} frames): {e}.", param="video", code="video_too_short"
         ) from None
-    width, height = parse_size(clip.size)
+    width, height = parse_size(spec.render_size(clip.size))  # what the model renders; the mp4 is `size`
     seed = req.seed if req.seed is not None else clip.seed if clip.seed is not None else random.randrange(2**31)  # noqa: S311  (a sampling seed, not a secret)
     return Task(
         id=new_task_id(),
@@ -199,42 +208,48 @@ def _prompt(text: str) -> str:
 def _seconds(spec: ModelSpec, req: VideoRequest, source: Task | None) -> int:
     """The request's, else the source's (a remix keeps it), else the model's default."""
     if req.seconds is not None:
-        if req.seconds not in spec.seconds:
+        if req.seconds not in spec.allowed_seconds:
             raise InvalidRequest(
                 f"seconds={req.seconds} is not supported by {spec.name}; allowed: "
-                + ", ".join(str(s) for s in spec.seconds)
+                + ", ".join(str(s) for s in spec.allowed_seconds)
                 + ".",
                 param="seconds",
                 code="unsupported_value",
             )
         return req.seconds
-    if source is not None and source.seconds in spec.seconds:
+    if source is not None and source.seconds in spec.allowed_seconds:
         return source.seconds
     return spec.default_seconds
 
 
-def _size(spec: ModelSpec, req: VideoRequest, source: Task | None) -> tuple[Orientation, str]:
-    """Explicit, else the source's (unless the turn turned it), else the orientation's default."""
+def _size(spec: ModelSpec, req: VideoRequest, source: Task | None, *, openai_defaults: bool) -> tuple[Orientation, str]:
+    """Explicit, else the source's (unless the turn turned it), else the orientation's default: OpenAI's
+    in the Videos API (720x1280, as OpenAI documents; 1280x720 for landscape), the model's own in chat."""
     if req.size is not None:
         size = req.size.lower()
-        if size not in spec.all_sizes:
+        if size not in spec.public_sizes:
             raise InvalidRequest(
-                f"size '{req.size}' is not supported by {spec.name}; allowed: {', '.join(spec.all_sizes)}.",
+                f"size '{req.size}' is not supported by {spec.name}; allowed: {', '.join(spec.public_sizes)}.",
                 param="size",
                 code="unsupported_value",
             )
         return orientation_of(size), size
     if source is not None and (req.orientation is source.orientation or req.orientation is None):
-        size = source.size if source.size in spec.all_sizes else spec.default_size(source.orientation)
+        size = source.size if source.size in spec.public_sizes else spec.default_size(source.orientation)
         return source.orientation, size
     orientation = req.orientation or Orientation.PORTRAIT
+    if openai_defaults:
+        return orientation, OPENAI_DEFAULT_SIZES[orientation]
     return orientation, spec.default_size(orientation)
 
 
-def _check_capabilities(spec: ModelSpec, source: Task | None, has_image: bool) -> None:
-    """What the model's engine kind declares it can do (`spec.capabilities`), checked before queuing."""
+def _check_capabilities(spec: ModelSpec, remix: bool, has_image: bool) -> None:
+    """What the model's engine kind declares it can do (`spec.capabilities`), checked before queuing.
+
+    A character's reference frame is not counted as an input image: the service adds it only where
+    the model takes one, and an edit may carry it (it sets the opening of the edited video)."""
     if has_image:
-        if source is not None:
+        if remix:
             raise InvalidRequest(
                 "An input image can't be combined with a video to modify; send one or the other.",
                 param="input_reference",
@@ -244,9 +259,9 @@ def _check_capabilities(spec: ModelSpec, source: Task | None, has_image: bool) -
             raise InvalidRequest(
                 f"{spec.name} does not accept an input image.", param="input_reference", code="unsupported_value"
             )
-    elif source is not None and not spec.capabilities.remix:
+    elif remix and not spec.capabilities.remix:
         raise InvalidRequest(f"{spec.name} can't modify an existing video.", param="model", code="unsupported_value")
-    elif source is None and not spec.capabilities.text_to_video:
+    elif not remix and not spec.capabilities.text_to_video:
         raise InvalidRequest(
             f"{spec.name} needs an input image or a video to modify.", param="model", code="unsupported_value"
         )

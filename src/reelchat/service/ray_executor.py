@@ -1,8 +1,9 @@
 """`REELCHAT_EXECUTOR=ray`: engines in Ray actors, one per GPU (or per CPU on a cluster without
 GPUs), each keeping its model resident, on every machine of the cluster.
 
-The API process keeps the queue of task ids (`TaskQueue`, as the other executors do) and hands
-each id to an idle actor holding the task's model (`ray_pool.ActorPool`, which starts actors
+The API process keeps the queue of task ids (`TaskQueue`, as the other executors do: the store's
+fair order picks the next one, `store.fair_queue`) and hands each id to an idle actor holding the
+task's model (`ray_pool.ActorPool`, which starts actors
 lazily and keeps them warm). The actor (`ray_actor.EngineActor`) claims the task in the shared
 store, runs the engine, writes the media straight to the shared storage and records the outcome;
 its events come back as a Ray streaming generator of `worker_messages` (`Progress`, then `Done`)
@@ -28,11 +29,13 @@ from ray.exceptions import RayError
 from ..catalog import ModelSpec, UpstreamSpec
 from ..domain import TaskEvent, TaskStatus
 from ..settings import Settings
-from .executor import Health, TaskQueue
+from .executor import Health, Pick, TaskQueue, store_pick
+from .phases import PhaseClock
 from .ray_actor import EngineActor
 from .ray_connect import connect
 from .ray_pool import ActorPool, ActorSlot, ActorStartFailed, Demand, Unhostable
 from .runner import TaskRunner
+from .webhooks import outcome_event
 from .worker_messages import Progress
 
 log = logging.getLogger("reelchat.executor")
@@ -45,7 +48,10 @@ class RayExecutor:
     def __init__(self, settings: Settings, actor_class: type[Any] = EngineActor) -> None:
         self.settings = settings
         self._actor_class = ray.remote(actor_class) if not hasattr(actor_class, "remote") else actor_class
-        self._queue = TaskQueue(1)  # one dispatcher: FIFO; concurrency is the actors'
+        self._queue = TaskQueue(1)  # one dispatcher, in the store's fair order; concurrency is the actors'
+        # handed to an actor, not yet finished: the dispatcher returns at once, so these stay "picked"
+        # (skipped, and counted as served) until the actor's job ends, not only until dispatch returns
+        self._handed: set[str] = set()
         self._runner: TaskRunner | None = None
         self._pool: ActorPool | None = None
         self._jobs: set[asyncio.Task[None]] = set()
@@ -64,7 +70,7 @@ class RayExecutor:
         self._pool = ActorPool(self._make_actor, self.settings.resolved_node_id)
         sizes = ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items()) if k in ("CPU", "GPU"))
         log.info("joined the Ray cluster (%s); actors start with the first jobs", sizes)
-        self._queue.start(self._dispatch)
+        self._queue.start(self._dispatch, self._pick(store_pick(runner)))
 
     def submit(self, task_id: str, not_before: float | None = None) -> None:
         self._queue.submit(task_id, not_before)
@@ -96,6 +102,14 @@ class RayExecutor:
             await pool.close()
         if self._owns_ray:
             ray.shutdown()
+
+    def _pick(self, fair: Pick) -> Pick:
+        """The store's fair pick, also skipping the tasks handed to actors that have not claimed them yet."""
+
+        async def pick(picked: frozenset[str]) -> str | None:
+            return await fair(picked | self._handed)
+
+        return pick
 
     def _started(self) -> tuple[TaskRunner, ActorPool]:
         if self._runner is None or self._pool is None:
@@ -156,9 +170,11 @@ class RayExecutor:
             await self._fail(task_id, "executor_error", f"No Ray actor could start for the model '{spec.name}': {e}")
             return
         slot.current = task_id
+        self._handed.add(task_id)
         job = asyncio.create_task(self._job(slot, task_id), name=f"reelchat-ray-job-{task_id}")
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
+        job.add_done_callback(lambda _: self._handed.discard(task_id))
 
     async def _job(self, slot: ActorSlot, task_id: str) -> None:
         runner, pool = self._started()
@@ -199,7 +215,15 @@ class RayExecutor:
         if task is None:
             return
         log.warning("task %s failed (%s): %s", task_id, code, message)
-        if await runner.store.fail(task_id, task.attempt, code=code, message=message):
+        failed = await runner.store.fail(
+            task_id,
+            task.attempt,
+            code=code,
+            message=message,
+            phases=PhaseClock.claimed(task).done(),  # its time in the queue: it never reached an engine
+            outbox=outcome_event(task, TaskStatus.FAILED, server=self.settings.webhook_url is not None),
+        )
+        if failed:
             runner.bus.publish(TaskEvent(task_id, TaskStatus.FAILED, task.progress, code, message))
 
 

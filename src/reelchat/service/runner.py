@@ -13,7 +13,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ..catalog import ModelSpec
+import numpy as np
+import numpy.typing as npt
+
+from ..catalog import ModelSpec, parse_size
 from ..domain import Task, TaskEvent, TaskStatus
 from ..engines.base import EngineCancelled, EngineError, EngineResult, JobRequest, SourceVideo
 from ..engines.registry import EngineRegistry
@@ -186,7 +189,7 @@ class TaskRunner:
         if not await self.store.engine_returned(task.id, task.attempt, names):
             raise EngineCancelled()  # deleted or taken over meanwhile
         try:
-            await self._store_media(result, names, self._clocks[task.id])
+            await self._store_media(task, result, names, self._clocks[task.id])
         except BaseException:  # whatever was written of them is no one's
             await self._discard(names)
             raise
@@ -212,16 +215,7 @@ class TaskRunner:
         if spec is None:
             raise EngineError(f"The model '{task.model}' is no longer in the catalog.", code="model_not_found")
         source: SourceVideo | None = None
-        uploaded = task.params.get("source_video_name")
-        if isinstance(uploaded, str):  # an extension of an uploaded video
-            mp4 = await self.storage.load(uploaded)
-            source = SourceVideo(
-                mp4=mp4,
-                made_by=None,
-                upstream_job_id=None,
-                frames=functools.partial(self._decode_whole, mp4, "uploaded video"),
-            )
-        elif task.remixed_from is not None:
+        if task.remixed_from is not None:
             found = await self.store.get_task(task.remixed_from)
             if found is None or found.video_name is None or found.deleted:
                 raise EngineError("The source video no longer exists.", code="source_missing")
@@ -230,6 +224,18 @@ class TaskRunner:
                 mp4=mp4,
                 made_by=self.catalog.get(found.model),
                 upstream_job_id=found.upstream_job_id,
+                frames=functools.partial(self._decode_whole, mp4, "source video"),
+            )
+        uploaded = task.params.get("source_video")
+        if source is None and isinstance(uploaded, str):  # an edit or extension of an uploaded video
+            try:
+                mp4 = await self.storage.load(uploaded)
+            except FileNotFoundError:
+                raise EngineError("The source video no longer exists.", code="source_missing") from None
+            source = SourceVideo(
+                mp4=mp4,
+                made_by=None,
+                upstream_job_id=None,
                 frames=functools.partial(self._decode_whole, mp4, "source video"),
             )
         strength = task.params.get("strength")
@@ -267,19 +273,42 @@ class TaskRunner:
                 f"The {what} is too large to process: {e} (REELCHAT_MAX_VIDEO_PIXELS).", code="video_too_large"
             ) from None
 
-    async def _store_media(self, result: EngineResult, names: tuple[str, str, str], clock: PhaseClock) -> None:
-        if result.frames is not None:
-            frames = result.frames
-            video: bytes = await asyncio.to_thread(encode.encode_mp4, frames, result.fps)
+    async def _store_media(
+        self, task: Task, result: EngineResult, names: tuple[str, str, str], clock: PhaseClock
+    ) -> None:
+        """Encode and save the video, its thumbnail and spritesheet, all at the task's public size.
+
+        A model renders a public size at its own (`ModelSpec.render_size`); the encoder scales to the
+        public size, so the mp4 is the size the video object reports. A Wan model makes 4k+1 frames, at
+        least the task's seconds * fps: the mp4 keeps that many and so lasts `seconds`.
+        """
+        size = parse_size(task.size)
+        if result.frames is not None and result.prefix is not None:  # an extension: its source kept as it was
+            frames = await asyncio.to_thread(_joined, result.prefix, result.frames, task.frames, size)
+            video: bytes = await asyncio.to_thread(encode.encode_mp4, frames, result.fps, size=size)
+        elif result.frames is not None:
+            frames = result.frames[: task.frames]  # Wan makes 4k+1: the video has seconds * fps
+            video = await asyncio.to_thread(encode.encode_mp4, frames, result.fps, size=size)
         elif result.video is not None:
             video = bytes(result.video)
             frames = await self._decode_whole(video, "video")
+            if (frames.shape[2], frames.shape[1]) != size:  # an upstream that rendered another size
+                fps = round((await asyncio.to_thread(encode.probe_mp4, video)).fps) or result.fps
+                video = await asyncio.to_thread(encode.encode_mp4, frames, fps, size=size)
         else:
             raise EngineError("The engine returned no video.", code="engine_error")
         thumbnail = result.thumbnail
-        if thumbnail is None:
-            thumbnail = await asyncio.to_thread(encode.encode_webp, encode.pick_thumbnail_frame(frames))
-        spritesheet: bytes = await asyncio.to_thread(encode.encode_spritesheet, frames)
+        if thumbnail is None or (result.video is not None and (frames.shape[2], frames.shape[1]) != size):
+            thumbnail = await asyncio.to_thread(encode.encode_webp, encode.pick_thumbnail_frame(frames), size=size)
+        spritesheet: bytes = await asyncio.to_thread(encode.encode_spritesheet, frames, tile_size=size)
         clock.enter("upload")
         for name, data in zip(names, (video, thumbnail, spritesheet), strict=True):
             await self.storage.save(name, data)
+
+
+def _joined(
+    prefix: npt.NDArray[np.uint8], frames: npt.NDArray[np.uint8], total: int, size: tuple[int, int]
+) -> npt.NDArray[np.uint8]:
+    """An extension's video: its source's kept frames, then the engine's, `total` in all, at `size`."""
+    new = encode.scale_clip(frames[: max(0, total - len(prefix))], size)
+    return np.concatenate([encode.scale_clip(prefix, size), new])

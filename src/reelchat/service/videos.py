@@ -14,27 +14,33 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 
 from ..catalog import ModelSpec
-from ..domain import ApiKey, Task, TaskEvent, TaskStatus, VideoRequest
+from ..domain import ApiKey, Character, InputImage, Orientation, Task, TaskEvent, TaskStatus, VideoRequest
 from ..engines.registry import EngineRegistry
 from ..ids import SID_RE
-from ..media.storage import Storage
+from ..media.storage import Storage, new_media_name
+from ..media.uploads import CheckedVideo
 from ..settings import Settings
 from ..store.tasks import Store
 from ..store.webhooks import DeliveryRecord
-from . import keys
+from . import idempotency, keys
 from .capacity import UnfinishedCounts
+from .characters import CharacterService
 from .crashes import CrashPolicy
-from .errors import Busy, Conflict, NotFound, UnknownModel
+from .errors import Busy, Conflict, InvalidRequest, NotFound, UnknownModel
 from .events import EventBus, EventHub, LocalEventBus
 from .executor import Executor
 from .health import DatabaseProbe
-from .inputs import ImageInputs, load_source_video
+from .idempotency import Idempotency
+from .inputs import ImageInputs
+from .limits import check_limits
 from .metrics import PublishTap
 from .planning import plan_task
 from .runner import TaskRunner
+from .video_inputs import VideoInputs
 
 log = logging.getLogger("reelchat.service")
 
+DEFAULT_MODEL = "sora-2"  # what an edit of an uploaded video uses when the request names no model
 DELETED_MESSAGE = "The video was deleted."
 
 
@@ -65,9 +71,11 @@ class VideoService:
         self._sweeper: asyncio.Task[None] | None = None
         self._look_again = asyncio.Event()  # the sweeper looks at the queue now, not at its next period
         self.images = ImageInputs(settings)
+        self.uploads = VideoInputs(settings)
+        self.characters = CharacterService(store, storage, self.uploads)
         self.database = DatabaseProbe(store.ping)
         self.unfinished = UnfinishedCounts(store.unfinished_count)
-        self._seconds_by_model = {name: tuple(spec.seconds) for name, spec in catalog.items()}  # per request
+        self._seconds_by_model = {name: tuple(spec.allowed_seconds) for name, spec in catalog.items()}  # per request
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -191,51 +199,180 @@ class VideoService:
         except NotFound as e:
             raise NotFound(str(e), param="video", code="video_not_found") from None
 
-    async def submit(self, tenant: str, req: VideoRequest, *, origin: str = "chat", source: Task | None = None) -> Task:
-        task = await self.prepare(tenant, req, origin=origin, source=source)
-        await self.enqueue(task)
-        return task
+    async def submit(
+        self,
+        tenant: str,
+        req: VideoRequest,
+        *,
+        origin: str = "chat",
+        source: Task | None = None,
+        key: ApiKey | None = None,
+        idem: Idempotency | None = None,
+    ) -> Task:
+        """Store and queue a video; with `idem`, the video an earlier request with that key made, if any."""
+        if idem is not None and (earlier := await self.replay(tenant, idem)) is not None:
+            return earlier
+        task = await self.prepare(tenant, req, origin=origin, source=source, key=key)
+        return await self.enqueue(task, idem)
 
-    async def enqueue(self, task: Task) -> None:
-        if task.image_name is not None and task.image_data is not None:
-            # saved only now: a request that never reaches its insert leaves no image behind
-            await self.storage.save(task.image_name, task.image_data)
-            task.image_data = None
-        video_name = task.params.get("source_video_name")
-        if isinstance(video_name, str) and task.video_data is not None:
-            await self.storage.save(video_name, task.video_data)  # the uploaded video an extension continues
-            task.video_data = None
-        await self.store.insert_task(task)  # durable before any work starts
+    async def replay(self, tenant: str, idem: Idempotency) -> Task | None:
+        """The task an earlier request with this idempotency key made; `Conflict` for another request."""
+        return await idempotency.replay(self.store, self.settings.idempotency_ttl_s, tenant, idem)
+
+    async def enqueue(self, task: Task, idem: Idempotency | None = None) -> Task:
+        """Store and queue `task`; returns it, or the task a twin request (same idempotency key) made."""
+        if idem is not None:
+            twin = await idempotency.record(self.store, self.settings.idempotency_ttl_s, task, idem)
+            if twin is not None:
+                return twin
+        try:
+            if task.image_name is not None and task.image_data is not None:
+                # saved only now: a request that never reaches its insert leaves no image behind
+                await self.storage.save(task.image_name, task.image_data)
+                task.image_data = None
+            await self.store.insert_task(task)  # durable before any work starts
+        except Exception:
+            if idem is not None:  # the key is free again for a retry
+                await self.store.idempotency.forget(task.tenant, idem.key, task.id)
+            raise
         self.executor.submit(task.id)
         self.bus.announce(task.id)  # other replicas' idle workers may take it first
+        return task
 
     async def prepare(
-        self, tenant: str, req: VideoRequest, *, origin: str = "chat", source: Task | None = None
+        self,
+        tenant: str,
+        req: VideoRequest,
+        *,
+        origin: str = "chat",
+        source: Task | None = None,
+        key: ApiKey | None = None,
+        uploaded_source: bool = False,
+        upload: CheckedVideo | None = None,
     ) -> Task:
         """Validate a request and build its task (nothing is stored or queued yet; an input image is
-        fetched and checked, and saved by `enqueue`)."""
+        fetched and checked, and saved by `enqueue`). A prompt that names one of the tenant's
+        characters takes its reference frame as the input image, where the model takes one. Over one
+        of `key`'s limits: `Busy`."""
         spec = self.spec(req.model)
         await self._check_capacity(tenant)
-        upload = None
-        if req.extend and req.video is not None and source is None:
-            upload = await load_source_video(
-                req.video, max_pixels=self.settings.max_video_pixels, gate=self.images.checks
-            )
+        if req.image is None and req.image_url is None and spec.capabilities.image_input:
+            character = await self.characters.named_in(tenant, req.prompt)
+            if character is not None:
+                frame = await self.characters.reference_frame(character)
+                req = dataclasses.replace(req, image=InputImage(frame, "image/png"), character=character.id)
         task = plan_task(
             spec,
             tenant,
             req,
             source=source,
             origin=origin,
+            uploaded_source=uploaded_source or upload is not None,
             max_seconds=self.settings.max_video_seconds,
-            upload=upload.info if upload is not None else None,
+            upload=upload,
         )
-        if upload is not None:
-            task.params["source_video_name"], task.video_data = upload.name, upload.data
+        if key is not None:
+            await check_limits(self.store, key, task.seconds)
+            task.key_id = key.id
         if task.has_image:
             image = await self.images.load(req)
             task.image_name, task.image_data = image.name, image.data
         return task
+
+    async def edit(
+        self,
+        tenant: str,
+        prompt: str,
+        *,
+        video_id: str | None,
+        upload: bytes | None,
+        model: str | None,
+        key: ApiKey | None = None,
+    ) -> tuple[Task, Task | None]:
+        """A new video editing the tenant's completed video `video_id`, or an uploaded video (checked
+        before anything is stored); returns it and its source task (None for an upload). It counts
+        against `key`'s limits like any other video (`Busy`)."""
+        if upload is None:
+            if video_id is None:
+                raise InvalidRequest('A video is required: give {"id": ...} or upload a file.', param="video")
+            source = await self.resolve_source(tenant, video_id=video_id)
+            edited = await self.submit(tenant, VideoRequest(model=source.model, prompt=prompt), source=source, key=key)
+            return edited, source
+        spec = self.spec(model or DEFAULT_MODEL)
+        checked = await self.uploads.check(upload)
+        landscape = checked.width > checked.height
+        req = VideoRequest(
+            model=spec.name,
+            prompt=prompt,
+            orientation=Orientation.LANDSCAPE if landscape else Orientation.PORTRAIT,
+            # the allowed duration nearest the upload's (the shorter on a tie)
+            seconds=min(spec.allowed_seconds, key=lambda s: (abs(s - checked.duration), s)),
+        )
+        task = await self.prepare(tenant, req, origin="videos", uploaded_source=True, key=key)
+        name = new_media_name("mp4")
+        task.params["source_video"] = name
+        await self.storage.save(name, checked.mp4)
+        try:
+            await self.enqueue(task)
+        except BaseException:  # no task, so no one's file
+            await self.storage.delete(name)
+            raise
+        return task, None
+
+    async def extend(
+        self,
+        tenant: str,
+        prompt: str,
+        *,
+        seconds: int,
+        video_id: str | None,
+        upload: bytes | None,
+        model: str | None,
+        key: ApiKey | None = None,
+        idem: Idempotency | None = None,
+    ) -> tuple[Task, Task | None]:
+        """A new video continuing the tenant's completed video `video_id` by `seconds`, or an uploaded video
+        (checked before anything is stored, kept like an edit's); returns it and its source task (None for
+        an upload). It counts against `key`'s limits like any other video (`Busy`); with `idem`, the video
+        an earlier request with that key made."""
+        if upload is None:
+            if video_id is None:
+                raise InvalidRequest('A video is required: give {"id": ...} or upload a file.', param="video")
+            source = await self.extension_source(tenant, video_id)
+            req = VideoRequest(model=source.model, prompt=prompt, seconds=seconds, extend=True)
+            task = await self.submit(tenant, req, origin="videos", source=source, key=key, idem=idem)
+            return task, source
+        if idem is not None and (earlier := await self.replay(tenant, idem)) is not None:
+            return earlier, None
+        checked = await self.uploads.check(upload)
+        # an uploaded video is extended by the default model; a finished one by the model that made it
+        req = VideoRequest(model=model or DEFAULT_MODEL, prompt=prompt, seconds=seconds, extend=True)
+        task = await self.prepare(tenant, req, origin="videos", key=key, upload=checked)
+        name = new_media_name("mp4")
+        task.params["source_video"] = name
+        await self.storage.save(name, checked.mp4)
+        try:
+            queued = await self.enqueue(task, idem)
+        except BaseException:  # no task, so no one's file
+            await self.storage.delete(name)
+            raise
+        if queued.id != task.id:  # a twin request with the same idempotency key won: its video stands
+            await self.storage.delete(name)
+        return queued, None
+
+    async def create_character(
+        self, tenant: str, name: str, *, video_id: str | None, upload: bytes | None
+    ) -> Character:
+        return await self.characters.create(tenant, name, upload=upload, video_id=video_id, load_video=self._mp4_of)
+
+    async def character(self, tenant: str, character_id: str) -> Character:
+        return await self.characters.get(tenant, character_id)
+
+    async def _mp4_of(self, tenant: str, video_id: str) -> bytes:
+        task = await self.resolve_source(tenant, video_id=video_id)
+        if task.video_name is None:
+            raise NotFound(f"No video found with id '{video_id}'.", param="video_id", code="video_not_found")
+        return await self.storage.load(task.video_name)
 
     async def _check_capacity(self, tenant: str) -> None:
         if self.executor.pending() >= self.settings.max_queued:
@@ -310,7 +447,7 @@ class VideoService:
         task = await self.get_video(tenant, video_id)
         self.executor.cancel(task.id)  # a running engine stops at its next step
         task = await self.store.mark_deleted(task.id) or task
-        uploaded = task.params.get("source_video_name")
+        uploaded = task.params.get("source_video")
         names = (
             task.video_name,
             task.thumbnail_name,

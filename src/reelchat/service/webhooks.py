@@ -2,8 +2,8 @@
 
 Events `video.completed` and `video.failed`, shaped like OpenAI's webhook events
 (`{"id": "evt_…", "object": "event", "created_at", "type", "data": {"id": <video id>}}`), go to the
-server-wide endpoint (REELCHAT_WEBHOOK_URL) and to the endpoint of every key of the video's tenant
-that has one (`reelchat keys create|update --webhook-url`). Endpoints come from the operator only,
+server-wide endpoint (REELCHAT_WEBHOOK_URL) and to the endpoint of the key that asked for the video
+(`tasks.key_id`), if it has one (`reelchat keys create|update --webhook-url`). Endpoints come from the operator only,
 never from a request, so they may be on a private network: the public-URL fetch policy does not apply.
 
 Each request carries `webhook-id` (the event id, the same on every retry), `webhook-timestamp` (unix

@@ -20,7 +20,7 @@ from multiprocessing.process import BaseProcess
 
 from ..settings import Settings
 from . import worker_main
-from .executor import Health, TaskQueue
+from .executor import Health, TaskQueue, store_pick
 from .runner import TaskRunner
 from .worker_messages import Cancel, Done, FromWorker, Progress, Ready, Run, Stop, ToWorker
 
@@ -75,7 +75,7 @@ class WorkerPool:
             asyncio.create_task(self._supervise(slot), name=f"reelchat-supervisor-{slot.index}") for slot in self._slots
         ]
         await asyncio.gather(*(slot.ready for slot in self._slots))
-        self._queue.start(self._dispatch)
+        self._queue.start(self._dispatch, store_pick(runner))
 
     def submit(self, task_id: str, not_before: float | None = None) -> None:
         self._queue.submit(task_id, not_before)

@@ -8,11 +8,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..domain import ApiKey
+from ..domain import ApiKey, KeyLimits
 from .schema import api_keys
 from .timestamps import to_datetime
 
-__all__ = ["KeyStore"]
+__all__ = ["KeyStore", "NameTaken"]
+
+
+class NameTaken(Exception):
+    """An active key already has this name."""
 
 
 class KeyStore:
@@ -22,19 +26,44 @@ class KeyStore:
         self.engine = engine
 
     async def add(self, key: ApiKey, key_hash: str, webhook_secret: str | None = None) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                api_keys.insert().values(
-                    id=key.id,
-                    name=key.name,
-                    tenant=key.tenant,
-                    prefix=key.prefix,
-                    key_hash=key_hash,
-                    created_at=key.created_at.timestamp(),
-                    webhook_url=key.webhook_url,
-                    webhook_secret=webhook_secret,
+        """Raises `NameTaken` when an active key has the same name (a unique index decides, so two
+        operators creating the same name at once can't both win)."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    api_keys.insert().values(
+                        id=key.id,
+                        name=key.name,
+                        tenant=key.tenant,
+                        prefix=key.prefix,
+                        key_hash=key_hash,
+                        created_at=key.created_at.timestamp(),
+                        **_limit_values(key.limits),
+                        webhook_url=key.webhook_url,
+                        webhook_secret=webhook_secret,
+                    )
                 )
-            )
+        except sa.exc.IntegrityError as e:
+            if await self.by_name(key.name) is not None:
+                raise NameTaken(key.name) from e
+            raise
+
+    async def by_name(self, id_or_name: str) -> ApiKey | None:
+        """The active key with this name (or id)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(api_keys).where(
+                        (api_keys.c.id == id_or_name) | (api_keys.c.name == id_or_name),
+                        api_keys.c.revoked_at.is_(None),
+                    )
+                )
+            ).first()
+        return _row_to_key(row) if row is not None else None
+
+    async def set_limits(self, key_id: str, limits: KeyLimits) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**_limit_values(limits)))
 
     async def set_webhook(self, id_or_name: str, url: str | None, new_secret: str) -> tuple[int, str | None]:
         """Point the active key(s) named `id_or_name` at `url` (None: no webhook). A key that had no
@@ -92,6 +121,15 @@ class KeyStore:
             return int(value.scalar() or 0)
 
 
+def _limit_values(limits: KeyLimits) -> dict[str, Any]:
+    return {
+        "rpm": limits.rpm,
+        "max_concurrent": limits.max_concurrent,
+        "daily_seconds": limits.daily_seconds,
+        "priority": limits.priority,
+    }
+
+
 def _row_to_key(row: sa.Row[Any]) -> ApiKey:
     m = row._mapping
     created = to_datetime(m["created_at"])
@@ -103,5 +141,8 @@ def _row_to_key(row: sa.Row[Any]) -> ApiKey:
         prefix=m["prefix"],
         created_at=created,
         revoked_at=to_datetime(m["revoked_at"]),
+        limits=KeyLimits(
+            rpm=m["rpm"], max_concurrent=m["max_concurrent"], daily_seconds=m["daily_seconds"], priority=m["priority"]
+        ),
         webhook_url=m["webhook_url"],
     )

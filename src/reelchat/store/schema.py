@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+
+log = logging.getLogger("reelchat.store")
 
 metadata = sa.MetaData()
 
@@ -59,10 +62,14 @@ tasks = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("completed_at", sa.Float, nullable=True),
+    # the API key that asked for it (None in open mode): what its per-key limits count
+    sa.Column("key_id", sa.String(40), nullable=True),
     # seconds the last run spent in each phase (queued, denoise, encode, upload), written with its outcome
     sa.Column("phases", sa.JSON, nullable=True),
     sa.Index("ix_tasks_tenant_created", "tenant", "created_at"),
     sa.Index("ix_tasks_status", "status"),
+    sa.Index("ix_tasks_key_created", "key_id", "created_at"),
+    sa.Index("ix_tasks_started", "started_at"),  # the fair queue's "served recently"
 )
 
 api_keys = sa.Table(
@@ -75,9 +82,34 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    # per-key limits (None: no limit) and the fair queue's weight (`store.fair_queue`)
+    sa.Column("rpm", sa.Integer, nullable=True),
+    sa.Column("max_concurrent", sa.Integer, nullable=True),
+    sa.Column("daily_seconds", sa.Integer, nullable=True),
+    sa.Column("priority", sa.Float, nullable=False, server_default="1"),
     # the operator's endpoint for this key's videos' events, and its Standard Webhooks secret (whsec_...)
     sa.Column("webhook_url", sa.Text, nullable=True),
     sa.Column("webhook_secret", sa.String(200), nullable=True),
+    # names are unique among active keys: a revoked key's name may be used again
+    sa.Index(
+        "ux_api_keys_active_name",
+        "name",
+        unique=True,
+        sqlite_where=sa.text("revoked_at IS NULL"),
+        postgresql_where=sa.text("revoked_at IS NULL"),
+    ),
+)
+
+# `Idempotency-Key`s (and chat conversations re-sent while their task runs): which task a request made
+idempotency = sa.Table(
+    "idempotency",
+    metadata,
+    sa.Column("tenant", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("task_id", sa.String(40), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_idempotency_created", "created_at"),
 )
 
 # One row per (event, endpoint), written in the transaction that records the task's outcome, before
@@ -104,6 +136,18 @@ webhook_deliveries = sa.Table(
     sa.Index("ix_webhook_deliveries_task", "task_id"),
 )
 
+characters = sa.Table(
+    "characters",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("frame_name", sa.String(200), nullable=False),
+    sa.Column("source_video_id", sa.String(40), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_characters_tenant_created", "tenant", "created_at"),
+)
+
 schema_migrations = sa.Table(
     "schema_migrations",
     metadata,
@@ -118,13 +162,16 @@ def _m001_initial(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
-def _add_missing_columns(conn: sa.Connection, table: sa.Table, columns: list[sa.Column[Any]]) -> None:
-    """ALTER TABLE ADD COLUMN for the nullable `columns` a database made by an older m001 lacks."""
+def _add_missing_columns(conn: sa.Connection, table: sa.Table, columns: Sequence[sa.Column[Any]]) -> None:
+    """ALTER TABLE ADD COLUMN for the `columns` a database made by an older m001 lacks (a NOT NULL one
+    takes its server default)."""
     have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
     for column in columns:
-        if column.name not in have:
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+        if column.name in have:
+            continue
+        kind = column.type.compile(dialect=conn.dialect)
+        default = f" DEFAULT {column.server_default.arg} NOT NULL" if not column.nullable else ""  # type: ignore[union-attr]
+        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{default}"))
 
 
 def _m002_crash_accounting(conn: sa.Connection) -> None:
@@ -137,16 +184,57 @@ def _m002_crash_accounting(conn: sa.Connection) -> None:
             conn.execute(sa.text(f"ALTER TABLE tasks ADD COLUMN {column.name} {kind}{default}"))
 
 
+def _rename_duplicate_key_names(conn: sa.Connection) -> None:
+    """Active keys sharing a name (allowed before): the oldest keeps it, the others become `name-2`, `name-3`…
+    Their secrets, tenants and videos are unchanged; only `keys revoke/update NAME` sees the new names."""
+    rows = conn.execute(
+        sa.select(api_keys.c.id, api_keys.c.name).where(api_keys.c.revoked_at.is_(None)).order_by(api_keys.c.created_at)
+    ).fetchall()
+    taken = set(conn.execute(sa.select(api_keys.c.name)).scalars())
+    seen: set[str] = set()
+    for key_id, name in rows:
+        if name not in seen:
+            seen.add(name)
+            continue
+        n = 2
+        while f"{name}-{n}" in taken:
+            n += 1
+        new = f"{name}-{n}"
+        taken.add(new)
+        conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(name=new))
+        log.warning("migration: two API keys were named %r; key %s is now named %r", name, key_id, new)
+
+
+def _m003_key_limits(conn: sa.Connection) -> None:
+    _add_missing_columns(
+        conn, api_keys, [api_keys.c.rpm, api_keys.c.max_concurrent, api_keys.c.daily_seconds, api_keys.c.priority]
+    )
+    _add_missing_columns(conn, tasks, [tasks.c.key_id])
+    _rename_duplicate_key_names(conn)
+    for index in (*api_keys.indexes, *tasks.indexes):
+        index.create(conn, checkfirst=True)
+
+
+def _m004_idempotency(conn: sa.Connection) -> None:
+    idempotency.create(conn, checkfirst=True)
+
+
 def _m005_ops(conn: sa.Connection) -> None:
     _add_missing_columns(conn, tasks, [tasks.c.phases])
     _add_missing_columns(conn, api_keys, [api_keys.c.webhook_url, api_keys.c.webhook_secret])
     webhook_deliveries.create(conn, checkfirst=True)
 
 
+def _m006_characters(conn: sa.Connection) -> None:
+    characters.create(conn, checkfirst=True)
+
+
 # Append only: each entry runs once, in order, inside a transaction, and is recorded.
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial tasks and api_keys", _m001_initial),
     (2, "tasks: crashes while in the engine, backoff, pending media", _m002_crash_accounting),
-    # 5, not 3: the quotas and characters branches take 3 and 4 (renumber on merge if they change)
+    (3, "api_keys: limits, priority, unique active names; tasks.key_id", _m003_key_limits),
+    (4, "idempotency keys", _m004_idempotency),
     (5, "tasks.phases; api_keys webhook endpoint; webhook_deliveries", _m005_ops),
+    (6, "characters: named reference frames per tenant", _m006_characters),
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,9 +18,13 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..domain import Orientation, Task, TaskEvent, TaskStatus
+from .characters import CharacterStore
+from .fair_queue import next_queued
+from .idempotency import IdempotencyStore
 from .keys import KeyStore
 from .schema import MIGRATIONS, metadata, schema_migrations, tasks
 from .timestamps import to_datetime, to_timestamp
+from .usage import UsageStore
 from .webhooks import OutboxEvent, WebhookStore
 
 _TIMES = ("created_at", "started_at", "completed_at")  # datetimes in the domain, unix seconds in the table
@@ -64,6 +68,9 @@ class Store:
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self.keys = KeyStore(self.engine)  # the same database and pool
+        self.usage = UsageStore(self.engine)
+        self.idempotency = IdempotencyStore(self.engine)
+        self.characters = CharacterStore(self.engine)
         self.webhooks = WebhookStore(self.engine)
         self._pending_inserts: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._insert_writer: asyncio.Task[None] | None = None
@@ -205,8 +212,8 @@ class Store:
                 .values(**values)
             )
             if result.rowcount == 1 and outbox is not None:
-                tenant = (await conn.execute(sa.select(tasks.c.tenant).where(tasks.c.id == task_id))).scalar_one()
-                await self.webhooks.add_in(conn, outbox, tenant)
+                key_id = (await conn.execute(sa.select(tasks.c.key_id).where(tasks.c.id == task_id))).scalar_one()
+                await self.webhooks.add_in(conn, outbox, key_id)
         return result.rowcount == 1
 
     async def engine_started(self, task_id: str, attempt: int) -> bool:
@@ -331,6 +338,26 @@ class Store:
                 .order_by(tasks.c.created_at, tasks.c.id)
             )
             return [(task_id, not_before) for task_id, not_before in rows]
+
+    async def next_queued(self, picked: Collection[str] = (), window_s: float = 600.0) -> str | None:
+        """The queued task to run next, fair across tenants (`fair_queue`); not claimed."""
+        return await next_queued(self.engine, picked=picked, window_s=window_s)
+
+    async def count_videos(self, tenant: str) -> int:
+        """A tenant's videos (not deleted), whatever their state."""
+        async with self.engine.connect() as conn:
+            value = await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(tasks)
+                .where(tasks.c.tenant == tenant, tasks.c.deleted == sa.false())
+            )
+            return int(value.scalar() or 0)
+
+    async def move_tenant(self, old: str, new: str) -> int:
+        """Every video of tenant `old` (deleted ones too: their lineage) now belongs to `new`."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(tasks.update().where(tasks.c.tenant == old).values(tenant=new))
+        return int(result.rowcount)
 
     async def task_events(self, task_ids: Sequence[str]) -> list[TaskEvent]:
         """The current state of these tasks, as the events that would tell a follower (one query; a

@@ -73,16 +73,18 @@ class WebhookStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def add_in(self, conn: AsyncConnection, event: OutboxEvent, tenant: str) -> int:
+    async def add_in(self, conn: AsyncConnection, event: OutboxEvent, key_id: str | None) -> int:
         """Within the caller's transaction: one pending row per endpoint the event goes to (the
-        server's, and every active key of `tenant` that has a webhook); returns how many."""
+        server's, and the webhook of the key that asked for the video, `tasks.key_id`, when that key is
+        still active and has one; a video made in open mode goes to the server's only); returns how many."""
         targets = [SERVER_TARGET] if event.server else []
-        keys = await conn.execute(
-            sa.select(api_keys.c.id).where(
-                api_keys.c.tenant == tenant, api_keys.c.revoked_at.is_(None), api_keys.c.webhook_url.is_not(None)
+        if key_id is not None:
+            has_webhook = await conn.execute(
+                sa.select(api_keys.c.id).where(
+                    api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None), api_keys.c.webhook_url.is_not(None)
+                )
             )
-        )
-        targets += [key_id for (key_id,) in keys]
+            targets += list(has_webhook.scalars())
         now = time.time()
         if targets:
             await conn.execute(

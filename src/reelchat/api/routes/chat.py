@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ...domain import Task, TaskStatus
+from ...domain import Caller, Task, TaskStatus
 from ...protocol.chat_render import (
     SSE_DONE,
     ReplyRenderer,
@@ -24,9 +24,10 @@ from ...protocol.chat_render import (
 from ...protocol.chat_schema import ChatCompletionRequest
 from ...protocol.chat_turn import Turn
 from ...protocol.response_schema import ChatCompletion, ChatCompletionChunk
+from ...service import idempotency
 from ...service.chat import ChatServing, ChatTurn, FollowFailed
 from ..contract import REF, documented
-from ..deps import AppState, StateDep, TenantDep
+from ..deps import AppState, CallerDep, StateDep
 from ..links import Links
 from ..stream_slots import hold_slot
 
@@ -121,24 +122,31 @@ SSE = {
         errors=[400, 404, 409, 429],
     ),
 )
-async def chat_completions(request: Request, state: StateDep, tenant: TenantDep) -> StreamingResponse:
+async def chat_completions(request: Request, state: StateDep, caller: CallerDep) -> StreamingResponse:
     # a slot before any task exists, so a refused reply leaves nothing queued behind it
-    release = state.streams.acquire(tenant)
+    release = state.streams.acquire(caller.tenant)
     try:
-        response = await _chat_completions(request, state, tenant)
+        response = await _chat_completions(request, state, caller)
     except BaseException:
         release()
         raise
     return hold_slot(response, release)
 
 
-async def _chat_completions(request: Request, state: AppState, tenant: str) -> StreamingResponse:
+async def _chat_completions(request: Request, state: AppState, caller: Caller) -> StreamingResponse:
     chat = state.chat
     # parsed off the event loop when large: a hostile body must not freeze every other request
     req = await state.bodies.chat(await request.body(), chat.seconds_by_model())
     chat.check_model(req.model)
     assert req.turn is not None  # noqa: S101  (narrows a type: the turn is read for every known model)
-    turn = await chat.start(tenant, req.model, req.turn)
+    # an Idempotency-Key, else the conversation itself: a re-sent chat follows the video it is making
+    header = request.headers.get("idempotency-key")
+    idem = (
+        idempotency.from_header(header, idempotency.request_hash("POST /v1/chat/completions", req.conversation))
+        if header is not None
+        else idempotency.conversation(req.conversation)
+    )
+    turn = await chat.start(caller.tenant, req.model, req.turn, key=caller.key, idem=idem)
     echo = _echo_fields(turn.task, req.turn, turn.source)
     renderer = ReplyRenderer(pick_locale(request.headers.get("accept-language"), state.settings.locale))
     links = state.links.for_request(request)

@@ -24,8 +24,9 @@ def _model(spec: ModelSpec, created: int) -> dict[str, Any]:
         "owned_by": "reelchat",
         "description": spec.description,
         "engine": spec.engine,
-        "seconds": [str(s) for s in spec.seconds],
-        "sizes": spec.all_sizes,
+        "seconds": [str(s) for s in spec.allowed_seconds],
+        "default_seconds": str(spec.default_seconds),
+        "sizes": spec.public_sizes,
         "fps": spec.fps,
     }
 

@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, ValidationInfo, field_validator
 from starlette.convertors import StringConvertor, register_url_convertor
-from starlette.datastructures import UploadFile
 
-from ...domain import MAX_PROMPT_CHARS, InputImage, InputVideo, Task, TaskStatus, VideoRequest
+from ...domain import MAX_PROMPT_CHARS, InputImage, Task, TaskStatus, VideoRequest
 from ...protocol.response_schema import VideoDeleted, VideoList, VideoObject
 from ...protocol.views import video_object
+from ...service import idempotency
 from ..body_parser import BodyParser
 from ..contract import documented
-from ..deps import AppState, StateDep, TenantDep
+from ..deps import AppState, CallerDep, StateDep, TenantDep
 from ..errors import ApiError, validation_error
+from ..forms import Upload, is_form, read_fields
 from .media import MEDIA_CONTENT, RANGES, serve_media
 
 router = APIRouter()
 
 
-class _VideoId(StringConvertor):
-    """A path segment naming a video: any but "extensions", which is `POST /v1/videos/extensions`'s own
-    path (so GET or DELETE there is a 405 that names POST, not a lookup of a video called "extensions")."""
+class VideoIdConvertor(StringConvertor):
+    """A path segment naming a video: any but `edits`, `characters` and `extensions`, the sibling operations'
+    own paths, so that `GET /v1/videos/edits` is a 405 (`Allow: POST`) rather than a 404 for a video named
+    "edits"."""
 
-    regex = "(?!extensions$)[^/]+"
+    regex = r"(?!(?:edits|characters|extensions)(?:/|$))[^/]+"
 
 
-register_url_convertor("video_id", _VideoId())
+register_url_convertor("video_id", VideoIdConvertor())  # idempotent: the same name, the same rule
 
 DEFAULT_MODEL = "sora-2"
 FORM = "form"  # the validation context of a multipart or urlencoded body: every value is text
@@ -105,7 +108,7 @@ class RemixBody(BaseModel):
     prompt: StrictStr = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
 
 
-def _video(task: Task, source: Task | None) -> dict[str, Any]:
+def video_json(task: Task, source: Task | None) -> dict[str, Any]:
     extended = task.params.get("extend") is True
     obj = video_object(task, source_video_id=source.video_id if source is not None and not extended else None)
     if extended:  # beyond OpenAI's shape: which video this one continues
@@ -120,57 +123,50 @@ async def _source_of(state: AppState, task: Task) -> Task | None:
     return await state.service.get(task.remixed_from) if task.remixed_from else None
 
 
-def _poll_headers(state: AppState, task: Task) -> dict[str, str]:
+def poll_headers(state: AppState, task: Task) -> dict[str, str]:
     if task.status.finished:
         return {}
     return {"openai-poll-after-ms": str(state.settings.poll_after_ms)}
 
 
+def _idempotency(request: Request, what: str, body: Any) -> idempotency.Idempotency | None:
+    header = request.headers.get("idempotency-key")
+    return idempotency.from_header(header, idempotency.request_hash(what, body)) if header is not None else None
+
+
 async def _read_create(request: Request, bodies: BodyParser) -> tuple[CreateVideoBody, InputImage | None]:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    image: InputImage | None = None
-    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        try:
-            form = await request.form(max_files=1, max_fields=50)
-        except ApiError:  # e.g. 413 from the body size limit
-            raise
-        except Exception as e:  # malformed multipart
-            raise ApiError(400, f"Could not parse the form body: {e}", code="invalid_body") from e
-        data: dict[str, Any] = {}
-        context: str | None = FORM
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if key != "input_reference":
-                    raise ApiError(400, f"Unexpected file field '{key}'.", param=key, code="invalid_value")
-                raw = await value.read()
-                image = InputImage(raw, value.content_type or "application/octet-stream")
-            elif key in ("input_reference", "input_reference[image_url]"):
-                # a plain field, or the object form {"image_url": ...} as form encoders flatten it
-                data["input_reference"] = {"image_url": value}
-            else:
-                data[key] = value
-    else:
-        data = await bodies.json_object(await request.body())  # a large body parses off the event loop
-        context = None
+    data, files = await read_fields(request, bodies, files=("input_reference",))
+    upload = files.get("input_reference")
+    if upload is not None:
+        data.pop("input_reference", None)
+    context = FORM if is_form(request) else None
     try:
         parsed = CreateVideoBody.model_validate(data, context=context)
     except ValidationError as e:
         raise validation_error(e) from e
-    return parsed, image
+    return parsed, InputImage(upload.data, upload.content_type) if upload is not None else None
 
 
 @router.post(
     "/v1/videos",
     **documented(
-        json=CreateVideoBody, form=CreateVideoBody, files=["input_reference"], ok=VideoObject, errors=[400, 404, 429]
+        json=CreateVideoBody,
+        form=CreateVideoBody,
+        files=["input_reference"],
+        ok=VideoObject,
+        errors=[400, 404, 409, 429],
     ),
 )
-async def create_video(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
+async def create_video(request: Request, state: StateDep, caller: CallerDep) -> JSONResponse:
     body, image = await _read_create(request, state.bodies)
     ref = body.input_reference
     image_url = ref.image_url if isinstance(ref, ImageReference) else ref
+    fingerprint = body.model_dump()
+    if image is not None:
+        fingerprint["input_reference"] = hashlib.sha256(image.data).hexdigest()
+    idem = _idempotency(request, "POST /v1/videos", fingerprint)
     task = await state.service.submit(
-        tenant,
+        caller.tenant,
         VideoRequest(
             model=body.model,
             prompt=body.prompt,
@@ -181,8 +177,10 @@ async def create_video(request: Request, state: StateDep, tenant: TenantDep) -> 
             image_url=image_url if image is None else None,
         ),
         origin="videos",
+        key=caller.key,
+        idem=idem,
     )
-    return JSONResponse(_video(task, None), headers=_poll_headers(state, task))
+    return JSONResponse(video_json(task, await _source_of(state, task)), headers=poll_headers(state, task))
 
 
 @router.get("/v1/videos", **documented(ok=VideoList, errors=[400, 404]))
@@ -196,7 +194,7 @@ async def list_videos(
     if after is not None:
         await state.service.get_video(tenant, after)  # 404 for an unknown cursor, not an empty page
     page, has_more = await state.service.list_videos(tenant, after=after, limit=limit, order=order)
-    data = [_video(t, await _source_of(state, t)) for t in page]
+    data = [video_json(t, await _source_of(state, t)) for t in page]
     return {
         "object": "list",
         "data": data,
@@ -209,7 +207,7 @@ async def list_videos(
 @router.get("/v1/videos/{video_id:video_id}", **documented(ok=VideoObject, errors=[404]))
 async def retrieve_video(video_id: str, state: StateDep, tenant: TenantDep) -> JSONResponse:
     task = await state.service.get_video(tenant, video_id)
-    return JSONResponse(_video(task, await _source_of(state, task)), headers=_poll_headers(state, task))
+    return JSONResponse(video_json(task, await _source_of(state, task)), headers=poll_headers(state, task))
 
 
 @router.delete("/v1/videos/{video_id:video_id}", **documented(ok=VideoDeleted, errors=[404]))
@@ -219,7 +217,7 @@ async def delete_video(video_id: str, state: StateDep, tenant: TenantDep) -> dic
 
 
 @router.get(
-    "/v1/videos/{video_id}/content",
+    "/v1/videos/{video_id:video_id}/content",
     **documented(ok_content=MEDIA_CONTENT, errors=[400, 404, 409], extra=RANGES),
 )
 async def download_video(
@@ -245,50 +243,30 @@ async def download_video(
 
 
 @router.post(
-    "/v1/videos/{video_id}/remix",
+    "/v1/videos/{video_id:video_id}/remix",
     **documented(json=RemixBody, form=RemixBody, ok=VideoObject, errors=[400, 404, 409, 429]),
 )
-async def remix_video(video_id: str, request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
-    source = await state.service.resolve_source(tenant, video_id=video_id)
-    raw = await request.body()
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await request.form()
-        data: Any = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-    else:
-        data = await state.bodies.json_object(raw)
+async def remix_video(video_id: str, request: Request, state: StateDep, caller: CallerDep) -> JSONResponse:
+    source = await state.service.resolve_source(caller.tenant, video_id=video_id)
+    data, _files = await read_fields(request, state.bodies)
     try:
         body = RemixBody.model_validate(data)
     except ValidationError as e:
         raise validation_error(e) from e
     task = await state.service.submit(
-        tenant, VideoRequest(model=source.model, prompt=body.prompt), origin="videos", source=source
+        caller.tenant,
+        VideoRequest(model=source.model, prompt=body.prompt),
+        origin="videos",
+        source=source,
+        key=caller.key,
+        idem=_idempotency(request, f"POST /v1/videos/{video_id}/remix", body.model_dump()),
     )
-    return JSONResponse(_video(task, source), headers=_poll_headers(state, task))
+    return JSONResponse(video_json(task, source), headers=poll_headers(state, task))
 
 
-async def _read_extend(request: Request, bodies: BodyParser) -> tuple[ExtendBody, InputVideo | None]:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    upload: InputVideo | None = None
-    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        try:
-            form = await request.form(max_files=1, max_fields=20)
-        except ApiError:
-            raise
-        except Exception as e:  # malformed multipart
-            raise ApiError(400, f"Could not parse the form body: {e}", code="invalid_body") from e
-        data: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if key != "video":
-                    raise ApiError(400, f"Unexpected file field '{key}'.", param=key, code="invalid_value")
-                upload = InputVideo(await value.read(), value.content_type or "application/octet-stream")
-            elif key in ("video[id]", "video"):  # the SDK flattens {"id": ...} to video[id]
-                data["video"] = {"id": value}
-            else:
-                data[key] = value
-    else:
-        data = await bodies.json_object(await request.body())
+async def _read_extend(request: Request, bodies: BodyParser) -> tuple[ExtendBody, Upload | None]:
+    data, files = await read_fields(request, bodies, files=("video",))
+    upload = files.get("video")
     try:
         body = ExtendBody.model_validate(data)
     except ValidationError as e:
@@ -307,15 +285,19 @@ async def _read_extend(request: Request, bodies: BodyParser) -> tuple[ExtendBody
     "/v1/videos/extensions",
     **documented(json=ExtendBody, form=ExtendBody, files=["video"], ok=VideoObject, errors=[400, 404, 409, 429]),
 )
-async def extend_video(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
+async def extend_video(request: Request, state: StateDep, caller: CallerDep) -> JSONResponse:
     body, upload = await _read_extend(request, state.bodies)
-    source = await state.service.extension_source(tenant, body.video.id) if body.video is not None else None
-    # an uploaded video is extended by the default model; a finished one by the model that made it
-    model = source.model if source is not None else body.model or DEFAULT_MODEL
-    task = await state.service.submit(
-        tenant,
-        VideoRequest(model=model, prompt=body.prompt, seconds=body.seconds, extend=True, video=upload),
-        origin="videos",
-        source=source,
+    fingerprint = body.model_dump()
+    if upload is not None:
+        fingerprint["video"] = hashlib.sha256(upload.data).hexdigest()
+    task, source = await state.service.extend(
+        caller.tenant,
+        body.prompt,
+        seconds=body.seconds,
+        video_id=body.video.id if body.video is not None else None,
+        upload=upload.data if upload is not None else None,
+        model=body.model,
+        key=caller.key,
+        idem=_idempotency(request, "POST /v1/videos/extensions", fingerprint),
     )
-    return JSONResponse(_video(task, source), headers=_poll_headers(state, task))
+    return JSONResponse(video_json(task, source), headers=poll_headers(state, task))

@@ -155,8 +155,9 @@
     const secs = $("seconds");
     const options = spec ? spec.seconds : [];
     secs.replaceChildren(...options.map((s) => el("option", {value: s, text: s + " " + t("seconds")})));
-    // the longest by default: the seed's sora-2 "only supports 10s"
-    if (options.length) secs.value = String(options.includes(prefs.seconds) ? prefs.seconds : Math.max(...options));
+    // the model's default (the seed's: sora-2 10 s, sora-2-pro 15 s), else the longest
+    const fallback = spec && options.includes(spec.default_seconds) ? spec.default_seconds : Math.max(...options);
+    if (options.length) secs.value = String(options.includes(prefs.seconds) ? prefs.seconds : fallback);
   }
   function setAttachment(file) {
     if (!file || !file.type.startsWith("image/")) return;

@@ -1,0 +1,83 @@
+"""Idempotency records: (tenant, key) -> the request's hash and the task it made.
+
+A record is written right before its task, so a retry that finds it either finds the task or (the
+process died between the two writes, or the task's insert failed) a record to replace. Records older
+than the caller's time to live count as absent and are replaced.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .schema import idempotency
+
+__all__ = ["IdempotencyRecord", "IdempotencyStore"]
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    request_hash: str
+    task_id: str
+    created_at: float
+
+
+class IdempotencyStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def get(self, tenant: str, key: str, *, newer_than: float) -> IdempotencyRecord | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(idempotency.c.request_hash, idempotency.c.task_id, idempotency.c.created_at).where(
+                        idempotency.c.tenant == tenant,
+                        idempotency.c.key == key,
+                        idempotency.c.created_at > newer_than,
+                    )
+                )
+            ).first()
+        return IdempotencyRecord(*row) if row is not None else None
+
+    async def claim(
+        self, tenant: str, key: str, request_hash: str, task_id: str, *, newer_than: float, replace: str | None = None
+    ) -> IdempotencyRecord | None:
+        """Record `task_id` for the key; None when recorded, else the live record that holds the key.
+        An expired record is replaced, and so is one pointing at task `replace` (a finished one)."""
+        for _ in range(3):  # a conflicting record that expires or goes between our two statements: try again
+            now = time.time()
+            try:
+                await self._claim(tenant, key, request_hash, task_id, now, newer_than, replace)
+                return None
+            except sa.exc.IntegrityError:
+                found = await self.get(tenant, key, newer_than=newer_than)
+                if found is not None:
+                    return found
+        raise RuntimeError(f"could not record idempotency key {key!r}")
+
+    async def _claim(
+        self, tenant: str, key: str, request_hash: str, task_id: str, now: float, newer_than: float, replace: str | None
+    ) -> None:
+        values = {"request_hash": request_hash, "task_id": task_id, "created_at": now}
+        mine = (idempotency.c.tenant == tenant) & (idempotency.c.key == key)
+        stale = idempotency.c.created_at <= newer_than
+        if replace is not None:
+            stale = stale | (idempotency.c.task_id == replace)
+        async with self.engine.begin() as conn:
+            replaced = await conn.execute(idempotency.update().where(mine, stale).values(**values))
+            if replaced.rowcount != 1:
+                await conn.execute(idempotency.insert().values(tenant=tenant, key=key, **values))
+            # expired records go as new ones come: the table holds about one time to live of keys
+            await conn.execute(idempotency.delete().where(idempotency.c.created_at <= newer_than))
+
+    async def forget(self, tenant: str, key: str, task_id: str) -> None:
+        """The task this record points at was never stored: the key is free again."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                idempotency.delete().where(
+                    idempotency.c.tenant == tenant, idempotency.c.key == key, idempotency.c.task_id == task_id
+                )
+            )
