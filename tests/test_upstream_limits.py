@@ -229,5 +229,5 @@ async def test_an_upstream_video_too_large_to_decode_fails_the_task(capped_app: 
     assert video["status"] == "failed", video
     assert video["error"]["code"] == "video_too_large"
     assert "96x160 with 9 frames" in video["error"]["message"]
-    # the content endpoint says there is no video, it doesn't crash
-    assert_openai_error(await capped_app.get(f"/v1/videos/{video_id}/content"), 400)
+    # the content endpoint says there is no video (409: not ready, as for a queued one), it doesn't crash
+    assert_openai_error(await capped_app.get(f"/v1/videos/{video_id}/content"), 409)
