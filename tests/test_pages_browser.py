@@ -41,7 +41,7 @@ def test_page_follows_the_task_live_and_plays_the_video(server: KeyedServer, chr
         # a longer job first, so ours is still queued when the page opens
         busy = http.post("/v1/videos", json={"prompt": "keeps the worker busy", "model": "sora-2-pro"})
         assert busy.status_code == 200, busy.text
-        created = http.post("/v1/videos", json={"prompt": XSS_PROMPT, "model": "sora-2"})
+        created = http.post("/v1/videos", json={"prompt": XSS_PROMPT, "model": "sora-2", "size": "96x160"})
         assert created.status_code == 200, created.text
         task_id = created.json()["task_id"]
     with Browser(chromium) as browser:
@@ -69,7 +69,7 @@ def test_page_follows_the_task_live_and_plays_the_video(server: KeyedServer, chr
 
 def test_history_strip_links_every_version(server: KeyedServer, chromium: str) -> None:
     with server.http() as http:
-        first = http.post("/v1/videos", json={"prompt": "a red barn", "model": "sora-2"}).json()
+        first = http.post("/v1/videos", json={"prompt": "a red barn", "model": "sora-2", "size": "96x160"}).json()
         video_id = first["id"]
         for _ in range(600):
             state = http.get(f"/v1/videos/{video_id}").json()
@@ -98,7 +98,8 @@ def test_history_strip_links_every_version(server: KeyedServer, chromium: str) -
 def test_media_links_open_and_play_on_their_own(server: KeyedServer, chromium: str) -> None:
     """What a chat reply links to (the mp4, the webp) still shows when opened directly, under its CSP."""
     with server.http() as http:
-        created = http.post("/v1/videos", json={"prompt": "a media link opened on its own", "model": "sora-2"})
+        body = {"prompt": "a media link opened on its own", "model": "sora-2", "size": "96x160"}
+        created = http.post("/v1/videos", json=body)
         task_id = created.json()["task_id"]
         for _ in range(600):
             done = http.get(f"/source/{task_id}").json()

@@ -75,7 +75,7 @@ def test_videos_api_writes_to_the_bucket_and_serves_content(proxied: tuple[Keyed
     client = server.client("main")
     before = set(moto_s3.keys(bucket))
     image = ("a.png", PNG, "image/png")
-    started = client.videos.create(prompt="a cow in a field", model="sora-2", input_reference=image)
+    started = client.videos.create(prompt="a cow in a field", model="sora-2", size="96x160", input_reference=image)  # type: ignore[arg-type]  # the model's own size, beside OpenAI's
     video = client.videos.poll(started.id, poll_interval_ms=100)
     assert video.status == "completed", video.error
     made = set(moto_s3.keys(bucket)) - before

@@ -19,6 +19,9 @@ _CODE = re.compile(r"[a-z0-9_]{1,64}")
 _MAX_ERROR_BODY = 16 * 1024
 
 
+_CONVERTOR = re.compile(r":[A-Za-z_]{1,40}+\}")  # linear: bounded, possessive
+
+
 class RequestMetrics:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -47,7 +50,8 @@ class RequestMetrics:
             await self.app(scope, receive, watching_send)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # `{video_id:video_id}` (a path convertor) is labelled as the plain `{video_id}` clients see
+            template = _CONVERTOR.sub("}", getattr(route, "path", None) or "unmatched")
             method = scope.get("method", "GET")
             self.metrics.http_requests.labels(method, template, str(status)).inc()
             if status >= 400:
