@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import gc
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -19,21 +17,16 @@ from .catalog import (
     DEMO_LTX_PIPELINE,
     DEMO_PIPELINE,
     CatalogError,
-    DiffusersSpec,
     ModelSpec,
     UpstreamSpec,
     load_catalog,
 )
-from .domain import OPEN_TENANT, ApiKey, KeyLimits
-from .engines.presets import PRESETS
+from .commands import keys as keys_cmd
+from .commands import models as models_cmd
 from .media.storage import StorageConfigError
 from .net.loopback import is_loopback
-from .service import keys as keys_service
 from .settings import Settings
-from .standard_webhooks import check_endpoint
 from .standard_webhooks import new_secret as new_webhook_secret
-from .store.keys import NameTaken
-from .store.tasks import Store
 
 
 def describe_model(spec: ModelSpec) -> str:
@@ -60,146 +53,6 @@ def _media_place(settings: Settings) -> str:
         return str(settings.resolved_media_dir)
     links = f"presigned links, {settings.s3_presign_expires_s} s" if settings.s3_links == "presigned" else "proxied"
     return f"{settings.storage_url} ({links})"
-
-
-async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
-    """Run `fn` on the migrated store of `settings`, then close it."""
-    store = Store(settings.resolved_database_url)
-    try:
-        await store.migrate()
-        return await fn(store)
-    finally:
-        await store.close()
-
-
-async def _count_keys(store: Store) -> int:
-    return await store.keys.active_count()
-
-
-def _limits_text(limits: KeyLimits) -> str:
-    def show(value: int | None, unit: str) -> str:
-        return f"{value}{unit}" if value is not None else "unlimited"
-
-    return (
-        f"rpm={show(limits.rpm, '')} max-concurrent={show(limits.max_concurrent, '')} "
-        f"daily-seconds={show(limits.daily_seconds, ' s')} priority={limits.priority:g}"
-    )
-
-
-def _limits_from_args(args: argparse.Namespace, base: KeyLimits) -> KeyLimits:
-    """The limits `args` set over `base` (0 removes a limit)."""
-    changes: dict[str, Any] = {}
-    for field in ("rpm", "max_concurrent", "daily_seconds"):
-        value = getattr(args, field)
-        if value is not None:
-            changes[field] = value or None
-    if args.priority is not None:
-        changes["priority"] = args.priority
-    return dataclasses.replace(base, **changes)
-
-
-async def _adopt_or_explain(store: Store, key: ApiKey, adopt: bool, first: bool) -> None:
-    open_videos = await store.count_videos(OPEN_TENANT)
-    if adopt:
-        if key.tenant == OPEN_TENANT:
-            print(f"Key {key.name} already owns the videos made in open mode (its tenant is {OPEN_TENANT!r}).")
-            return
-        await store.move_tenant(OPEN_TENANT, key.tenant)
-        print(
-            f"Moved {open_videos} video(s) made in open mode (tenant {OPEN_TENANT!r}) "
-            f"to this key's tenant {key.tenant!r}."
-        )
-    elif first and open_videos and key.tenant != OPEN_TENANT:
-        print(
-            f"The {open_videos} video(s) made in open mode stay under tenant {OPEN_TENANT!r}, which no key can see. "
-            f"To give them to this key: reelchat keys update {key.name} --adopt-open-videos"
-        )
-
-
-def _create_key(name: str, tenant: str | None, args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
-    webhook_url: str | None = args.webhook_url
-
-    async def create(store: Store) -> int:
-        if webhook_url:
-            check_endpoint(webhook_url)  # before the key exists: a bad URL makes no key
-        first = await store.keys.active_count() == 0
-        try:
-            key, secret = await keys_service.create_key(
-                store, name, tenant or None, _limits_from_args(args, KeyLimits())
-            )
-        except NameTaken:
-            print(f"reelchat: an active key is already named {name!r}; pick another name.", file=sys.stderr)
-            return 1
-        print(f"Created key {key.id} (name {key.name}, tenant {key.tenant}; {_limits_text(key.limits)}).")
-        if first:
-            print(
-                "This is the first API key: from now on every request needs a key ('Authorization: Bearer <key>'), "
-                "open mode ends."
-            )
-        if webhook_url:
-            _, webhook_secret = await keys_service.set_webhook(store, key.id, webhook_url)
-            print(f"Its videos' video.completed / video.failed events go to {webhook_url}, signed with")
-            print(f"  {webhook_secret}")
-            print("(the receiver's Standard Webhooks secret; it is not shown again).")
-        await _adopt_or_explain(store, key, args.adopt_open_videos, first)
-        print("Copy it now; it is stored hashed and will not be shown again:")
-        print(secret)
-        return 0
-
-    return create
-
-
-def _update_key(id_or_name: str, args: argparse.Namespace) -> Callable[[Store], Awaitable[int]]:
-    webhook_url: str | None = args.webhook_url
-
-    async def update(store: Store) -> int:
-        if webhook_url:
-            check_endpoint(webhook_url)  # before anything changes: a bad URL changes nothing
-        key = await store.keys.by_name(id_or_name)
-        if key is None:
-            print(f"reelchat: no active key with id or name {id_or_name!r}.", file=sys.stderr)
-            return 1
-        limits = _limits_from_args(args, key.limits)
-        if limits != key.limits:
-            await store.keys.set_limits(key.id, limits)
-        print(f"Key {key.name} (tenant {key.tenant}): {_limits_text(limits)}.")
-        if webhook_url is not None:
-            _, secret = await keys_service.set_webhook(store, key.id, webhook_url or None)
-            if not webhook_url:
-                print(f"Key {key.name}: no webhook any more.")
-            else:
-                print(f"Key {key.name}: its videos' events go to {webhook_url}.")
-                if secret:
-                    print("Signed with this secret (the receiver's Standard Webhooks secret; it is not shown again):")
-                    print(secret)
-                else:
-                    print("Signed with the secret it already had.")
-        await _adopt_or_explain(store, key, args.adopt_open_videos, first=False)
-        return 0
-
-    return update
-
-
-async def _list_keys(store: Store) -> int:
-    rows = await store.keys.list_all()
-    if not rows:
-        print("No API keys: the server runs open on loopback addresses only.")
-    for k in rows:
-        state = "revoked" if k.revoked_at else "active"
-        print(
-            f"{k.id}\t{k.name}\ttenant={k.tenant}\t{k.prefix}…\t{k.created_at:%Y-%m-%d %H:%M}\t{state}"
-            f"\t{_limits_text(k.limits)}\twebhook={'set' if k.webhook_url else 'none'}"
-        )
-    return 0
-
-
-def _revoke_key(id_or_name: str) -> Callable[[Store], Awaitable[int]]:
-    async def revoke(store: Store) -> int:
-        n = await store.keys.revoke(id_or_name)
-        print(f"Revoked {n} key(s)." if n else f"No active key with id or name {id_or_name!r}.")
-        return 0 if n else 1
-
-    return revoke
 
 
 RAY_CONNECT_TIMEOUT_S = 120.0
@@ -234,68 +87,6 @@ def _join_ray(settings: Settings) -> str | None:
     return None
 
 
-def print_presets() -> int:
-    header = ("preset", "repo", "family", "params", "sizes", "fps", "window", "steps", "VRAM", "supports")
-    rows = [header]
-    for p in PRESETS.values():
-        f = p.fields
-        sizes = "/".join(dict.fromkeys(f["landscape_sizes"] + f["portrait_sizes"]))
-        window = f"{p.window_frames} fr"
-        vram = f"~{p.vram_gb} GB"
-        supports = ",".join(p.supports)
-        rows.append(
-            (p.name, p.repo_id, p.family, p.params, sizes, str(f["fps"]), window, str(f["steps"]), vram, supports)
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    print()
-    print("VRAM: estimated for bf16 weights plus activations at the first size, without offload; not measured.")
-    print("supports: what the model can do (reelchat serves text, image and video (remix); not extension yet).")
-    print('Use one: `reelchat pull NAME`, then a catalog entry {"sora-2": {"preset": "NAME"}} (any field overrides).')
-    return 0
-
-
-def pull(target: str) -> int:
-    from .engines import hub
-
-    try:
-        repo_id = hub.resolve_target(target)
-    except hub.HubError as e:
-        print(f"reelchat: {e}", file=sys.stderr)
-        return 2
-    print(f"reelchat: pulling {repo_id} (only the files its diffusers pipeline loads)", flush=True)
-    try:
-        path = hub.pull(repo_id)
-    except hub.HubError as e:
-        print(f"reelchat: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"\nreelchat: interrupted; run `reelchat pull {target}` again to resume", file=sys.stderr)
-        return 130
-    preset = target if target in PRESETS else None
-    entry = f'{{"preset": "{preset}"}}' if preset else f'{{"pipeline": "{repo_id}"}}'
-    print(f"reelchat: {repo_id} is in {path}")
-    print(f"reelchat: serve it with a catalog entry, e.g. REELCHAT_MODELS_JSON='{{\"sora-2\": {entry}}}'")
-    return 0
-
-
-def missing_models(catalog: dict[str, ModelSpec]) -> list[str]:
-    """Why each local model whose checkpoint is a Hugging Face repo id not in the cache can't be served."""
-    specs = [s for s in catalog.values() if isinstance(s, DiffusersSpec)]
-    repos = {(s.name, v) for s in specs for v in (s.pipeline, s.i2v_pipeline) if v}
-    if not repos:
-        return []
-    from .engines import hub
-
-    return [
-        hub.missing_message(name, v) for name, v in sorted(repos) if hub.is_repo_id(v) and not hub.cached_snapshot(v)
-    ]
-
-
-# Connections the kernel may hold before they are accepted: a burst of thousands of streams opening
-# at once would otherwise overflow uvicorn's 2048 and wait out SYN retransmits (1 s, then 3 s).
-# The kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 8192
 
 
@@ -330,7 +121,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     except CatalogError as e:
         print(f"reelchat: {e}", file=sys.stderr)
         return 2
-    missing = missing_models(catalog)
+    missing = models_cmd.missing_models(catalog)
     for message in missing:
         print(f"reelchat: {message}", file=sys.stderr)
     if missing:
@@ -341,7 +132,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         print(f"reelchat: {e}", file=sys.stderr)
         return 2
     settings.home.mkdir(parents=True, exist_ok=True)
-    key_count = asyncio.run(_with_store(settings, _count_keys))
+    key_count = asyncio.run(keys_cmd.with_store(settings, keys_cmd.count_keys))
     if key_count == 0 and not is_loopback(host, resolve=True):
         print(
             f"reelchat: refusing to listen on {host}: no API keys exist, so the server would be open to anyone.\n"
@@ -394,42 +185,6 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
         log_config=uvicorn_log_config(settings.log_format),
     )
     return 0
-
-
-def _positive(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {value}")
-    return number
-
-
-def _count(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, not {value}")
-    return number
-
-
-def _add_limit_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rpm", type=_count, help="videos this key may request per minute (0: no limit)")
-    parser.add_argument(
-        "--max-concurrent", type=_count, help="videos queued or in progress at once for this key (0: no limit)"
-    )
-    parser.add_argument(
-        "--daily-seconds",
-        type=_count,
-        help="seconds of video per rolling 24 hours; only completed videos are charged (0: no limit)",
-    )
-    parser.add_argument(
-        "--priority",
-        type=_positive,
-        help="weight in the fair queue when several keys wait (default 1; 2 = twice the share)",
-    )
-    parser.add_argument(
-        "--adopt-open-videos",
-        action="store_true",
-        help="move the videos made in open mode (tenant 'default') to this key's tenant",
-    )
 
 
 def _configuration_problems(e: ValidationError) -> list[str]:
@@ -513,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_create = keys_sub.add_parser("create", help="create a key (printed once)")
     p_create.add_argument("--name", required=True, help="unique among active keys")
     p_create.add_argument("--tenant", default="", help="owner of the videos made with this key (default: name)")
-    _add_limit_arguments(p_create)
+    keys_cmd.add_limit_arguments(p_create)
     p_create.add_argument(
         "--webhook-url",
         default=None,
@@ -521,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p_update = keys_sub.add_parser("update", help="change a key's limits, webhook, or adopt the open-mode videos")
     p_update.add_argument("key", help="the key's name or id")
-    _add_limit_arguments(p_update)
+    keys_cmd.add_limit_arguments(p_update)
     p_update.add_argument(
         "--webhook-url",
         default=None,
@@ -584,9 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return doctor(settings, resolve_base_url(args.base_url), ray_address_from_env())
     if args.command == "models" and args.what == "presets":
-        return print_presets()
+        return models_cmd.print_presets()
     if args.command == "pull":
-        return pull(args.target)
+        return models_cmd.pull(args.target)
     if args.command == "models":
         try:
             catalog = load_catalog(settings.models_file, settings.models_json)
@@ -599,19 +354,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings.home.mkdir(parents=True, exist_ok=True)
     if args.keys_command == "create":
         try:
-            return asyncio.run(_with_store(settings, _create_key(args.name, args.tenant, args)))
+            return asyncio.run(keys_cmd.with_store(settings, keys_cmd.create_key(args.name, args.tenant, args)))
         except ValueError as e:
             print(f"reelchat: {e}", file=sys.stderr)
             return 2
     if args.keys_command == "update":
         try:
-            return asyncio.run(_with_store(settings, _update_key(args.key, args)))
+            return asyncio.run(keys_cmd.with_store(settings, keys_cmd.update_key(args.key, args)))
         except ValueError as e:
             print(f"reelchat: {e}", file=sys.stderr)
             return 2
     if args.keys_command == "list":
-        return asyncio.run(_with_store(settings, _list_keys))
-    return asyncio.run(_with_store(settings, _revoke_key(args.key)))
+        return asyncio.run(keys_cmd.with_store(settings, keys_cmd.list_keys))
+    return asyncio.run(keys_cmd.with_store(settings, keys_cmd.revoke_key(args.key)))
 
 
 if __name__ == "__main__":
