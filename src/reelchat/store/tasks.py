@@ -8,7 +8,6 @@ count: how many times in a row the process died while the engine was making the 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
@@ -17,43 +16,17 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ..domain import Orientation, Task, TaskEvent, TaskStatus
+from ..domain import Task, TaskEvent, TaskStatus
 from .characters import CharacterStore
 from .fair_queue import next_queued
 from .idempotency import IdempotencyStore
 from .keys import KeyStore
 from .schema import MIGRATIONS, metadata, schema_migrations, tasks
-from .timestamps import to_datetime, to_timestamp
+from .task_rows import row_to_task, sqlite_pragmas, task_to_row
 from .usage import UsageStore
 from .webhooks import OutboxEvent, WebhookStore
 
-_TIMES = ("created_at", "started_at", "completed_at")  # datetimes in the domain, unix seconds in the table
 MIGRATION_LOCK_KEY = 0x7265656C63686174  # "reelchat": the advisory lock that serialises migrations
-_FIELDS = [f.name for f in dataclasses.fields(Task) if f.name in tasks.c]
-
-
-def _row_to_task(row: sa.Row[Any]) -> Task:
-    m = row._mapping
-    values: dict[str, Any] = {name: m[name] for name in _FIELDS}
-    values.update({name: to_datetime(m[name]) for name in _TIMES})
-    values.update(
-        orientation=Orientation(m["orientation"]),
-        status=TaskStatus(m["status"]),
-        has_image=bool(m["has_image"]),
-        deleted=bool(m["deleted"]),
-        params=dict(m["params"] or {}),
-        media_pending=list(m["media_pending"] or []),
-        phases=dict(m["phases"] or {}),
-    )
-    return Task(**values)
-
-
-def _task_to_row(task: Task) -> dict[str, Any]:
-    values: dict[str, Any] = {name: getattr(task, name) for name in _FIELDS}
-    values.update({name: to_timestamp(getattr(task, name)) for name in _TIMES})
-    values.update(orientation=task.orientation.value, status=task.status.value)
-    values["created_at"] = values["created_at"] or time.time()
-    return values
 
 
 class Store:
@@ -75,7 +48,7 @@ class Store:
         self._pending_inserts: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._insert_writer: asyncio.Task[None] | None = None
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations in order; returns the versions applied now."""
@@ -108,7 +81,7 @@ class Store:
     async def insert_task(self, task: Task) -> None:
         """Durable when this returns. Concurrent inserts share one transaction (group commit): SQLite
         has one write lock, and a burst of 100 separate commits would queue on it one by one."""
-        values = _task_to_row(task)
+        values = task_to_row(task)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_inserts.append((values, done))
         if self._insert_writer is None or self._insert_writer.done():
@@ -140,7 +113,7 @@ class Store:
     async def _one(self, where: sa.ColumnElement[bool]) -> Task | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(tasks).where(where))).first()
-        return _row_to_task(row) if row is not None else None
+        return row_to_task(row) if row is not None else None
 
     async def get_task(self, task_id: str) -> Task | None:
         return await self._one(tasks.c.id == task_id)
@@ -164,7 +137,7 @@ class Store:
         q = q.order_by(*(c.desc() if desc else c.asc() for c in (tasks.c.created_at, tasks.c.id)))
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q.limit(limit + 1))).fetchall()
-        page = [_row_to_task(r) for r in rows[:limit]]
+        page = [row_to_task(r) for r in rows[:limit]]
         return page, len(rows) > limit
 
     async def claim(self, task_id: str, owner: str = "local") -> Task | None:
@@ -193,7 +166,7 @@ class Store:
             if result.rowcount != 1:
                 return None
             row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).one()
-        return _row_to_task(row)
+        return row_to_task(row)
 
     async def _fenced_update(
         self, task_id: str, attempt: int, *, outbox: OutboxEvent | None = None, **values: Any
@@ -423,16 +396,7 @@ class Store:
                 )
             )
             row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
-        return _row_to_task(row) if row is not None else None
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process; fsync at checkpoints
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+        return row_to_task(row) if row is not None else None
 
 
 __all__: Sequence[str] = ("Store", "metadata")
