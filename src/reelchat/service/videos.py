@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 
 from ..catalog import ModelSpec
-from ..domain import ApiKey, Character, InputImage, Orientation, Task, TaskEvent, TaskStatus, VideoRequest
+from ..domain import ApiKey, Character, InputImage, Task, TaskEvent, TaskStatus, VideoRequest
 from ..engines.registry import EngineRegistry
 from ..ids import SID_RE
-from ..media.storage import Storage, new_media_name
+from ..media.storage import Storage
 from ..media.uploads import CheckedVideo
 from ..settings import Settings
 from ..store.tasks import Store
@@ -26,7 +26,7 @@ from . import idempotency, keys
 from .capacity import UnfinishedCounts
 from .characters import CharacterService
 from .crashes import CrashPolicy
-from .errors import Busy, Conflict, InvalidRequest, NotFound, UnknownModel
+from .errors import Busy, Conflict, NotFound, UnknownModel
 from .events import EventBus, EventHub, LocalEventBus
 from .executor import Executor
 from .health import DatabaseProbe
@@ -279,87 +279,6 @@ class VideoService:
             task.image_name, task.image_data = image.name, image.data
         return task
 
-    async def edit(
-        self,
-        tenant: str,
-        prompt: str,
-        *,
-        video_id: str | None,
-        upload: bytes | None,
-        model: str | None,
-        key: ApiKey | None = None,
-    ) -> tuple[Task, Task | None]:
-        """A new video editing the tenant's completed video `video_id`, or an uploaded video (checked
-        before anything is stored); returns it and its source task (None for an upload). It counts
-        against `key`'s limits like any other video (`Busy`)."""
-        if upload is None:
-            if video_id is None:
-                raise InvalidRequest('A video is required: give {"id": ...} or upload a file.', param="video")
-            source = await self.resolve_source(tenant, video_id=video_id)
-            edited = await self.submit(tenant, VideoRequest(model=source.model, prompt=prompt), source=source, key=key)
-            return edited, source
-        spec = self.spec(model or DEFAULT_MODEL)
-        checked = await self.uploads.check(upload)
-        landscape = checked.width > checked.height
-        req = VideoRequest(
-            model=spec.name,
-            prompt=prompt,
-            orientation=Orientation.LANDSCAPE if landscape else Orientation.PORTRAIT,
-            # the allowed duration nearest the upload's (the shorter on a tie)
-            seconds=min(spec.allowed_seconds, key=lambda s: (abs(s - checked.duration), s)),
-        )
-        task = await self.prepare(tenant, req, origin="videos", uploaded_source=True, key=key)
-        name = new_media_name("mp4")
-        task.params["source_video"] = name
-        await self.storage.save(name, checked.mp4)
-        try:
-            await self.enqueue(task)
-        except BaseException:  # no task, so no one's file
-            await self.storage.delete(name)
-            raise
-        return task, None
-
-    async def extend(
-        self,
-        tenant: str,
-        prompt: str,
-        *,
-        seconds: int,
-        video_id: str | None,
-        upload: bytes | None,
-        model: str | None,
-        key: ApiKey | None = None,
-        idem: Idempotency | None = None,
-    ) -> tuple[Task, Task | None]:
-        """A new video continuing the tenant's completed video `video_id` by `seconds`, or an uploaded video
-        (checked before anything is stored, kept like an edit's); returns it and its source task (None for
-        an upload). It counts against `key`'s limits like any other video (`Busy`); with `idem`, the video
-        an earlier request with that key made."""
-        if upload is None:
-            if video_id is None:
-                raise InvalidRequest('A video is required: give {"id": ...} or upload a file.', param="video")
-            source = await self.extension_source(tenant, video_id)
-            req = VideoRequest(model=source.model, prompt=prompt, seconds=seconds, extend=True)
-            task = await self.submit(tenant, req, origin="videos", source=source, key=key, idem=idem)
-            return task, source
-        if idem is not None and (earlier := await self.replay(tenant, idem)) is not None:
-            return earlier, None
-        checked = await self.uploads.check(upload)
-        # an uploaded video is extended by the default model; a finished one by the model that made it
-        req = VideoRequest(model=model or DEFAULT_MODEL, prompt=prompt, seconds=seconds, extend=True)
-        task = await self.prepare(tenant, req, origin="videos", key=key, upload=checked)
-        name = new_media_name("mp4")
-        task.params["source_video"] = name
-        await self.storage.save(name, checked.mp4)
-        try:
-            queued = await self.enqueue(task, idem)
-        except BaseException:  # no task, so no one's file
-            await self.storage.delete(name)
-            raise
-        if queued.id != task.id:  # a twin request with the same idempotency key won: its video stands
-            await self.storage.delete(name)
-        return queued, None
-
     async def create_character(
         self, tenant: str, name: str, *, video_id: str | None, upload: bytes | None
     ) -> Character:
@@ -429,20 +348,6 @@ class VideoService:
         """The task's webhook deliveries (its delivery log), oldest first."""
         return await self.store.webhooks.for_task(task_id)
 
-    async def lineage(self, task: Task, limit: int = 200) -> list[Task]:
-        """The chain of videos this one was remixed from, root first, ending with the task itself."""
-        chain = [task]
-        seen = {task.id}
-        current = task
-        while current.remixed_from and len(chain) < limit:
-            parent = await self.store.get_task(current.remixed_from)
-            if parent is None or parent.id in seen:
-                break
-            chain.append(parent)
-            seen.add(parent.id)
-            current = parent
-        return list(reversed(chain))
-
     async def delete(self, tenant: str, video_id: str) -> Task:
         task = await self.get_video(tenant, video_id)
         self.executor.cancel(task.id)  # a running engine stops at its next step
@@ -476,28 +381,6 @@ class VideoService:
         """What the bus's notifier catches followers up with: the store's state of their tasks."""
         events = await self.store.task_events(task_ids)
         return [_with_deleted_message(e) for e in events]
-
-    async def follow(self, task_id: str, idle_s: float) -> AsyncIterator[TaskEvent | None]:
-        """The task's state as it changes, from whichever replica runs it, until it finishes: first
-        what the store says, then every event (the bus's notifier covers lost ones); None after
-        `idle_s` without news (the caller's keep-alive). Nothing is yielded for an unknown task."""
-        async with self.bus.subscribe(task_id) as events:
-            task = await self.store.get_task(task_id)  # read after subscribing: no event slips between
-            if task is None:
-                return
-            current = TaskEvent(task.id, TaskStatus.CANCELLED if task.deleted else task.status, task.progress)
-            yield current
-            while not current.status.finished:
-                try:
-                    event = await asyncio.wait_for(events.get(), timeout=idle_s)
-                except TimeoutError:
-                    yield None
-                    continue
-                if event.status is TaskStatus.IN_PROGRESS and current.status is TaskStatus.IN_PROGRESS:
-                    event = dataclasses.replace(event, progress=max(event.progress, current.progress))
-                if event != current:
-                    current = event
-                    yield current
 
     @asynccontextmanager
     async def watch(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:

@@ -22,6 +22,7 @@ from ...protocol.video_edits import (
     EditVideoBody,
     character_object,
 )
+from ...service import video_edits
 from ..contract import documented
 from ..deps import CallerDep, StateDep, TenantDep
 from ..errors import validation_error
@@ -58,7 +59,8 @@ async def edit_video(request: Request, state: StateDep, caller: CallerDep) -> JS
             fields, video_id = body, body.video.id
     except ValidationError as e:
         raise validation_error(e) from e
-    task, source = await state.service.edit(
+    task, source = await video_edits.edit(
+        state.service,
         caller.tenant,
         fields.prompt,
         video_id=video_id,

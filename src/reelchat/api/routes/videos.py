@@ -13,7 +13,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from ...domain import MAX_PROMPT_CHARS, InputImage, Task, TaskStatus, VideoRequest
 from ...protocol.response_schema import VideoDeleted, VideoList, VideoObject
 from ...protocol.views import video_object
-from ...service import idempotency
+from ...service import idempotency, video_edits
 from ..body_parser import BodyParser
 from ..contract import documented
 from ..deps import AppState, CallerDep, StateDep, TenantDep
@@ -290,7 +290,8 @@ async def extend_video(request: Request, state: StateDep, caller: CallerDep) -> 
     fingerprint = body.model_dump()
     if upload is not None:
         fingerprint["video"] = hashlib.sha256(upload.data).hexdigest()
-    task, source = await state.service.extend(
+    task, source = await video_edits.extend(
+        state.service,
         caller.tenant,
         body.prompt,
         seconds=body.seconds,
