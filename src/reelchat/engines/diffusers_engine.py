@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import gc
 import logging
-import math
 import os
 import threading
 from pathlib import Path
@@ -26,6 +25,17 @@ from .base import EngineCancelled, EngineError, EngineResult, JobRequest, Report
 from .diffusers_spec import DiffusersJob, DiffusersSpec
 from .families import Family, FamilyError, family_for
 from .families.base import diffusers
+from .job_frames import (
+    check_geometry,
+    check_job,
+    decode_image,
+    extension_prefix,
+    frames_of,
+    pil_frames,
+    remix_schedule,
+    resampled,
+    source_video,
+)
 from .speed import SpeedPlan
 from .speed_spec import SpeedConfig, Workload
 
@@ -231,10 +241,10 @@ class DiffusersEngine:
         """The clip in one pass, or window by window when it is longer than `job.window_frames` (and
         always for an extension: its source's frames, then windows that continue them); and how many of
         its first frames are the source's, untouched (an extension: all but the overlap it blends)."""
-        _check_job(job)
+        check_job(job)
         family = self.family()
         temporal = family.geometry(self._text_pipes()[0])[1]
-        prefix = _extension_prefix(job) if job.extend else None
+        prefix = extension_prefix(job) if job.extend else None
         given = 0 if prefix is None else len(prefix)
         total = given + job.frames
         window = job.window_frames or (total if prefix is None else job.frames + windows.overlap_for(temporal))
@@ -243,7 +253,7 @@ class DiffusersEngine:
         except ValueError as e:
             raise EngineError(str(e), "invalid_request") from None
         # a windowed remix re-noises its source window by window: the source, resampled to the clip
-        source = _resampled(job.source_frames, total) if job.source_frames is not None and not job.extend else None
+        source = resampled(job.source_frames, total) if job.source_frames is not None and not job.extend else None
         work = sum(w.length for w in plan)
         clip, done = prefix, 0
         for i, w in enumerate(plan):
@@ -274,18 +284,18 @@ class DiffusersEngine:
         family = self.family()
         if job.source_frames is not None:
             pipe = self._text_pipes()[1]
-            common["num_inference_steps"] = _remix_schedule(job)
-            _check_geometry(job, family, pipe)
-            common.update(family.video_args(pipe, job, _source_video(job), common["num_inference_steps"]))
+            common["num_inference_steps"] = remix_schedule(job)
+            check_geometry(job, family, pipe)
+            common.update(family.video_args(pipe, job, source_video(job), common["num_inference_steps"]))
         elif job.image is not None:
             pipe = self._image_pipe()
-            _check_geometry(job, family, pipe)
-            common.update(family.image_args(pipe, job, _decode_image(job)))
+            check_geometry(job, family, pipe)
+            common.update(family.image_args(pipe, job, decode_image(job)))
         else:
             pipe = self._text_pipes()[0]
-            _check_geometry(job, family, pipe)
+            check_geometry(job, family, pipe)
             common.update(family.text_args(pipe, job))
-        return _frames_of(self.speed.run(pipe, common), job)
+        return frames_of(self.speed.run(pipe, common), job)
 
     def _continue(
         self,
@@ -299,22 +309,27 @@ class DiffusersEngine:
         pass denoises (Wan), or a condition pipeline's video condition (LTX-Video)."""
         family = self.family()
         t2v, v2v = self._text_pipes()
-        _check_geometry(job, family, t2v)
-        frames = _pil_frames(tail, job.width, job.height)
+        check_geometry(job, family, t2v)
+        frames = pil_frames(tail, job.width, job.height)
         known = family.overlap_latents(t2v, job, frames)
         if known is not None:
-            common = self._common(job, reporter, stop, span, _Pin(known, job.seed))
+            common = self._common(job, reporter, stop, span, windows.Pin(known, job.seed))
             common.update(family.text_args(t2v, job))
-            return _frames_of(self.speed.run(t2v, common), job)
+            return frames_of(self.speed.run(t2v, common), job)
         args = family.continue_args(v2v, job, frames)
         if args is None:
             raise EngineError(f"{family.name} models can't continue a clip", "unsupported")
         common = self._common(job, reporter, stop, span, None)
         common.update(args)
-        return _frames_of(self.speed.run(v2v, common), job)
+        return frames_of(self.speed.run(v2v, common), job)
 
     def _common(
-        self, job: DiffusersJob, reporter: Reporter, stop: threading.Event, span: tuple[float, float], pin: _Pin | None
+        self,
+        job: DiffusersJob,
+        reporter: Reporter,
+        stop: threading.Event,
+        span: tuple[float, float],
+        pin: windows.Pin | None,
     ) -> dict[str, Any]:
         import torch
 
@@ -340,30 +355,6 @@ class DiffusersEngine:
                 torch.cuda.empty_cache()
 
 
-class _Pin:
-    """Holds a window's first latent frames to known ones while it denoises: after each step they are
-    set to where the forward process puts the known latents at the current noise level,
-    (1 - sigma) * known + sigma * noise, so the model draws the rest of the window around them and
-    they come out exactly known at sigma 0 (flow-matching schedulers: Wan's UniPC and Euler)."""
-
-    def __init__(self, known: Any, seed: int) -> None:
-        import torch
-
-        self.known = known
-        generator = torch.Generator("cpu").manual_seed(seed + 7919)
-        self.noise = torch.randn(known.shape, generator=generator).to(known.device, known.dtype)
-
-    def __call__(self, pipe: Any, latents: Any) -> Any:
-        scheduler = pipe.scheduler
-        index = scheduler.step_index
-        sigmas = scheduler.sigmas
-        sigma = float(sigmas[index]) if index is not None and index < len(sigmas) else 0.0
-        k = self.known.shape[2]
-        latents = latents.clone()
-        latents[:, :, :k] = ((1.0 - sigma) * self.known + sigma * self.noise).to(latents.dtype)
-        return latents
-
-
 class _Quiet:
     """The reporter of a warm-up run: nobody listens, nobody cancels."""
 
@@ -380,7 +371,7 @@ class _Quiet:
 
 
 def _progress_callback(
-    reporter: Reporter, stop: threading.Event, span: tuple[float, float] = (0.0, 1.0), pin: _Pin | None = None
+    reporter: Reporter, stop: threading.Event, span: tuple[float, float] = (0.0, 1.0), pin: windows.Pin | None = None
 ) -> Any:
     lo, hi = span  # this pass's share of the whole job's progress (windows: one pass of several)
 
@@ -396,115 +387,3 @@ def _progress_callback(
         return {"latents": pin(pipe, kwargs["latents"])} if pin is not None else {}
 
     return on_step_end
-
-
-def _frames_of(out: Any, job: DiffusersJob) -> npt.NDArray[np.uint8]:
-    """A pipeline's output as uint8 frames, checked against what the job asked for."""
-    frames: npt.NDArray[np.uint8] = (np.clip(out.frames[0], 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    if frames.shape != (job.frames, job.height, job.width, 3):
-        raise EngineError(
-            f"the pipeline returned frames of shape {frames.shape}, expected {(job.frames, job.height, job.width, 3)}"
-        )
-    return frames
-
-
-def _remix_schedule(job: DiffusersJob) -> int:
-    """The schedule length for a remix that runs `job.steps` denoising steps.
-
-    diffusers runs only the last int(n * strength) steps of an n-step schedule. Taken literally, a
-    4-step remix at strength 0.6 would run 2 steps, and one below 0.5 a single step at the very end of
-    the schedule (sigma ~ 0: the source comes back unchanged). Stretching the schedule instead keeps
-    the step count, and so the quality, of a fresh generation, and makes strength finer-grained.
-    """
-    n = max(job.steps, math.ceil(job.steps / job.strength))
-    while int(n * job.strength) < job.steps:  # float rounding
-        n += 1
-    return n
-
-
-def _check_job(job: DiffusersJob) -> None:
-    if job.extend:
-        if job.source_frames is None:
-            raise EngineError("an extension needs the video it extends", "invalid_request")
-        if job.frames < 4 or job.frames % 4:
-            raise EngineError(f"an extension adds 4k frames (4, 8, ...); got {job.frames}", "invalid_request")
-    elif job.frames < 1 or (job.frames - 1) % 4:
-        raise EngineError(f"video models need 4k+1 frames (5, 9, 13, ...); got {job.frames}", "invalid_request")
-    if job.width < 16 or job.height < 16 or job.width % 16 or job.height % 16:
-        raise EngineError(f"width and height must be multiples of 16; got {job.width}x{job.height}", "invalid_request")
-    if job.steps < 1:
-        raise EngineError(f"steps must be at least 1; got {job.steps}", "invalid_request")
-    if job.source_frames is not None and not 0.0 < job.strength <= 1.0:
-        raise EngineError(f"remix strength must be in (0, 1]; got {job.strength}", "invalid_request")
-
-
-def _check_geometry(job: DiffusersJob, family: Family, pipe: Any) -> None:
-    """A real checkpoint may be stricter than 16 px / 4k+1 (Wan 2.2 TI2V: 32 px, LTX-Video: 32 px and
-    8k+1 frames): ask the pipeline."""
-    multiple, temporal = family.geometry(pipe)
-    if job.width % multiple or job.height % multiple:
-        raise EngineError(
-            f"this model needs width and height in multiples of {multiple}; got {job.width}x{job.height}",
-            "invalid_request",
-        )
-    if (job.frames - 1) % temporal:
-        raise EngineError(f"this model needs {temporal}k+1 frames; got {job.frames}", "invalid_request")
-
-
-def _resampled(src: npt.NDArray[np.uint8], frames: int) -> npt.NDArray[np.uint8]:
-    """`src` at `frames` frames: its last frame held for the few the model makes past the video's own
-    (k * m + 1), else resampled evenly in time."""
-    if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
-        raise EngineError(f"remix source frames must be (F, H, W, 3); got {src.shape}", "invalid_request")
-    if 0 < frames - len(src) <= 8:
-        return np.concatenate([src, np.repeat(src[-1:], frames - len(src), axis=0)])
-    return src if len(src) == frames else src[np.linspace(0, len(src) - 1, frames).round().astype(int)]
-
-
-def _pil_frames(frames: npt.NDArray[np.uint8], width: int, height: int) -> list[Any]:
-    from PIL import Image
-
-    pil = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in frames]
-    return [f if f.size == (width, height) else f.resize((width, height), Image.Resampling.BICUBIC) for f in pil]
-
-
-def _extension_prefix(job: DiffusersJob) -> npt.NDArray[np.uint8]:
-    """The video being extended, every frame, at the job's size (it comes through unchanged)."""
-    src = job.source_frames
-    assert src is not None  # noqa: S101  (checked by _check_job)
-    if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
-        raise EngineError(f"the video to extend must be (F, H, W, 3) frames; got {src.shape}", "invalid_request")
-    if src.shape[1:3] == (job.height, job.width):
-        return src
-    return np.stack([np.asarray(f) for f in _pil_frames(src, job.width, job.height)])
-
-
-def _source_video(job: DiffusersJob) -> list[Any]:
-    """The remix source as PIL frames at the job's size and frame count (v2v keeps the source's length),
-    opening on the job's image when it has one (a character the edit's prompt names)."""
-    from PIL import Image
-
-    src = job.source_frames
-    assert src is not None  # noqa: S101  (narrows a type; never input validation)
-    if src.ndim != 4 or src.shape[-1] != 3 or len(src) == 0:
-        raise EngineError(f"remix source frames must be (F, H, W, 3); got {src.shape}", "invalid_request")
-    if 0 < job.frames - len(src) <= 8:  # the model's k*m+1 past the video's own frames: hold its last frame
-        src = np.concatenate([src, np.repeat(src[-1:], job.frames - len(src), axis=0)])
-    elif len(src) != job.frames:  # resample evenly in time
-        src = src[np.linspace(0, len(src) - 1, job.frames).round().astype(int)]
-    size = (job.width, job.height)
-    frames = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in src]
-    frames = [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC) for f in frames]
-    if job.image is not None:  # a character's reference frame opens the edited video
-        frames[0] = _decode_image(job)
-    return frames
-
-
-def _decode_image(job: DiffusersJob) -> Any:
-    from . import images
-
-    assert job.image is not None  # noqa: S101  (narrows a type; never input validation)
-    try:
-        return images.fit_image(job.image, job.width, job.height)
-    except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
-        raise EngineError(f"cannot decode the input image: {e}", "invalid_request") from e

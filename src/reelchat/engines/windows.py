@@ -1,5 +1,6 @@
 """Clips longer than one pass: how a clip is cut into windows, how windows are joined, and how
-visible the joins (seams) are. Pure numpy: no torch, no diffusers.
+visible the joins (seams) are. Numpy only, except `Pin`, which holds a window's first latents while it
+denoises (torch, imported when a pin is made); no diffusers.
 
 A model renders at most `window` frames in one pass (Wan 2.1: 81). A longer clip is made window by
 window: each window after the first starts `overlap` frames before the end of what is made so far,
@@ -14,6 +15,7 @@ the overlap at its end is touched (blended).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -105,3 +107,27 @@ def seam_ratio(frames: npt.NDArray[np.uint8], seams: list[tuple[int, int]]) -> f
     if not at_seam.any() or len(inside) == 0:
         return 0.0
     return float(steps[at_seam].max() / max(float(np.percentile(inside, 95)), 1e-6))
+
+
+class Pin:
+    """Holds a window's first latent frames to known ones while it denoises: after each step they are
+    set to where the forward process puts the known latents at the current noise level,
+    (1 - sigma) * known + sigma * noise, so the model draws the rest of the window around them and
+    they come out exactly known at sigma 0 (flow-matching schedulers: Wan's UniPC and Euler)."""
+
+    def __init__(self, known: Any, seed: int) -> None:
+        import torch
+
+        self.known = known
+        generator = torch.Generator("cpu").manual_seed(seed + 7919)
+        self.noise = torch.randn(known.shape, generator=generator).to(known.device, known.dtype)
+
+    def __call__(self, pipe: Any, latents: Any) -> Any:
+        scheduler = pipe.scheduler
+        index = scheduler.step_index
+        sigmas = scheduler.sigmas
+        sigma = float(sigmas[index]) if index is not None and index < len(sigmas) else 0.0
+        k = self.known.shape[2]
+        latents = latents.clone()
+        latents[:, :, :k] = ((1.0 - sigma) * self.known + sigma * self.noise).to(latents.dtype)
+        return latents

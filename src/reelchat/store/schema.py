@@ -11,6 +11,7 @@ import sqlalchemy as sa
 log = logging.getLogger("reelchat.store")
 
 metadata = sa.MetaData()
+MIGRATION_LOCK_KEY = 0x7265656C63686174  # "reelchat": the advisory lock that serialises migrations
 
 tasks = sa.Table(
     "tasks",

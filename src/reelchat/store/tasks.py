@@ -21,12 +21,10 @@ from .characters import CharacterStore
 from .fair_queue import next_queued
 from .idempotency import IdempotencyStore
 from .keys import KeyStore
-from .schema import MIGRATIONS, metadata, schema_migrations, tasks
+from .schema import MIGRATION_LOCK_KEY, MIGRATIONS, metadata, schema_migrations, tasks
 from .task_rows import row_to_task, sqlite_pragmas, task_to_row
 from .usage import UsageStore
 from .webhooks import OutboxEvent, WebhookStore
-
-MIGRATION_LOCK_KEY = 0x7265656C63686174  # "reelchat": the advisory lock that serialises migrations
 
 
 class Store:
