@@ -22,7 +22,7 @@ from ..media.uploads import CheckedVideo
 from ..settings import Settings
 from ..store.tasks import Store
 from ..store.webhooks import DeliveryRecord
-from . import idempotency, keys
+from . import following, idempotency, keys, lineage
 from .capacity import UnfinishedCounts
 from .characters import CharacterService
 from .crashes import CrashPolicy
@@ -381,6 +381,14 @@ class VideoService:
         """What the bus's notifier catches followers up with: the store's state of their tasks."""
         events = await self.store.task_events(task_ids)
         return [_with_deleted_message(e) for e in events]
+
+    def follow(self, task_id: str, idle_s: float) -> AsyncIterator[TaskEvent | None]:
+        """The task's state as it changes until it finishes (`following.follow`)."""
+        return following.follow(self.bus, self.store, task_id, idle_s)
+
+    async def lineage(self, task: Task) -> list[Task]:
+        """The chain of videos this one was remixed from, root first (`lineage.lineage`)."""
+        return await lineage.lineage(self.store, task)
 
     @asynccontextmanager
     async def watch(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:

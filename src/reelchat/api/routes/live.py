@@ -14,7 +14,6 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from ...ids import TASK_ID_RE
-from ...service import following
 from ..contract import documented
 from ..deps import StateDep
 from ..errors import ApiError
@@ -56,9 +55,7 @@ async def task_events(task_id: str, state: StateDep) -> StreamingResponse:
         gauge = state.ops.metrics.open_streams.labels("events")
         gauge.inc()
         try:
-            async for event in following.follow(
-                state.service.bus, state.service.store, task_id, idle_s=state.settings.keepalive_s
-            ):
+            async for event in state.service.follow(task_id, idle_s=state.settings.keepalive_s):
                 if event is None:
                     yield b": keep-alive\n\n"
                 else:

@@ -19,7 +19,6 @@ from ...domain import Task
 from ...ids import TASK_ID_RE, VIDEO_ID_RE
 from ...protocol.response_schema import TaskSource
 from ...protocol.views import source_view
-from ...service.lineage import lineage as remix_chain
 from ..contract import documented
 from ..deps import AppState, StateDep
 from ..errors import ApiError
@@ -36,7 +35,7 @@ async def _source(state: AppState, request: Request, task_id: str) -> tuple[Task
     if task is None:
         raise ApiError(404, f"No task found with id '{task_id}'.", param="task_id", code="task_not_found")
     links = state.links.for_request(request)
-    lineage = await remix_chain(state.service.store, task)
+    lineage = await state.service.lineage(task)
     view = source_view(task, lineage, links.base, links.media, deleted=task.deleted)
     if view["error"]:
         view["error"]["message"] = public_failure(view["error"]["code"])
