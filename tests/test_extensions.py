@@ -138,13 +138,21 @@ def test_extend_an_upload_through_the_sdk(client: openai.OpenAI, http: httpx.Cli
     assert_openai_error(both, 400)
 
 
-def test_an_upload_shorter_than_the_overlap_is_400(http: httpx.Client) -> None:
-    # a window continues from the last 5 frames (frame_multiple + 1): two frames carry no motion to go on
-    two = encode_mp4(np.full((2, 64, 64, 3), 120, np.uint8), 1)
-    r = http.post("/v1/videos/extensions", data={"prompt": "x", "seconds": "4"}, files={"video": ("v.mp4", two)})
-    err = assert_openai_error(r, 400, "video_too_short")
-    assert err["param"] == "video"
-    assert "at least 5 frames" in err["message"]
+def test_an_upload_shorter_than_the_overlap_goes_on_from_its_last_frame(client: openai.OpenAI, http: httpx.Client) -> None:
+    # a window continues from the last 5 frames (frame_multiple + 1); two frames go on from the last one,
+    # as image-to-video would: the first frame comes through unchanged, the second is blended
+    two = np.full((2, 64, 64, 3), 120, np.uint8)
+    two[1] = 60
+    r = http.post(
+        "/v1/videos/extensions", data={"prompt": "x", "seconds": "4"}, files={"video": ("v.mp4", encode_mp4(two, 1))}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["seconds"] == "6"
+    done = wait_video(client, r.json()["id"])
+    assert done.status == "completed", done.error
+    out = frames_of(client, done.id)
+    assert len(out) == 2 + 4  # 2 s at 1 fps, then 4 s more at the upload's fps
+    assert np.abs(out[0].astype(int) - 120).mean() < 6  # the source's first frame, through two encodes
 
 
 def test_extend_with_a_json_body(http: httpx.Client, client: openai.OpenAI, finished: Any) -> None:

@@ -60,6 +60,9 @@ def test_plan_cuts_a_clip_into_overlapping_windows() -> None:
     assert [w.length for w in windows.plan(33, 17, 4)] == [17, 17, 9]
     # an extension starts `overlap` frames before the end of the video it continues
     assert windows.plan(41 + 16, 17, 4, prefix=41) == [windows.Window(36, 17, 5), windows.Window(48, 9, 5)]
+    # a source shorter than the overlap goes on from its last frame; later windows share the full overlap
+    assert windows.plan(2 + 20, 17, 4, prefix=2) == [windows.Window(1, 17, 1), windows.Window(13, 9, 5)]
+    assert windows.plan(1 + 4, 17, 4, prefix=1) == [windows.Window(0, 5, 1)]
 
 
 @pytest.mark.parametrize("window", [16, 5, 1])

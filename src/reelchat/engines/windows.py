@@ -39,7 +39,8 @@ def plan(total: int, window: int, multiple: int, *, prefix: int = 0) -> list[Win
     """The passes that make frames [prefix, total) of a clip, `prefix` frames being given.
 
     Every length is k * multiple + 1, as video models need. With no prefix the first window starts
-    at 0; each next one (and the first of an extension) starts `overlap` frames before the end.
+    at 0; each next one (and the first of an extension) starts `overlap` frames before the end, or
+    one frame before it when fewer than `overlap` frames are given.
     """
     if window < 1 or (window - 1) % multiple:
         raise ValueError(f"window_frames must be k * {multiple} + 1; got {window}")
@@ -56,13 +57,13 @@ def plan(total: int, window: int, multiple: int, *, prefix: int = 0) -> list[Win
         first = min(window, total)
         windows.append(Window(0, first, 0))
         made = first
-    elif prefix < overlap:
-        raise ValueError(f"a video to extend needs at least {overlap} frames; it has {prefix}")
-    step = window - overlap  # new frames per full window: a multiple of `multiple`
     while made < total:
-        new = min(step, total - made)
+        # a source shorter than the overlap (an upload of a few frames) goes on from its last frame
+        # alone: one latent frame, as image-to-video would; the windows after it share the full overlap
+        o = overlap if made >= overlap else 1
+        new = min(window - o, total - made)
         new = multiple * -(-new // multiple)  # whole latent frames; the caller trims any excess
-        windows.append(Window(made - overlap, overlap + new, overlap))
+        windows.append(Window(made - o, o + new, o))
         made += new
     return windows
 

@@ -151,9 +151,9 @@ def _extension(
     new_frames = spec.continuation_frames(added, clip.fps)
     try:
         windows = spec.windows_for(new_frames, prefix=clip.frames)
-    except ValueError as e:  # an upload of a few frames: fewer than the windows' overlap that carries the motion
+    except ValueError as e:  # a window the model can't render (the catalog checks this at startup)
         raise InvalidRequest(
-            f"The video is too short to extend ({clip.frames} frames): {e}.", param="video", code="video_too_short"
+            f"The video can't be extended ({clip.frames} frames): {e}.", param="video", code="unsupported_value"
         ) from None
     width, height = parse_size(spec.render_size(clip.size))  # what the model renders; the mp4 is `size`
     seed = req.seed if req.seed is not None else clip.seed if clip.seed is not None else random.randrange(2**31)  # noqa: S311  (a sampling seed, not a secret)
