@@ -138,7 +138,9 @@ def test_extend_an_upload_through_the_sdk(client: openai.OpenAI, http: httpx.Cli
     assert_openai_error(both, 400)
 
 
-def test_an_upload_shorter_than_the_overlap_goes_on_from_its_last_frame(client: openai.OpenAI, http: httpx.Client) -> None:
+def test_an_upload_shorter_than_the_overlap_goes_on_from_its_last_frame(
+    client: openai.OpenAI, http: httpx.Client
+) -> None:
     # a window continues from the last 5 frames (frame_multiple + 1); two frames go on from the last one,
     # as image-to-video would: the first frame comes through unchanged, the second is blended
     two = np.full((2, 64, 64, 3), 120, np.uint8)
