@@ -24,6 +24,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from reelchat.domain import TaskEvent, TaskStatus
+from reelchat.service.mailbox import Mailbox
 from reelchat.service.pg_events import PgEventBus, asyncpg_dsn
 
 
@@ -58,7 +59,7 @@ async def measure(url: str, tasks: int, subscribers: int, rate: float, events: i
         expected = [events]
         arrived = asyncio.Event()
 
-        async def drain(queue: asyncio.Queue[TaskEvent]) -> None:
+        async def drain(queue: Mailbox[TaskEvent]) -> None:
             while True:
                 event = await queue.get()
                 latencies.append(time.perf_counter() - sent[(event.task_id, event.progress)])

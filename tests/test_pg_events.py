@@ -15,6 +15,7 @@ from test_store import make_task
 
 from reelchat.domain import TaskEvent, TaskStatus
 from reelchat.service.events import LocalEventBus
+from reelchat.service.mailbox import Mailbox
 from reelchat.service.pg_events import MAX_PAYLOAD_BYTES, PgEventBus, encode_notice
 from reelchat.store.tasks import Store
 
@@ -65,7 +66,7 @@ async def replicas(db: tuple[str, Any, Store]) -> AsyncIterator[tuple[Replica, R
             await r.bus.close()
 
 
-async def next_event(queue: asyncio.Queue[TaskEvent], within: float = 5.0) -> TaskEvent:
+async def next_event(queue: Mailbox[TaskEvent], within: float = 5.0) -> TaskEvent:
     return await asyncio.wait_for(queue.get(), timeout=within)
 
 

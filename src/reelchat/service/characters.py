@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -28,6 +29,11 @@ __all__ = ["MAX_NAME_CHARS", "CharacterService"]
 
 MAX_NAME_CHARS = MAX_CHARACTER_NAME_CHARS  # after whitespace is collapsed; the request holds at most as many
 _SEARCHED = 200  # a prompt is matched against the tenant's most recent characters, at most this many
+# Every new video asks which characters its prompt names. The tenant's list is kept this long, so a
+# burst of requests reads it once, not once each; a character made here is seen at once, one made
+# through another replica within this time.
+FRESH_S = 1.0
+_CACHED_TENANTS = 10_000
 
 
 class CharacterService:
@@ -35,6 +41,7 @@ class CharacterService:
         self.store = store
         self.storage = storage
         self.uploads = uploads
+        self._known: dict[str, tuple[float, list[Character]]] = {}  # tenant -> (read at, newest first)
 
     async def create(
         self,
@@ -67,6 +74,7 @@ class CharacterService:
         except BaseException:
             await self.storage.delete(character.frame_name)
             raise
+        self._known.pop(tenant, None)
         return character
 
     async def get(self, tenant: str, character_id: str) -> Character:
@@ -79,12 +87,23 @@ class CharacterService:
 
     async def named_in(self, tenant: str, prompt: str) -> Character | None:
         """The character the prompt names: an `@name` first, else a plain name; the longest name wins."""
-        candidates = await self.store.characters.of_tenant(tenant, _SEARCHED)
+        candidates = await self._of_tenant(tenant)
         for at in (True, False):
             named = [c for c in candidates if _mentions(prompt, c.name, at=at)]
             if named:
                 return max(named, key=lambda c: len(c.name))
         return None
+
+    async def _of_tenant(self, tenant: str) -> list[Character]:
+        now = time.monotonic()
+        known = self._known.get(tenant)
+        if known is not None and now - known[0] <= FRESH_S:
+            return known[1]
+        found = await self.store.characters.of_tenant(tenant, _SEARCHED)
+        if len(self._known) >= _CACHED_TENANTS:
+            self._known.clear()
+        self._known[tenant] = (now, found)
+        return found
 
     async def reference_frame(self, character: Character) -> bytes:
         return await self.storage.load(character.frame_name)

@@ -27,6 +27,7 @@ from typing import Protocol
 from ..domain import ApiKey, Orientation, Task, TaskEvent, TaskStatus, VideoRequest
 from .idempotency import Idempotency
 from .keepalive import TICK, KeepaliveWheel
+from .mailbox import Mailbox
 from .videos import VideoService
 
 log = logging.getLogger("reelchat.service.chat")
@@ -163,9 +164,7 @@ class ChatServing:
             async for snapshot in self._guarded(task, events, give_up_at):
                 yield snapshot
 
-    async def _guarded(
-        self, task: Task, events: asyncio.Queue[TaskEvent], give_up_at: float
-    ) -> AsyncIterator[Snapshot]:
+    async def _guarded(self, task: Task, events: Mailbox[TaskEvent], give_up_at: float) -> AsyncIterator[Snapshot]:
         try:
             async for snapshot in self._snapshots(task, events, give_up_at):
                 yield snapshot
@@ -177,9 +176,7 @@ class ChatServing:
                 f"the server lost track of this task ({type(e).__name__}); its page has its state"
             ) from e
 
-    async def _snapshots(
-        self, task: Task, events: asyncio.Queue[TaskEvent], give_up_at: float
-    ) -> AsyncIterator[Snapshot]:
+    async def _snapshots(self, task: Task, events: Mailbox[TaskEvent], give_up_at: float) -> AsyncIterator[Snapshot]:
         current = task
         yield Snapshot(current)
         ticks_to_resync = self._resync_ticks

@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 from typing import Protocol
 
 from ..domain import TaskEvent, TaskStatus
+from .mailbox import Mailbox
 
 log = logging.getLogger("reelchat.events")
 
@@ -31,7 +32,7 @@ class EventBus(Protocol):
     def publish(self, event: TaskEvent) -> None:
         """Deliver `event` to the task's current subscribers; never blocks."""
 
-    def subscribe(self, task_id: str) -> AbstractAsyncContextManager[asyncio.Queue[TaskEvent]]:
+    def subscribe(self, task_id: str) -> AbstractAsyncContextManager[Mailbox[TaskEvent]]:
         """A queue of the task's events from now on, for as long as the context is open."""
         ...
 
@@ -65,7 +66,7 @@ class LocalEventBus:
 
     def __init__(self, catch_up_s: float = 3.0) -> None:
         self.catch_up_s = catch_up_s
-        self._subscribers: dict[str, set[asyncio.Queue[TaskEvent]]] = defaultdict(set)
+        self._subscribers: dict[str, set[Mailbox[TaskEvent]]] = defaultdict(set)
         self._latest: dict[str, TaskEvent] = {}  # the last event delivered, per followed task
         self._seq: dict[str, int] = {}  # events delivered, per followed task: a catch-up that races one yields
         self._gap = asyncio.Event()
@@ -77,8 +78,8 @@ class LocalEventBus:
         self.deliver(event)
 
     @asynccontextmanager
-    async def subscribe(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
-        queue: asyncio.Queue[TaskEvent] = asyncio.Queue()
+    async def subscribe(self, task_id: str) -> AsyncIterator[Mailbox[TaskEvent]]:
+        queue: Mailbox[TaskEvent] = Mailbox()
         self._subscribers[task_id].add(queue)
         try:
             yield queue

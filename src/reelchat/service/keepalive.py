@@ -19,6 +19,7 @@ import contextlib
 from collections.abc import Iterator
 
 from ..domain import TaskEvent, TaskStatus
+from .mailbox import Inbox
 
 __all__ = ["TICK", "KeepaliveWheel"]
 
@@ -30,7 +31,7 @@ class KeepaliveWheel:
     def __init__(self, interval_s: float, slots: int = 16) -> None:
         self.interval_s = interval_s
         self._slot_s = interval_s / slots
-        self._slots: list[set[asyncio.Queue[TaskEvent]]] = [set() for _ in range(slots)]
+        self._slots: list[set[Inbox[TaskEvent]]] = [set() for _ in range(slots)]
         self._cursor = 0  # the slot that fired last
         self._members = 0
         self._task: asyncio.Task[None] | None = None
@@ -41,7 +42,7 @@ class KeepaliveWheel:
         return self._members
 
     @contextlib.contextmanager
-    def register(self, queue: asyncio.Queue[TaskEvent]) -> Iterator[None]:
+    def register(self, queue: Inbox[TaskEvent]) -> Iterator[None]:
         """`TICK` goes into `queue` every interval while the context is open."""
         slot = self._slots[self._cursor]
         slot.add(queue)

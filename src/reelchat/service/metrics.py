@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from ..domain import TaskEvent, TaskStatus
 from ..store.tasks import Store
 from .events import EventBus
+from .mailbox import Mailbox
 
 log = logging.getLogger("reelchat.metrics")
 
@@ -128,7 +129,7 @@ class PublishTap:
         self._bus.publish(event)
         self._on_event(event)
 
-    def subscribe(self, task_id: str) -> AbstractAsyncContextManager[asyncio.Queue[TaskEvent]]:
+    def subscribe(self, task_id: str) -> AbstractAsyncContextManager[Mailbox[TaskEvent]]:
         return self._bus.subscribe(task_id)
 
 

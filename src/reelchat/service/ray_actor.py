@@ -24,6 +24,7 @@ from ..engines.registry import EngineRegistry
 from ..settings import Settings
 from ..store.tasks import Store
 from .crashes import CrashPolicy
+from .mailbox import Mailbox
 from .runner import TaskRunner
 from .worker_messages import Done, FromWorker, Progress, Ready
 
@@ -50,9 +51,9 @@ class StreamBus:
             queue.put_nowait(event)
 
     @asynccontextmanager
-    async def subscribe(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
+    async def subscribe(self, task_id: str) -> AsyncIterator[Mailbox[TaskEvent]]:
         raise RuntimeError("an actor has no subscribers: they follow the API process's bus")
-        yield asyncio.Queue()  # pragma: no cover  (unreachable: makes this a generator)
+        yield Mailbox()  # pragma: no cover  (unreachable: makes this a generator)
 
 
 class EngineActor:

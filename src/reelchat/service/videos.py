@@ -33,6 +33,7 @@ from .health import DatabaseProbe
 from .idempotency import Idempotency
 from .inputs import ImageInputs
 from .limits import check_limits
+from .mailbox import Mailbox
 from .metrics import PublishTap
 from .planning import plan_task
 from .runner import TaskRunner
@@ -391,7 +392,7 @@ class VideoService:
         return await lineage.lineage(self.store, task)
 
     @asynccontextmanager
-    async def watch(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
+    async def watch(self, task_id: str) -> AsyncIterator[Mailbox[TaskEvent]]:
         async with self.bus.subscribe(task_id) as queue:
             yield queue
 

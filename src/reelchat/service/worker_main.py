@@ -24,6 +24,7 @@ from ..parent_death import die_with_parent
 from ..settings import Settings
 from ..store.tasks import Store
 from .crashes import CrashPolicy
+from .mailbox import Mailbox
 from .runner import TaskRunner
 from .worker_cpu import apply_cpu_share
 from .worker_messages import Cancel, Done, FromWorker, Progress, Ready, Run, Stop, ToWorker
@@ -50,9 +51,9 @@ class PipeBus:
         _send(self._conn, Progress(event))
 
     @asynccontextmanager
-    async def subscribe(self, task_id: str) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
+    async def subscribe(self, task_id: str) -> AsyncIterator[Mailbox[TaskEvent]]:
         raise RuntimeError("a worker process has no subscribers: they follow the API process's bus")
-        yield asyncio.Queue()  # pragma: no cover  (unreachable: makes this a generator)
+        yield Mailbox()  # pragma: no cover  (unreachable: makes this a generator)
 
 
 def _send(conn: Connection, message: FromWorker) -> None:

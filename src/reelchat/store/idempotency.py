@@ -25,9 +25,13 @@ class IdempotencyRecord:
     created_at: float
 
 
+SWEEP_EVERY_S = 60.0  # expired records are deleted at most this often (not by every claim: a write each)
+
+
 class IdempotencyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._swept_at = float("-inf")
 
     async def get(self, tenant: str, key: str, *, newer_than: float) -> IdempotencyRecord | None:
         async with self.engine.connect() as conn:
@@ -71,7 +75,9 @@ class IdempotencyStore:
             if replaced.rowcount != 1:
                 await conn.execute(idempotency.insert().values(tenant=tenant, key=key, **values))
             # expired records go as new ones come: the table holds about one time to live of keys
-            await conn.execute(idempotency.delete().where(idempotency.c.created_at <= newer_than))
+            if now - self._swept_at >= SWEEP_EVERY_S:
+                self._swept_at = now
+                await conn.execute(idempotency.delete().where(idempotency.c.created_at <= newer_than))
 
     async def forget(self, tenant: str, key: str, task_id: str) -> None:
         """The task this record points at was never stored: the key is free again."""

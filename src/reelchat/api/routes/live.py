@@ -17,6 +17,7 @@ from ...ids import TASK_ID_RE
 from ..contract import documented
 from ..deps import StateDep
 from ..errors import ApiError
+from ..stream_slots import LightStreamingResponse
 
 router = APIRouter()
 
@@ -65,4 +66,4 @@ async def task_events(task_id: str, state: StateDep) -> StreamingResponse:
             gauge.dec()
 
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
+    return LightStreamingResponse(frames(), media_type="text/event-stream", headers=headers)
