@@ -63,7 +63,6 @@ class WanFamily(Family):
         spatial = int(pipe.vae_scale_factor_spatial) * int(transformer.config.patch_size[1])
         return spatial, int(pipe.vae_scale_factor_temporal)
 
-
     def decode_normalized(self, pipe: Any, latents: Any) -> Any:
         import torch
 
