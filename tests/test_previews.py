@@ -40,8 +40,11 @@ def test_projection_maps_latents_to_a_picture_of_the_latent_grid() -> None:
     latents = torch.zeros(4, 3, 5, 7)
     latents[0, 1] = 1.0  # the middle frame is red
     picture = projection.picture(latents)
-    assert picture is not None and picture.dtype == np.uint8 and picture.shape == (5, 7, 3)
-    assert picture[..., 0].min() == 255 and picture[..., 1].max() == 128  # red; green at 0 is mid-grey
+    assert picture is not None
+    assert picture.dtype == np.uint8
+    assert picture.shape == (5, 7, 3)
+    assert picture[..., 0].min() == 255
+    assert picture[..., 1].max() == 128
     assert projection.picture(torch.zeros(8, 3, 5, 7)) is None  # another model's latents: no picture
 
 
@@ -80,7 +83,8 @@ async def test_a_demo_job_previews_its_own_clip(engine: DiffusersEngine) -> None
     # a WebP that Pillow opens, at a preview's size for this video (its short side grown to 128 px)
     data = encode.encode_preview(reporter.pictures[-1], encode.thumbnail_size(64, 64, 320))
     image = Image.open(io.BytesIO(data))
-    assert image.format == "WEBP" and image.size == (128, 128)
+    assert image.format == "WEBP"
+    assert image.size == (128, 128)
 
 
 async def test_no_previews_unless_the_reporter_wants_them(engine: DiffusersEngine) -> None:
@@ -134,7 +138,8 @@ def test_source_links_the_preview_while_the_task_runs(server: KeyedServer) -> No
     with server.http() as http:
         for ident in (video["task_id"], video["id"]):  # the video id names the same task
             done = http.get(f"/source/{ident}").json()
-            assert done["status"] == "completed" and done["preview_url"] is None
+            assert done["status"] == "completed"
+            assert done["preview_url"] is None
         # the picture is gone with the run
         assert http.get(seen[-1]).status_code == 404
 
