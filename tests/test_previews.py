@@ -87,6 +87,15 @@ async def test_a_demo_job_previews_its_own_clip(engine: DiffusersEngine) -> None
     assert image.size == (128, 128)
 
 
+async def test_ltx_previews_its_packed_latents(demo_models: Path) -> None:
+    ltx = DiffusersEngine(demo_models / "ltx")
+    reporter = FakeReporter(previews=True)
+    await ltx.generate(job(steps=10, width=64, height=64, frames=17), reporter)
+    assert len(reporter.pictures) == 4
+    assert all(p.shape == (16, 16, 3) for p in reporter.pictures)  # its 4x VAE's latent grid
+    assert max(float(p.std()) for p in reporter.pictures) > 1  # a picture, not a flat colour
+
+
 async def test_no_previews_unless_the_reporter_wants_them(engine: DiffusersEngine) -> None:
     reporter = FakeReporter()
     await engine.generate(job(steps=10, width=64, height=64), reporter)

@@ -406,15 +406,22 @@ class _PreviewTap:
         self._job = job
         self._reporter = reporter
         self._before: Any = None
+        self._broken = False
 
     def step(self, pipe: Any, i: int, total: int, latents: Any) -> None:
         every = previews.every(total)
-        if (i + 1) % every == 0 and i + 1 < total:  # the last step's picture is the video itself
+        if self._broken or (i + 1) % every or i + 1 >= total:  # the last step's picture is the video itself
+            return
+        try:
             clean = previews.clean_latents(pipe, latents, self._before)
             clip = self._family.preview_latents(pipe, clean, self._job) if clean is not None else None
             picture = self._projection.picture(clip) if clip is not None else None
-            if picture is not None:
-                self._reporter.preview(picture)
+        except Exception:  # a nicety: a pipeline whose latents surprise us loses its previews, not its job
+            log.warning("no more previews in this pass: projecting the latents failed", exc_info=True)
+            self._broken = True
+            return
+        if picture is not None:
+            self._reporter.preview(picture)
 
     def entering(self, latents: Any) -> None:
         """The latents the next step starts from (after any pin)."""
