@@ -32,6 +32,12 @@ class _Quiet:
     def cancelled(self) -> bool:
         return False
 
+    def wants_previews(self) -> bool:
+        return False
+
+    def preview(self, picture: object) -> None:
+        pass
+
     @property
     def upstream_job_id(self) -> str | None:
         return None

@@ -23,15 +23,23 @@ W, H, F, STEPS = 48, 32, 9, 4  # the smallest Wan-valid clip: 16-px multiples, 4
 
 
 class FakeReporter:
-    def __init__(self, cancel_after: int | None = None) -> None:
+    def __init__(self, cancel_after: int | None = None, *, previews: bool = False) -> None:
         self.values: list[int] = []
         self.cancel_after = cancel_after  # report cancelled once this many progress calls were made
+        self.previews = previews
+        self.pictures: list[np.ndarray] = []  # the preview pictures the engine made (with `previews`)
 
     def progress(self, percent: int) -> None:
         self.values.append(percent)
 
     def cancelled(self) -> bool:
         return self.cancel_after is not None and len(self.values) >= self.cancel_after
+
+    def wants_previews(self) -> bool:
+        return self.previews
+
+    def preview(self, picture: np.ndarray) -> None:
+        self.pictures.append(picture)
 
     @property
     def upstream_job_id(self) -> str | None:

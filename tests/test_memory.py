@@ -155,6 +155,12 @@ async def test_a_refused_model_fails_its_jobs_with_the_reason(
         def cancelled(self) -> bool:
             return False
 
+        def wants_previews(self) -> bool:
+            return False
+
+        def preview(self, picture: object) -> None:
+            pass
+
         async def remember_upstream_job(self, job_id: str) -> None:
             pass
 

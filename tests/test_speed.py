@@ -41,6 +41,12 @@ class Reporter:
     def cancelled(self) -> bool:
         return False
 
+    def wants_previews(self) -> bool:
+        return False
+
+    def preview(self, picture: object) -> None:
+        pass
+
     async def remember_upstream_job(self, job_id: str) -> None:
         pass
 

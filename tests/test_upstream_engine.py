@@ -332,6 +332,12 @@ class FakeReporter:
     def cancelled(self) -> bool:
         return self._cancel_when()
 
+    def wants_previews(self) -> bool:
+        return False
+
+    def preview(self, picture: object) -> None:
+        pass
+
     @property
     def upstream_job_id(self) -> str | None:
         return self._upstream_job_id

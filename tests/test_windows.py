@@ -29,6 +29,12 @@ class Reporter:
     def cancelled(self) -> bool:
         return False
 
+    def wants_previews(self) -> bool:
+        return False
+
+    def preview(self, picture: object) -> None:
+        pass
+
     @property
     def upstream_job_id(self) -> str | None:
         return None

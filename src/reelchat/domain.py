@@ -16,6 +16,8 @@ EXTEND_SECONDS: tuple[int, ...] = tuple(range(4, 21))
 DEFAULT_EXTEND_SECONDS = 4
 OPEN_TENANT = "default"  # who owns what is made with no API key (open mode, loopback only)
 MAX_CHARACTER_NAME_CHARS = 80  # the longest character name the Videos API accepts
+# a running task's live preview picture, one media name per task, overwritten while it denoises
+PREVIEW_SUFFIX = "-preview.webp"
 
 
 class TaskStatus(enum.StrEnum):
@@ -108,8 +110,15 @@ class Task:
     media_pending: list[str] = field(default_factory=list)  # names a run was about to write
     key_id: str | None = None  # the API key that asked for it (None in open mode)
     phases: dict[str, float] = field(default_factory=dict)  # seconds the last run spent per phase
+    # how many preview pictures the running attempt has stored under `preview_name` (None: none yet)
+    preview: int | None = None
     # the input image, held between prepare and enqueue (never stored in the row)
     image_data: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def preview_name(self) -> str:
+        """Where the running attempt's live preview picture is stored (a media name, overwritten)."""
+        return f"{self.id}{PREVIEW_SUFFIX}"
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         description="peers whose X-Forwarded-Proto/Host are believed",
     )
     locale: Literal["zh", "en"] = Field(default="zh", description="reply wording when Accept-Language says nothing")
+    previews: bool = Field(
+        default=True, description="live preview pictures while a local model denoises (/source preview_url)"
+    )
     keepalive_s: float = Field(default=3.0, gt=0, description="seconds between keep-alive dots while waiting")
     max_body_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     models_file: Path | None = Field(default=None, description="JSON or TOML file with model catalog entries")

@@ -44,6 +44,8 @@ h1{font-size:1.1rem;font-weight:600;word-break:break-all}
 .prompt{white-space:pre-wrap;background:#181b22;padding:1rem;border-radius:8px}
 video{max-width:100%;max-height:60vh;background:#000;border-radius:8px}
 #thumb{max-width:200px;border-radius:6px}
+#preview{display:block;width:100%;max-width:640px;max-height:60vh;object-fit:contain;background:#000;border-radius:8px}
+#preview[hidden]{display:none}
 table{border-collapse:collapse;margin:1rem 0} th{text-align:left;color:#999;padding:.2rem 1rem .2rem 0}
 .error{color:#ff8080;white-space:pre-wrap}
 .lineage{display:flex;gap:.5rem;overflow-x:auto;align-items:center;padding:.5rem 0}
@@ -82,6 +84,13 @@ async function tick() {
   document.getElementById("error").textContent = data.error ? data.error.message : "";
   document.getElementById("completed").textContent = data.completed_at || "";
   document.getElementById("p-sid").textContent = data.sid || "";
+  const p = document.getElementById("preview");
+  if (data.preview_url && !data.url) {
+    if (p.getAttribute("src") !== data.preview_url) p.src = data.preview_url;
+    p.hidden = false;
+  } else if (!p.hidden) {
+    p.hidden = true; p.removeAttribute("src");
+  }
   if (data.url) {
     const v = document.getElementById("player");
     if (v.getAttribute("src") !== data.url) { v.src = data.url; v.poster = data.thumbnail_url || ""; }

@@ -94,6 +94,14 @@ class Reporter(Protocol):
 
     def cancelled(self) -> bool: ...
 
+    def wants_previews(self) -> bool:
+        """Whether to make preview pictures at all (REELCHAT_PREVIEWS); asked once per pass."""
+        ...
+
+    def preview(self, picture: npt.NDArray[np.uint8]) -> None:
+        """A small picture of the clip so far, (h, w, 3) uint8 RGB; the reporter may drop it."""
+        ...
+
     @property
     def upstream_job_id(self) -> str | None:
         """An upstream job started by an earlier attempt of this task, to resume instead of resubmitting."""

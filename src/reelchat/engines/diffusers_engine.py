@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import memory, windows
+from . import memory, previews, windows
 from .base import EngineCancelled, EngineError, EngineResult, JobRequest, Reporter
 from .diffusers_spec import DiffusersJob, DiffusersSpec
 from .families import Family, FamilyError, family_for
@@ -90,6 +90,7 @@ class DiffusersEngine:
         self.workloads: set[Workload] = set()  # every shape the entries on this engine serve
         self._resident = 0  # bytes of weights this engine has loaded
         self._family: Family | None = None
+        self._projection: previews.Projection | None = None  # latents to preview pictures (fitted on load)
 
     # -- loading -----------------------------------------------------------------------------------
 
@@ -140,8 +141,20 @@ class DiffusersEngine:
                 t2v = self.load_pipeline(family.text_class, self.pipeline_dir)
                 self._v2v = family.video_pipe(t2v)
                 self._v2v.set_progress_bar_config(disable=True)
+                self._projection = self._fit_projection(t2v)
                 self._t2v = t2v
             return self._t2v, self._v2v
+
+    def _fit_projection(self, pipe: Any) -> previews.Projection | None:
+        """The checkpoint's latent-to-RGB projection for previews (a small VAE decode, once per load);
+        None, and no previews, when the VAE can't be decoded that way."""
+        family = self.family()
+        channels = int(getattr(pipe.vae.config, "z_dim", 0) or getattr(pipe.vae.config, "latent_channels", 0))
+        try:
+            return previews.fit(lambda latents: family.decode_normalized(pipe, latents), channels)
+        except Exception:  # previews are a nicety: a VAE that refuses costs them, never the model
+            log.warning("no live previews for %s: fitting the projection failed", self.pipeline_dir, exc_info=True)
+            return None
 
     def _image_pipe(self) -> Any:
         assert self.i2v_pipeline_dir is not None  # noqa: S101  (narrows a type; never input validation)
@@ -340,8 +353,14 @@ class DiffusersEngine:
             guidance_scale=job.guidance_scale,
             generator=torch.Generator(self.device).manual_seed(job.seed),
             output_type="np",
-            callback_on_step_end=_progress_callback(reporter, stop, span, pin),
+            callback_on_step_end=_progress_callback(reporter, stop, span, pin, self._preview_tap(job, reporter)),
         )
+
+    def _preview_tap(self, job: DiffusersJob, reporter: Reporter) -> _PreviewTap | None:
+        projection = self._projection
+        if projection is None or not reporter.wants_previews():
+            return None
+        return _PreviewTap(projection, self.family(), job, reporter)
 
     async def close(self) -> None:
         async with self._lock:
@@ -366,12 +385,55 @@ class _Quiet:
     def cancelled(self) -> bool:
         return False
 
+    def wants_previews(self) -> bool:
+        return False
+
+    def preview(self, picture: npt.NDArray[np.uint8]) -> None:
+        pass
+
     async def remember_upstream_job(self, job_id: str) -> None:
         pass
 
 
+class _PreviewTap:
+    """One pass's previews: every few steps, the clean-latent estimate projected to a picture for the
+    reporter (which stores it, at most about once a second). The latents that went into a step are
+    kept (a reference: the pipelines never change them in place) for schedulers that predict no x0."""
+
+    def __init__(self, projection: previews.Projection, family: Family, job: DiffusersJob, reporter: Reporter) -> None:
+        self._projection = projection
+        self._family = family
+        self._job = job
+        self._reporter = reporter
+        self._before: Any = None
+        self._broken = False
+
+    def step(self, pipe: Any, i: int, total: int, latents: Any) -> None:
+        every = previews.every(total)
+        if self._broken or (i + 1) % every or i + 1 >= total:  # the last step's picture is the video itself
+            return
+        try:
+            clean = previews.clean_latents(pipe, latents, self._before)
+            clip = self._family.preview_latents(pipe, clean, self._job) if clean is not None else None
+            picture = self._projection.picture(clip) if clip is not None else None
+        except Exception:  # a nicety: a pipeline whose latents surprise us loses its previews, not its job
+            log.warning("no more previews in this pass: projecting the latents failed", exc_info=True)
+            self._broken = True
+            return
+        if picture is not None:
+            self._reporter.preview(picture)
+
+    def entering(self, latents: Any) -> None:
+        """The latents the next step starts from (after any pin)."""
+        self._before = latents
+
+
 def _progress_callback(
-    reporter: Reporter, stop: threading.Event, span: tuple[float, float] = (0.0, 1.0), pin: windows.Pin | None = None
+    reporter: Reporter,
+    stop: threading.Event,
+    span: tuple[float, float] = (0.0, 1.0),
+    pin: windows.Pin | None = None,
+    tap: _PreviewTap | None = None,
 ) -> Any:
     lo, hi = span  # this pass's share of the whole job's progress (windows: one pass of several)
 
@@ -384,6 +446,11 @@ def _progress_callback(
             raise _Stop()
         if reporter.cancelled():
             raise EngineCancelled()
-        return {"latents": pin(pipe, kwargs["latents"])} if pin is not None else {}
+        if tap is not None:
+            tap.step(pipe, i, total, kwargs["latents"])
+        out = {"latents": pin(pipe, kwargs["latents"])} if pin is not None else {}
+        if tap is not None:
+            tap.entering(out.get("latents", kwargs["latents"]))
+        return out
 
     return on_step_end

@@ -350,6 +350,18 @@ def encode_webp(
     return out.getvalue()
 
 
+def encode_preview(picture: npt.NDArray[np.uint8], size: tuple[int, int], *, quality: int = 70) -> bytes:
+    """A live preview (a latent-grid-sized RGB picture) as a WebP of `size`, smoothly scaled: the picture
+    is a coarse estimate, so a blur reads better than its blocks."""
+    arr = fit_aspect(_check_frame(picture), *_check_size(size))
+    image = Image.fromarray(np.ascontiguousarray(arr))
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    image.save(out, format="WEBP", quality=quality, method=0)  # method 0: the fastest encoder
+    return out.getvalue()
+
+
 def encode_spritesheet(
     frames: npt.NDArray[np.uint8],
     *,

@@ -201,6 +201,10 @@ class TaskSource(BaseModel):
     url: str | None
     thumbnail_url: str | None
     spritesheet_url: str | None
+    preview_url: str | None = Field(
+        description="while the task runs: a small WebP of the video so far, replaced every few steps "
+        "(a local model's; none from an upstream server, and none once it finishes)"
+    )
     web_url: str
     created_at: str | None
     started_at: str | None

@@ -74,6 +74,19 @@ def lineage_entry(task: Task, base: str, media_url: MediaUrl) -> dict[str, Any]:
     }
 
 
+def preview_url(task: Task, media_url: MediaUrl, *, deleted: bool = False) -> str | None:
+    """The running task's latest preview picture; None once it finishes (or before its first).
+
+    The picture is overwritten under one name, so reelchat's own link carries its count (`?v=3`): a
+    browser fetches each new one. A presigned S3 link is signed as it is (an added parameter would
+    break the signature) and differs from one /source read to the next anyway.
+    """
+    if task.status is not TaskStatus.IN_PROGRESS or deleted or not task.preview:
+        return None
+    url = media_url(task.preview_name)
+    return url if "?" in url else f"{url}?v={task.preview}"
+
+
 def source_view(
     task: Task, lineage: list[Task], base: str, media_url: MediaUrl, *, deleted: bool = False
 ) -> dict[str, Any]:
@@ -104,6 +117,7 @@ def source_view(
         "url": media_url(task.video_name) if done and task.video_name else None,
         "thumbnail_url": media_url(task.thumbnail_name) if done and task.thumbnail_name else None,
         "spritesheet_url": media_url(task.spritesheet_name) if done and task.spritesheet_name else None,
+        "preview_url": preview_url(task, media_url, deleted=deleted),
         "web_url": f"{base}/web/{task.id}",
         "created_at": _iso(task.created_at),
         "started_at": _iso(task.started_at),

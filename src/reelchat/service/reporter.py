@@ -1,4 +1,11 @@
-"""The executor's side of the engine Reporter: progress from a worker thread to events and the store."""
+"""The executor's side of the engine Reporter: progress from a worker thread to events and the store,
+and live preview pictures to the media storage.
+
+A preview is written by the process that runs the engine (a worker process, a Ray actor), like the
+video itself: its WebP goes straight to the storage under the task's one preview name (overwritten),
+and the count of previews so far goes to the store with the progress, in the same write. /source reads
+the store, so any replica links the picture (`preview_url=…?v=<count>`) while the task runs.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +15,21 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
+import numpy as np
+import numpy.typing as npt
+
+from ..catalog import parse_size
 from ..domain import Task, TaskEvent, TaskStatus
+from ..media import encode
+from ..media.storage import Storage
 from ..store.tasks import Store
 from .events import EventBus
 
 log = logging.getLogger("reelchat.service")
 
 FLUSH_INTERVAL_S = 0.25
+PREVIEW_INTERVAL_S = 1.0  # at most one preview picture written per second, whatever the steps' pace
+PREVIEW_MAX_SIDE = 320  # a preview's longer side at most (never more than the video's)
 
 
 class TaskReporter:
@@ -32,6 +47,7 @@ class TaskReporter:
         loop: asyncio.AbstractEventLoop,
         cancelled: set[str],
         heartbeat_s: float = 30.0,
+        previews: Storage | None = None,
     ) -> None:
         self._heartbeat_s = heartbeat_s
         self._store = store
@@ -43,6 +59,36 @@ class TaskReporter:
         self._last_written = task.progress
         self._latest = task.progress
         self._stopped = False
+        self._previews = previews  # where preview pictures go (None: no previews)
+        self._picture: npt.NDArray[np.uint8] | None = None  # the engine's latest, not yet written
+        self._preview_count = 0
+        self._preview_written = 0  # the count last written to the store
+        self._preview_at = -PREVIEW_INTERVAL_S  # monotonic time of the last picture written
+
+    def wants_previews(self) -> bool:
+        return self._previews is not None
+
+    def preview(self, picture: npt.NDArray[np.uint8]) -> None:
+        # from the engine's thread: one reference swap (atomic); the flush loop takes the latest
+        self._picture = picture
+
+    async def write_preview(self) -> None:
+        """Store the engine's latest picture, if there is one and the last is a second old. Advisory:
+        a failed write costs that picture, never the job."""
+        picture, storage = self._picture, self._previews
+        if picture is None or storage is None or time.monotonic() - self._preview_at < PREVIEW_INTERVAL_S:
+            return
+        self._picture = None
+        self._preview_at = time.monotonic()
+        try:
+            width, height = parse_size(self._task.size)
+            size = encode.thumbnail_size(width, height, PREVIEW_MAX_SIDE)
+            data = await asyncio.to_thread(encode.encode_preview, picture, size)
+            await storage.save(self._task.preview_name, data)
+        except Exception:
+            log.warning("could not store a preview of %s", self._task.id, exc_info=True)
+            return
+        self._preview_count += 1
 
     def progress(self, percent: int) -> None:
         self._loop.call_soon_threadsafe(self._on_progress, max(0, min(99, int(percent))))
@@ -72,10 +118,12 @@ class TaskReporter:
 
     async def flush(self) -> None:
         """Write the latest progress. Advisory: a failed write is logged, never fatal to the job."""
-        if self._latest != self._last_written:
+        if self._latest != self._last_written or self._preview_count != self._preview_written:
             self._last_written = self._latest
+            preview = self._preview_count if self._preview_count != self._preview_written else None
+            self._preview_written = self._preview_count
             try:
-                await self._store.set_progress(self._task.id, self._task.attempt, self._latest)
+                await self._store.set_progress(self._task.id, self._task.attempt, self._latest, preview=preview)
             except Exception:
                 log.warning("could not record progress of %s", self._task.id, exc_info=True)
 
@@ -87,6 +135,7 @@ class TaskReporter:
             last_beat = time.monotonic()
             while True:
                 await asyncio.sleep(FLUSH_INTERVAL_S)
+                await self.write_preview()
                 await self.flush()
                 if time.monotonic() - last_beat >= self._heartbeat_s:  # renew this server's lease
                     last_beat = time.monotonic()

@@ -91,7 +91,13 @@ class TaskRunner:
                 return
             self.bus.publish(TaskEvent(task.id, TaskStatus.IN_PROGRESS, 0))
             reporter = TaskReporter(
-                self.store, self.bus, task, asyncio.get_running_loop(), self._cancelled, self.settings.lease_s / 4
+                self.store,
+                self.bus,
+                task,
+                asyncio.get_running_loop(),
+                self._cancelled,
+                self.settings.lease_s / 4,
+                previews=self.storage if self.settings.previews else None,
             )
             self._running[task.id] = reporter
             try:
@@ -104,6 +110,15 @@ class TaskRunner:
             raise
         finally:
             self._clocks.pop(task.id, None)
+            if self.settings.previews:
+                await self._drop_preview(task)
+
+    async def _drop_preview(self, task: Task) -> None:
+        """The run is over (its outcome, or its release, no longer links the preview): remove the picture."""
+        try:
+            await self.storage.delete(task.preview_name)
+        except Exception:  # a leftover picture is a few KB; the next run of the task overwrites it
+            log.warning("could not remove the preview of %s", task.id, exc_info=True)
 
     def _finished(self, task: Task, status: str, *, code: str | None = None, error: str | None = None) -> None:
         """The one line per run's end: its outcome and how long each phase took."""

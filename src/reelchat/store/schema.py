@@ -67,6 +67,8 @@ tasks = sa.Table(
     sa.Column("key_id", sa.String(40), nullable=True),
     # seconds the last run spent in each phase (queued, denoise, encode, upload), written with its outcome
     sa.Column("phases", sa.JSON, nullable=True),
+    # the running attempt's live previews so far (None: none): /source links the picture while it runs
+    sa.Column("preview", sa.Integer, nullable=True),
     sa.Index("ix_tasks_tenant_created", "tenant", "created_at"),
     sa.Index("ix_tasks_status", "status"),
     sa.Index("ix_tasks_key_created", "key_id", "created_at"),
@@ -230,6 +232,10 @@ def _m006_characters(conn: sa.Connection) -> None:
     characters.create(conn, checkfirst=True)
 
 
+def _m007_previews(conn: sa.Connection) -> None:
+    _add_missing_columns(conn, tasks, [tasks.c.preview])
+
+
 # Append only: each entry runs once, in order, inside a transaction, and is recorded.
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial tasks and api_keys", _m001_initial),
@@ -238,4 +244,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (4, "idempotency keys", _m004_idempotency),
     (5, "tasks.phases; api_keys webhook endpoint; webhook_deliveries", _m005_ops),
     (6, "characters: named reference frames per tenant", _m006_characters),
+    (7, "tasks.preview: live preview pictures while a task runs", _m007_previews),
 ]

@@ -159,6 +159,7 @@ class Store:
                     owner=owner,
                     heartbeat_at=now,
                     not_before=None,
+                    preview=None,
                 )
             )
             if result.rowcount != 1:
@@ -201,11 +202,14 @@ class Store:
     async def release(self, task_id: str, attempt: int) -> bool:
         """A graceful stop: the task goes back to the queue as it was (its crash count unchanged)."""
         return await self._fenced_update(
-            task_id, attempt, status=TaskStatus.QUEUED.value, in_engine=False, owner=None, progress=0
+            task_id, attempt, status=TaskStatus.QUEUED.value, in_engine=False, owner=None, progress=0, preview=None
         )
 
-    async def set_progress(self, task_id: str, attempt: int, progress: int) -> bool:
-        return await self._fenced_update(task_id, attempt, progress=progress)
+    async def set_progress(self, task_id: str, attempt: int, progress: int, *, preview: int | None = None) -> bool:
+        """The latest progress, and with `preview` the count of preview pictures stored so far (one write)."""
+        if preview is None:
+            return await self._fenced_update(task_id, attempt, progress=progress)
+        return await self._fenced_update(task_id, attempt, progress=progress, preview=preview)
 
     async def heartbeat(self, task_id: str, attempt: int) -> bool:
         return await self._fenced_update(task_id, attempt, heartbeat_at=time.time())
@@ -237,6 +241,7 @@ class Store:
             thumbnail_name=thumbnail_name,
             spritesheet_name=spritesheet_name,
             completed_at=time.time(),
+            preview=None,
         )
 
     async def fail(
@@ -258,6 +263,7 @@ class Store:
             error_code=code,
             error_message=message,
             completed_at=time.time(),
+            preview=None,
         )
 
     async def requeue_interrupted(
@@ -280,7 +286,9 @@ class Store:
         left = sa.and_(tasks.c.status == TaskStatus.IN_PROGRESS.value, tasks.c.deleted == sa.false(), mine)
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                tasks.update().where(left, tasks.c.in_engine == sa.false()).values(status=TaskStatus.QUEUED.value)
+                tasks.update()
+                .where(left, tasks.c.in_engine == sa.false())
+                .values(status=TaskStatus.QUEUED.value, preview=None)
             )
             requeued = int(result.rowcount)
             crashed = await conn.execute(
@@ -293,6 +301,7 @@ class Store:
                     .values(
                         status=TaskStatus.QUEUED.value,
                         in_engine=False,
+                        preview=None,
                         crashes=crashes + 1,
                         not_before=time.time() + backoff(crashes + 1),
                     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from ...domain import PREVIEW_SUFFIX
 from ...media.ranges import RangeNotSatisfiable, content_range, parse_range
 from ...media.storage import CONTENT_TYPES, Storage, StorageError, StorageUnavailable, content_type
 from ..contract import documented
@@ -45,6 +46,8 @@ async def serve_media(
     # /media names are public and immutable; /v1/videos content answers an authenticated request,
     # which no shared cache may keep (it would serve it without the tenant check, even after DELETE)
     cache = "private, no-store" if private else "public, max-age=31536000, immutable"
+    if name.endswith(PREVIEW_SUFFIX):  # a running task's preview, overwritten under its one name
+        cache = "no-cache"
     headers = {
         "Accept-Ranges": "bytes",
         "Cache-Control": cache,

@@ -188,6 +188,12 @@ def render_page(view: dict[str, Any]) -> str:
         if view["url"]
         else '<video id="player" controls playsinline loop hidden></video>'
     )
+    # while it runs: the latest preview picture, which the page's script replaces in place
+    preview = (
+        f'<img id="preview" src="{_e(view["preview_url"])}" alt="preview of the video so far">'
+        if view["preview_url"]
+        else '<img id="preview" alt="preview of the video so far" hidden>'
+    )
     thumb = (
         f'<img id="thumb" src="{_e(view["thumbnail_url"])}" alt="thumbnail">'
         if view["thumbnail_url"]
@@ -205,7 +211,7 @@ def render_page(view: dict[str, Any]) -> str:
 <div class="bar"><div id="progress-bar"></div></div>
 <p id="error" class="error">{_e(error)}</p>
 <h2>Prompt</h2><div class="prompt" id="prompt">{_e(view["prompt"])}</div>
-<h2>Video</h2>{player}
+<h2>Video</h2>{preview}{player}
 <p>{thumb}</p>
 <h2>History</h2>{_lineage_strip(view)}
 <h2>Parameters</h2><table>{rows}

@@ -78,6 +78,15 @@ class Family(ABC):
     def geometry(self, pipe: Any) -> tuple[int, int]:
         """(pixel multiple for width and height, frame multiple: frames must be k * it + 1)."""
 
+    @abstractmethod
+    def decode_normalized(self, pipe: Any, latents: Any) -> Any:
+        """Normalized latents (B, C, T, h, w), as the pipelines denoise them, decoded by the VAE into
+        pixels (B, 3, F, H, W) in [-1, 1]: how the preview projection is fitted (`engines.previews`)."""
+
+    def preview_latents(self, pipe: Any, latents: Any, job: DiffusersJob) -> Any | None:
+        """The latents a step callback sees, as one clip's (C, T, h, w); None: not of this job's shape."""
+        return latents[0] if latents.dim() == 5 else None
+
 
 def shared_parts(pipe: Any, names: tuple[str, ...]) -> dict[str, Any]:
     """The modules of a loaded pipeline, to build another pipeline over the same weights.

@@ -61,6 +61,28 @@ class LTXFamily(Family):
             pipe.transformer_temporal_patch_size
         )
 
+    def decode_normalized(self, pipe: Any, latents: Any) -> Any:
+        import torch
+
+        vae = pipe.vae
+        raw = pipe._denormalize_latents(latents, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+        raw = raw.to(vae.device, vae.dtype)
+        # a timestep-aware decoder (0.9.1 and later) also denoises a little: ask it for almost nothing
+        temb = torch.tensor([_DECODE["decode_timestep"]], device=vae.device, dtype=vae.dtype)
+        return vae.decode(raw, temb if vae.config.timestep_conditioning else None, return_dict=False)[0]
+
+    def preview_latents(self, pipe: Any, latents: Any, job: DiffusersJob) -> Any | None:
+        # the pipelines denoise packed tokens (B, T*h*w, C); a condition pipeline may put extra
+        # conditioning tokens first, so the clip's are the last ones
+        frames = (job.frames - 1) // int(pipe.vae_temporal_compression_ratio) + 1
+        height = job.height // int(pipe.vae_spatial_compression_ratio)
+        width = job.width // int(pipe.vae_spatial_compression_ratio)
+        p, pt = int(pipe.transformer_spatial_patch_size), int(pipe.transformer_temporal_patch_size)
+        tokens = (frames // pt) * (height // p) * (width // p)
+        if latents.dim() != 3 or latents.shape[1] < tokens:
+            return None
+        return pipe._unpack_latents(latents[:, -tokens:], frames, height, width, p, pt)[0]
+
 
 def _common(pipe: Any, job: DiffusersJob) -> dict[str, Any]:
     args: dict[str, Any] = {

@@ -63,6 +63,16 @@ class WanFamily(Family):
         spatial = int(pipe.vae_scale_factor_spatial) * int(transformer.config.patch_size[1])
         return spatial, int(pipe.vae_scale_factor_temporal)
 
+    def decode_normalized(self, pipe: Any, latents: Any) -> Any:
+        import torch
+
+        vae = pipe.vae
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean).view(shape)
+        std = torch.tensor(vae.config.latents_std).view(shape)
+        raw = (latents * std + mean).to(vae.device, vae.dtype)
+        return vae.decode(raw, return_dict=False)[0]
+
 
 def _prompt_embeds(pipe: Any, job: DiffusersJob) -> dict[str, Any]:
     """Encode the prompts with WanPipeline's text path, for every Wan pipeline.
