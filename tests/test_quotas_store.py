@@ -24,6 +24,7 @@ from reelchat.service.keys import create_key
 from reelchat.service.limits import check_limits
 from reelchat.store.keys import NameTaken
 from reelchat.store.schema import api_keys, schema_migrations, tasks
+from reelchat.store.schema import idempotency as idempotency_table
 from reelchat.store.tasks import Store
 
 
@@ -232,6 +233,44 @@ async def test_idempotency_replays_conflicts_and_expires(store: Store) -> None:
     await asyncio.sleep(0.05)
     assert await idempotency.replay(store, 0.01, "alice", other) is None  # expired: a new request
     assert await idempotency.record(store, 0.01, twin, other) is None
+
+
+async def test_a_burst_of_lookups_shares_a_few_queries_and_each_gets_its_own_answer(store: Store) -> None:
+    # every chat request looks its conversation up: 100 at once must not be 100 queries
+    now = time.time()
+    for i in range(0, 60, 2):  # even keys are recorded; every fourth of them long ago (expired)
+        await store.idempotency.claim("alice", f"k{i}", "h", f"task_{i}", newer_than=now - 3600)
+    old = [f"k{i}" for i in range(0, 60, 4)]
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            idempotency_table.update().where(idempotency_table.c.key.in_(old)).values(created_at=now - 7200)
+        )
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        found = await asyncio.gather(
+            *(
+                store.idempotency.get(tenant, f"k{i}", newer_than=now - 3600)
+                for i in range(60)
+                for tenant in ("alice", "bob")
+            )
+        )
+    finally:
+        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+    answers = iter(found)
+    for i in range(60):
+        mine, bobs = next(answers), next(answers)
+        assert bobs is None  # per tenant
+        if i % 2 or i % 4 == 0:
+            assert mine is None, i
+        else:
+            assert mine is not None, i
+            assert mine.task_id == f"task_{i}"
+    assert 1 <= len(statements) <= 3, statements
 
 
 async def test_a_record_whose_task_was_never_stored_is_replaced(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
