@@ -24,7 +24,7 @@ from server_util import FAST_SORA2, KeyedServer, chat_text, start_server, wait_v
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")]
 
-KEYS = ["holder", "alice", "bob", "conc", "rpm", "daily", "idem", "chat"]
+KEYS = ["holder", "alice", "bob", "conc", "rpm", "daily", "idem", "chat", "chat1"]
 
 
 class _NeverDone(BaseHTTPRequestHandler):
@@ -232,6 +232,23 @@ def test_a_chat_resent_while_its_video_runs_follows_that_video(server: KeyedServ
         for cm in (first, second, other):
             cm.__exit__(None, None, None)
         for video in listed:
+            http.delete(f"/v1/videos/{video['id']}")
+
+
+def test_a_chat_resent_at_its_keys_limit_still_follows_its_video(server: KeyedServer) -> None:
+    # the key's one concurrent video is this conversation's: its retry follows it (no 429), and only a
+    # new conversation is refused
+    _limit(server, "chat1", "--max-concurrent", "1")
+    body = {"model": "stuck", "stream": True, "messages": [user("one video at a time, asked twice")]}
+    with server.http("chat1") as http:
+        first_id, first = _stream_id(http, body)
+        second_id, second = _stream_id(http, body)
+        assert second_id == first_id
+        refused = http.post("/v1/chat/completions", json={**body, "messages": [user("a second video")]})
+        assert_openai_error(refused, 429, "concurrency_limit_exceeded")
+        for cm in (first, second):
+            cm.__exit__(None, None, None)
+        for video in http.get("/v1/videos").json()["data"]:
             http.delete(f"/v1/videos/{video['id']}")
 
 

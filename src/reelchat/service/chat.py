@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..domain import ApiKey, Orientation, Task, TaskEvent, TaskStatus, VideoRequest
+from .errors import Busy
 from .idempotency import Idempotency
 from .keepalive import TICK, KeepaliveWheel
 from .mailbox import Mailbox
@@ -116,9 +117,13 @@ class ChatServing:
         """Resolve the source, validate and plan the turn's task; raises the service's errors. With
         `idem`, a turn an earlier request already made is followed again (no limits counted)."""
         spec = self.videos.spec(model)
-        if idem is not None and (earlier := await self.videos.replay(tenant, idem)) is not None:
-            made_from = await self.videos.get(earlier.remixed_from) if earlier.remixed_from else None
-            return ChatTurn(earlier, made_from, idem, attached=True)
+        # An Idempotency-Key is looked up now: the same key with another request is a 409, before any
+        # reply starts. A re-sent conversation is not: `follow` stores the task through the same key,
+        # and finds there the video the conversation is still making, so the reply's first bytes (the
+        # echo, the same either way) wait on no query. Only a turn refused for capacity or a limit
+        # looks first, because a re-sent conversation follows its video whatever the limits say.
+        if idem is not None and not idem.only_unfinished and (earlier := await self.videos.replay(tenant, idem)):
+            return await self._attached(earlier, idem)
         source: Task | None = None
         image_url = turn.image_urls[0] if turn.image_urls else None
         use_history_source = image_url is None or turn.pasted_reference
@@ -136,8 +141,17 @@ class ChatServing:
             image_url=image_url,
             extend=turn.extend and source is not None and image_url is None,
         )
-        task = await self.videos.prepare(tenant, request, origin="chat", source=source, key=key)
+        try:
+            task = await self.videos.prepare(tenant, request, origin="chat", source=source, key=key)
+        except Busy:
+            if idem is not None and idem.only_unfinished and (earlier := await self.videos.replay(tenant, idem)):
+                return await self._attached(earlier, idem)
+            raise
         return ChatTurn(task, source, idem)
+
+    async def _attached(self, earlier: Task, idem: Idempotency) -> ChatTurn:
+        made_from = await self.videos.get(earlier.remixed_from) if earlier.remixed_from else None
+        return ChatTurn(earlier, made_from, idem, attached=True)
 
     async def follow(self, turn: ChatTurn) -> AsyncIterator[Snapshot]:
         """Store the task, then yield its snapshots until it finishes; raises `FollowFailed`.

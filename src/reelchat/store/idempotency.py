@@ -7,13 +7,13 @@ than the caller's time to live count as absent and are replaced.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .batched import BatchedReads
 from .schema import idempotency
 
 __all__ = ["IdempotencyRecord", "IdempotencyStore"]
@@ -26,7 +26,6 @@ class IdempotencyRecord:
     created_at: float
 
 
-_BATCH = 200  # lookups per query at most
 SWEEP_EVERY_S = 60.0  # expired records are deleted at most this often (not by every claim: a write each)
 
 
@@ -34,47 +33,22 @@ class IdempotencyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._swept_at = float("-inf")
-        self._waiting: list[tuple[str, str, float, asyncio.Future[IdempotencyRecord | None]]] = []
-        self._reader: asyncio.Task[None] | None = None
+        self._reads: BatchedReads[tuple[str, str], IdempotencyRecord] = BatchedReads(self._read)
 
     async def get(self, tenant: str, key: str, *, newer_than: float) -> IdempotencyRecord | None:
-        """The live record for the key (None: none newer than `newer_than`).
+        """The live record for the key (None: none newer than `newer_than`). Every chat request asks
+        (a re-sent conversation follows its video), so the reads are batched (`BatchedReads`)."""
+        record = await self._reads.get((tenant, key))
+        return record if record is not None and record.created_at > newer_than else None
 
-        Every chat request asks (a re-sent conversation follows its video), so lookups are batched: one
-        query is in flight at a time, and the lookups that arrive meanwhile share the next one. A burst
-        of 100 requests makes a few queries, not 100 that each wait for a pooled connection.
-        """
-        waiter: asyncio.Future[IdempotencyRecord | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((tenant, key, newer_than, waiter))
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.get_running_loop().create_task(self._read_waiting(), name="reelchat-idempotency")
-        return await waiter
-
-    async def _read_waiting(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[:_BATCH], self._waiting[_BATCH:]
-            try:
-                found = await self._read({(tenant, key) for tenant, key, _, waiter in batch if not waiter.done()})
-            except BaseException as e:  # each waiter gets the store's error (or hears the reader was stopped)
-                for *_, waiter in batch:
-                    if not waiter.done():
-                        waiter.set_exception(e if isinstance(e, Exception) else RuntimeError("lookup stopped"))
-                if not isinstance(e, Exception):
-                    raise
-                continue
-            for tenant, key, newer_than, waiter in batch:
-                if not waiter.done():
-                    record = found.get((tenant, key))
-                    waiter.set_result(record if record is not None and record.created_at > newer_than else None)
-
-    async def _read(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], IdempotencyRecord]:
+    async def _read(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], IdempotencyRecord]:
         if not keys:
             return {}
         columns = (idempotency.c.request_hash, idempotency.c.task_id, idempotency.c.created_at)
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 sa.select(idempotency.c.tenant, idempotency.c.key, *columns).where(
-                    sa.tuple_(idempotency.c.tenant, idempotency.c.key).in_(sorted(keys))
+                    sa.tuple_(idempotency.c.tenant, idempotency.c.key).in_(keys)
                 )
             )
             return {(tenant, key): IdempotencyRecord(*rest) for tenant, key, *rest in rows}

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..domain import ApiKey, KeyLimits
+from .batched import BatchedReads
 from .schema import api_keys
 from .timestamps import to_datetime
 
@@ -24,6 +25,7 @@ class KeyStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._by_hash: BatchedReads[str, ApiKey] = BatchedReads(self._read_by_hash)
 
     async def add(self, key: ApiKey, key_hash: str, webhook_secret: str | None = None) -> None:
         """Raises `NameTaken` when an active key has the same name (a unique index decides, so two
@@ -88,13 +90,17 @@ class KeyStore:
         return len(rows), given
 
     async def by_hash(self, key_hash: str) -> ApiKey | None:
+        """The active key with this hash. Every authenticated request asks: batched (`BatchedReads`)."""
+        return await self._by_hash.get(key_hash)
+
+    async def _read_by_hash(self, hashes: list[str]) -> dict[str, ApiKey]:
         async with self.engine.connect() as conn:
-            row = (
+            rows = (
                 await conn.execute(
-                    sa.select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+                    sa.select(api_keys).where(api_keys.c.key_hash.in_(hashes), api_keys.c.revoked_at.is_(None))
                 )
-            ).first()
-        return _row_to_key(row) if row is not None else None
+            ).fetchall()
+        return {row._mapping["key_hash"]: _row_to_key(row) for row in rows}
 
     async def list_all(self) -> list[ApiKey]:
         async with self.engine.connect() as conn:
