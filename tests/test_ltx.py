@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from test_engine import FakeReporter, dist, png
 
+from reelchat.engines import windows
 from reelchat.engines.base import EngineError
 from reelchat.engines.diffusers_engine import DiffusersEngine
 from reelchat.engines.diffusers_spec import DiffusersJob
@@ -111,3 +112,21 @@ async def test_unknown_family_is_an_engine_error(demo_models: Path, tmp_path: Pa
     index.write_text(json.dumps({**json.loads(index.read_text()), "_class_name": "MochiPipeline"}))
     with pytest.raises(EngineError, match="MochiPipeline"):
         await DiffusersEngine(tmp_path / "x").generate(job(), FakeReporter())
+
+
+async def test_extension_continues_from_the_sources_end(ltx: DiffusersEngine) -> None:
+    """LTX continues through its condition pipeline (the source's last frames at frame 0, full strength):
+    the source comes through unchanged bar the overlap, and the seam is no harder than the motion
+    (0.92 here)."""
+    source = await frames(ltx, job(frames=17))
+    reporter = FakeReporter()
+    out = await ltx.generate(job(prompt="the fox leaps", frames=8, source_frames=source, extend=True), reporter)
+    assert out.frames is not None
+    assert out.prefix is not None
+    overlap = windows.overlap_for(4)
+    assert np.array_equal(out.prefix, source[: 17 - overlap])
+    clip = np.concatenate([out.prefix, out.frames])
+    assert clip.shape == (17 + 8, H, W, 3)
+    plan = windows.plan(25, 8 + overlap, 4, prefix=17)
+    assert windows.seam_ratio(clip, windows.seams_of(plan)) <= 3.0
+    assert reporter.values == sorted(reporter.values)
