@@ -16,6 +16,7 @@ from reelchat.ids import SID_RE, TASK_ID_RE
 from reelchat.protocol.chat_references import looks_like_sid, looks_like_task_id
 from reelchat.protocol.chat_render import (
     SSE_DONE,
+    ContentEvents,
     ReplyRenderer,
     chunk,
     completion,
@@ -890,3 +891,14 @@ def test_backticks_in_the_echo_are_escaped_so_no_prompt_can_close_its_fence() ->
     assert "`" not in body, "a naive fence parser would end the echo at the first backtick"
     assert text.count("```") == 2
     assert json.loads(body) == {"prompt": prompt}  # still the same prompt for a client that reads the JSON
+
+
+@pytest.mark.parametrize(
+    "piece", ["", "a", '"quoted"\n', "猫が\u2028走る", "```json", "\\ back \t tab", "emoji 🐄 halo", '"content":""']
+)
+def test_content_events_are_byte_for_byte_the_chunks_they_stand_for(piece: str) -> None:
+    completion_id = new_completion_id()
+    encode = ContentEvents(completion_id, 1_790_000_000, "sora-2-pro")
+    assert encode(piece) == sse(chunk(completion_id, 1_790_000_000, "sora-2-pro", content=piece))
+    assert len(completion_id) == len("chatcmpl-") + 29
+    assert completion_id[9:].isalnum()

@@ -42,6 +42,8 @@ class CharacterService:
         self.storage = storage
         self.uploads = uploads
         self._known: dict[str, tuple[float, list[Character]]] = {}  # tenant -> (read at, newest first)
+        self._reads: dict[str, asyncio.Task[list[Character]]] = {}
+        self._created = 0  # characters made here: a read that began before one is not kept
 
     async def create(
         self,
@@ -75,6 +77,7 @@ class CharacterService:
             await self.storage.delete(character.frame_name)
             raise
         self._known.pop(tenant, None)
+        self._created += 1
         return character
 
     async def get(self, tenant: str, character_id: str) -> Character:
@@ -95,15 +98,27 @@ class CharacterService:
         return None
 
     async def _of_tenant(self, tenant: str) -> list[Character]:
-        now = time.monotonic()
         known = self._known.get(tenant)
-        if known is not None and now - known[0] <= FRESH_S:
+        if known is not None and time.monotonic() - known[0] <= FRESH_S:
             return known[1]
-        found = await self.store.characters.of_tenant(tenant, _SEARCHED)
-        if len(self._known) >= _CACHED_TENANTS:
-            self._known.clear()
-        self._known[tenant] = (now, found)
-        return found
+        # one read at a time per tenant: a burst that finds the list stale waits on the same query
+        read = self._reads.get(tenant)
+        if read is None:
+            read = asyncio.get_running_loop().create_task(self._read(tenant), name="reelchat-characters")
+            self._reads[tenant] = read
+        return await asyncio.shield(read)
+
+    async def _read(self, tenant: str) -> list[Character]:
+        try:
+            read_at, created = time.monotonic(), self._created
+            found = await self.store.characters.of_tenant(tenant, _SEARCHED)
+            if created == self._created:
+                if len(self._known) >= _CACHED_TENANTS:
+                    self._known.clear()
+                self._known[tenant] = (read_at, found)
+            return found
+        finally:
+            del self._reads[tenant]
 
     async def reference_frame(self, character: Character) -> bytes:
         return await self.storage.load(character.frame_name)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..domain import ApiKey, Orientation, Task, TaskEvent, TaskStatus, VideoRequest
+from .admission import AdmissionGate
 from .errors import Busy
 from .idempotency import Idempotency
 from .keepalive import TICK, KeepaliveWheel
@@ -98,6 +99,7 @@ class ChatServing:
         self.keepalive_s = keepalive_s
         self.give_up_s = give_up_s
         self.keepalives = KeepaliveWheel(keepalive_s)  # one timer for every reply this process follows
+        self.admission = AdmissionGate()  # replies being admitted go before storing answered ones' tasks
         self._resync_ticks = max(1, round(resync_s / keepalive_s))
 
     async def close(self) -> None:
@@ -162,6 +164,7 @@ class ChatServing:
         task = turn.task
         give_up_at = time.monotonic() + self.give_up_s
         if not turn.attached:
+            await self.admission.wait_quiet()
             async with self.videos.watch(task.id) as events:
                 try:  # durable before the client sees the ID
                     stored = await asyncio.shield(self.videos.enqueue(task, turn.idempotency))

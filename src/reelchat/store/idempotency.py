@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +28,22 @@ class IdempotencyRecord:
 
 
 SWEEP_EVERY_S = 60.0  # expired records are deleted at most this often (not by every claim: a write each)
+
+
+# Every chat request claims a key: its statements are built once (building them per call, with
+# SQLAlchemy's operators, cost about as much as running them).
+_MINE = (idempotency.c.tenant == sa.bindparam("b_tenant")) & (idempotency.c.key == sa.bindparam("b_key"))
+_NEW_VALUES: dict[str, sa.BindParameter[Any]] = {
+    "request_hash": sa.bindparam("b_hash"),
+    "task_id": sa.bindparam("b_task"),
+    "created_at": sa.bindparam("b_now"),
+}
+_STALE = idempotency.c.created_at <= sa.bindparam("b_newer")
+_TAKE_STALE = idempotency.update().where(_MINE, _STALE).values(_NEW_VALUES)
+_TAKE_STALE_OR = (
+    idempotency.update().where(_MINE, _STALE | (idempotency.c.task_id == sa.bindparam("b_replace"))).values(_NEW_VALUES)
+)
+_INSERT = idempotency.insert().values(tenant=sa.bindparam("b_tenant"), key=sa.bindparam("b_key"), **_NEW_VALUES)
 
 
 class IdempotencyStore:
@@ -72,15 +89,14 @@ class IdempotencyStore:
     async def _claim(
         self, tenant: str, key: str, request_hash: str, task_id: str, now: float, newer_than: float, replace: str | None
     ) -> None:
-        values = {"request_hash": request_hash, "task_id": task_id, "created_at": now}
-        mine = (idempotency.c.tenant == tenant) & (idempotency.c.key == key)
-        stale = idempotency.c.created_at <= newer_than
-        if replace is not None:
-            stale = stale | (idempotency.c.task_id == replace)
+        params = {"b_tenant": tenant, "b_key": key, "b_hash": request_hash, "b_task": task_id, "b_now": now}
         async with self.engine.begin() as conn:
-            replaced = await conn.execute(idempotency.update().where(mine, stale).values(**values))
+            if replace is None:
+                replaced = await conn.execute(_TAKE_STALE, {**params, "b_newer": newer_than})
+            else:
+                replaced = await conn.execute(_TAKE_STALE_OR, {**params, "b_newer": newer_than, "b_replace": replace})
             if replaced.rowcount != 1:
-                await conn.execute(idempotency.insert().values(tenant=tenant, key=key, **values))
+                await conn.execute(_INSERT, params)
             # expired records go as new ones come: the table holds about one time to live of keys
             if now - self._swept_at >= SWEEP_EVERY_S:
                 self._swept_at = now

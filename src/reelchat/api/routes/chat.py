@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from ...domain import Caller, Task, TaskStatus
 from ...protocol.chat_render import (
     SSE_DONE,
+    ContentEvents,
     ReplyRenderer,
     chunk,
     completion,
@@ -125,15 +126,24 @@ SSE = {
 async def chat_completions(request: Request, state: StateDep, caller: CallerDep) -> StreamingResponse:
     # a slot before any task exists, so a refused reply leaves nothing queued behind it
     release = state.streams.acquire(caller.tenant)
+    admitted = state.chat.admission.enter()  # until its first bytes are out (`AdmissionGate`)
     try:
-        response = await _chat_completions(request, state, caller)
+        response = await _chat_completions(request, state, caller, admitted)
     except BaseException:
+        admitted()
         release()
         raise
-    return hold_slot(response, release)
+
+    def done() -> None:
+        admitted()
+        release()
+
+    return hold_slot(response, done)
 
 
-async def _chat_completions(request: Request, state: AppState, caller: Caller) -> StreamingResponse:
+async def _chat_completions(
+    request: Request, state: AppState, caller: Caller, admitted: Callable[[], None]
+) -> StreamingResponse:
     chat = state.chat
     # parsed off the event loop when large: a hostile body must not freeze every other request
     req = await state.bodies.chat(await request.body(), chat.seconds_by_model())
@@ -159,14 +169,16 @@ async def _chat_completions(request: Request, state: AppState, caller: Caller) -
 
         async def stream() -> AsyncIterator[bytes]:
             # the role chunk and the echo's many small chunks leave in one write
+            content = ContentEvents(completion_id, created, req.model)
             yield sse(chunk(completion_id, created, req.model, role="assistant", content="")) + b"".join(
-                sse(chunk(completion_id, created, req.model, content=piece)) for piece in echo_pieces(echo)
+                map(content, echo_pieces(echo))
             )
+            admitted()  # the first bytes are out: storing the task may wait for the replies behind
             async for piece in pieces:
                 if piece is None:
                     yield b": keep-alive\n\n"
                 elif piece:
-                    yield sse(chunk(completion_id, created, req.model, content=piece))
+                    yield content(piece)
             yield sse(chunk(completion_id, created, req.model, finish_reason="stop"))
             yield SSE_DONE
 
@@ -176,6 +188,7 @@ async def _chat_completions(request: Request, state: AppState, caller: Caller) -
 
     async def whole() -> AsyncIterator[bytes]:
         # JSON allows leading whitespace: a space per keep-alive holds the connection open on long waits
+        admitted()  # nothing is sent before the whole reply: don't hold other replies' stores back
         parts: list[str] = echo_pieces(echo)
         last_sent = time.monotonic()
         async for piece in pieces:

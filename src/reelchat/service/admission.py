@@ -1,0 +1,54 @@
+"""First bytes before bookkeeping: chat replies still being admitted go before the stores of replies
+already answered.
+
+A chat reply's first bytes (the role chunk and the echo) need no query; storing its task (the
+idempotency claim, the insert) needs several, and all of it shares one event loop. Under a burst of
+1,000 requests, replies that have sent their echo would otherwise store their tasks between the
+admission of the ones behind them, and the last request's first chunk would wait for the whole
+burst's writes. So a reply stores its task once no other reply is being admitted, or after
+`max_wait_s` at most: the first chunks of a burst leave first, then its tasks are stored (each still
+before its reply shows the task's ID, so the durability rule holds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import suppress
+
+__all__ = ["AdmissionGate"]
+
+
+class AdmissionGate:
+    def __init__(self, max_wait_s: float = 1.0) -> None:
+        self.max_wait_s = max_wait_s
+        self._admitting = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+
+    def __len__(self) -> int:
+        return self._admitting
+
+    def enter(self) -> Callable[[], None]:
+        """One reply being admitted; returns its `leave`, safe to call more than once."""
+        self._admitting += 1
+        self._quiet.clear()
+        left = False
+
+        def leave() -> None:
+            nonlocal left
+            if left:
+                return
+            left = True
+            self._admitting -= 1
+            if self._admitting == 0:
+                self._quiet.set()
+
+        return leave
+
+    async def wait_quiet(self) -> None:
+        """Until no reply is being admitted, or `max_wait_s` at most (a steady stream of new replies
+        delays a store by that much, never more)."""
+        if self._admitting:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._quiet.wait(), self.max_wait_s)
