@@ -27,6 +27,7 @@ from ...protocol.chat_turn import Turn
 from ...protocol.response_schema import ChatCompletion, ChatCompletionChunk
 from ...service import idempotency
 from ...service.chat import ChatServing, ChatTurn, FollowFailed
+from ..admission_limit import ADMITTED_KEY
 from ..contract import REF, documented
 from ..deps import AppState, CallerDep, StateDep
 from ..links import Links
@@ -126,19 +127,14 @@ SSE = {
 async def chat_completions(request: Request, state: StateDep, caller: CallerDep) -> StreamingResponse:
     # a slot before any task exists, so a refused reply leaves nothing queued behind it
     release = state.streams.acquire(caller.tenant)
-    admitted = state.chat.admission.enter()  # until its first bytes are out (`AdmissionGate`)
+    # admitted once its first bytes are out (`AdmissionLimit`; absent when the app is called without it)
+    admitted: Callable[[], None] = request.scope.get(ADMITTED_KEY) or (lambda: None)
     try:
         response = await _chat_completions(request, state, caller, admitted)
     except BaseException:
-        admitted()
         release()
         raise
-
-    def done() -> None:
-        admitted()
-        release()
-
-    return hold_slot(response, done)
+    return hold_slot(response, release)
 
 
 async def _chat_completions(
