@@ -38,18 +38,28 @@ class AppState:
     _keys_query: asyncio.Task[bool] | None = None
 
     async def keys_exist(self) -> bool:
-        # Cached for a second, and one query at a time: when the cache lapses under a burst of 100
-        # requests, they all wait on the same query instead of each running its own.
-        if time.monotonic() - self._keys_checked_at <= 1.0:
+        # Read at most once a second, one query at a time. Once known, a lapsed answer is refreshed
+        # behind the request that finds it lapsed (a key created or revoked is seen within about a
+        # second and a query): admitting a request never waits on the database for it.
+        fresh = time.monotonic() - self._keys_checked_at <= 1.0
+        if fresh:
             return self._keys_exist
         if self._keys_query is None or self._keys_query.done():
             self._keys_query = asyncio.create_task(self._count_keys())
+            self._keys_query.add_done_callback(_retrieved)
+        if self._keys_checked_at > 0.0:
+            return self._keys_exist
         return await asyncio.shield(self._keys_query)
 
     async def _count_keys(self) -> bool:
         exist = await self.service.active_key_count() > 0
         self._keys_exist, self._keys_checked_at = exist, time.monotonic()
         return exist
+
+
+def _retrieved(task: asyncio.Task[bool]) -> None:
+    if not task.cancelled():
+        task.exception()  # a refresh nobody waited for may fail: the next request retries
 
 
 async def get_state(request: Request) -> AppState:  # async: a plain def would hop to a thread per request

@@ -6,8 +6,10 @@ but a burst of 100 chat turns would run 100 identical `COUNT(*)` queries, each w
 for a pooled connection, before any of them sends a byte. So a count read from the store is kept
 for `fresh_s` and raised by one for each task this process admits meanwhile: an upper bound of the
 truth as far as this process knows (tasks that finish only lower it). While that bound is under the
-cap the request goes ahead; when it reaches the cap, or is older than `fresh_s`, the store is asked
-again, one query per tenant at a time however many requests wait on it.
+cap the request goes ahead; once it is older than `fresh_s` the store is asked again behind the
+request (nobody waits for that read: admitting a reply must not wait on the database), and when it
+reaches the cap the request waits for a fresh count before it is refused; one query per tenant at a
+time, however many requests wait on it.
 """
 
 from __future__ import annotations
@@ -37,19 +39,25 @@ class UnfinishedCounts:
     async def admit(self, tenant: str, cap: int) -> int | None:
         """Count one more task for `tenant` if it has fewer than `cap`; else return its count."""
         known = self._counts.get(tenant)
-        if known is not None and known.value < cap and time.monotonic() - known.read_at <= self.fresh_s:
+        if known is not None and known.value < cap:
+            if time.monotonic() - known.read_at > self.fresh_s:
+                self._start_read(tenant)  # refreshed behind the request: under the cap, nobody waits on it
             known.value += 1
             return None
-        read = self._reads.get(tenant)
-        if read is None:
-            read = asyncio.get_running_loop().create_task(self._read(tenant), name="reelchat-unfinished-count")
-            self._reads[tenant] = read
-        await asyncio.shield(read)
+        await asyncio.shield(self._start_read(tenant))
         known = self._counts[tenant]
         if known.value >= cap:
             return known.value
         known.value += 1
         return None
+
+    def _start_read(self, tenant: str) -> asyncio.Task[int]:
+        read = self._reads.get(tenant)
+        if read is None:
+            read = asyncio.get_running_loop().create_task(self._read(tenant), name="reelchat-unfinished-count")
+            read.add_done_callback(_retrieved)  # a refresh nobody waited for may fail: the next one retries
+            self._reads[tenant] = read
+        return read
 
     async def _read(self, tenant: str) -> int:
         try:
@@ -59,3 +67,8 @@ class UnfinishedCounts:
             return value
         finally:
             del self._reads[tenant]
+
+
+def _retrieved(task: asyncio.Task[int]) -> None:
+    if not task.cancelled():
+        task.exception()

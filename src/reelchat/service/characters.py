@@ -101,11 +101,15 @@ class CharacterService:
         known = self._known.get(tenant)
         if known is not None and time.monotonic() - known[0] <= FRESH_S:
             return known[1]
-        # one read at a time per tenant: a burst that finds the list stale waits on the same query
+        # one read at a time per tenant: a burst that finds the list lapsed shares one query, and once
+        # the list is known, the request that finds it lapsed goes on with it while it is read again
         read = self._reads.get(tenant)
         if read is None:
             read = asyncio.get_running_loop().create_task(self._read(tenant), name="reelchat-characters")
+            read.add_done_callback(_retrieved)
             self._reads[tenant] = read
+        if known is not None:
+            return known[1]
         return await asyncio.shield(read)
 
     async def _read(self, tenant: str) -> list[Character]:
@@ -158,3 +162,8 @@ def _png(frame: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(frame)).save(out, format="PNG")
     return out.getvalue()
+
+
+def _retrieved(task: asyncio.Task[list[Character]]) -> None:
+    if not task.cancelled():
+        task.exception()  # a refresh nobody waited for may fail: the next request retries
