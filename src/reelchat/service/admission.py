@@ -20,11 +20,14 @@ __all__ = ["AdmissionGate"]
 
 
 class AdmissionGate:
-    def __init__(self, max_wait_s: float = 1.0) -> None:
+    def __init__(self, max_wait_s: float = 1.0, storing_at_once: int = 32) -> None:
         self.max_wait_s = max_wait_s
         self._admitting = 0
         self._quiet = asyncio.Event()
         self._quiet.set()
+        # when a burst's admissions end, its thousands of stores are due at once: they go a few dozen
+        # at a time (the database pool serves about as many), so no turn of the loop runs them all
+        self.storing = asyncio.Semaphore(storing_at_once)
 
     def __len__(self) -> int:
         return self._admitting

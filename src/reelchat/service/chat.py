@@ -167,7 +167,8 @@ class ChatServing:
             await self.admission.wait_quiet()
             async with self.videos.watch(task.id) as events:
                 try:  # durable before the client sees the ID
-                    stored = await asyncio.shield(self.videos.enqueue(task, turn.idempotency))
+                    async with self.admission.storing:
+                        stored = await asyncio.shield(self.videos.enqueue(task, turn.idempotency))
                 except Exception as e:
                     log.exception("could not store task %s", task.id)
                     raise FollowFailed(f"the task could not be stored ({type(e).__name__})") from e
