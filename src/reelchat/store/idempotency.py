@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .batched import BatchedReads
@@ -43,7 +44,11 @@ _TAKE_STALE = idempotency.update().where(_MINE, _STALE).values(_NEW_VALUES)
 _TAKE_STALE_OR = (
     idempotency.update().where(_MINE, _STALE | (idempotency.c.task_id == sa.bindparam("b_replace"))).values(_NEW_VALUES)
 )
-_INSERT = idempotency.insert().values(tenant=sa.bindparam("b_tenant"), key=sa.bindparam("b_key"), **_NEW_VALUES)
+_NEW_ROW = {"tenant": sa.bindparam("b_tenant"), "key": sa.bindparam("b_key"), **_NEW_VALUES}
+_INSERT_NEW = {  # by dialect: a key already held is left as it is (no error that would end the transaction)
+    "sqlite": sqlite.insert(idempotency).values(_NEW_ROW).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(idempotency).values(_NEW_ROW).on_conflict_do_nothing(),
+}
 
 
 class IdempotencyStore:
@@ -76,31 +81,32 @@ class IdempotencyStore:
         """Record `task_id` for the key; None when recorded, else the live record that holds the key.
         An expired record is replaced, and so is one pointing at task `replace` (a finished one)."""
         for _ in range(3):  # a conflicting record that expires or goes between our two statements: try again
-            now = time.time()
-            try:
-                await self._claim(tenant, key, request_hash, task_id, now, newer_than, replace)
+            if await self._claim(tenant, key, request_hash, task_id, time.time(), newer_than, replace):
                 return None
-            except sa.exc.IntegrityError:
-                found = await self.get(tenant, key, newer_than=newer_than)
-                if found is not None:
-                    return found
+            found = await self.get(tenant, key, newer_than=newer_than)
+            if found is not None:
+                return found
         raise RuntimeError(f"could not record idempotency key {key!r}")
 
     async def _claim(
         self, tenant: str, key: str, request_hash: str, task_id: str, now: float, newer_than: float, replace: str | None
-    ) -> None:
+    ) -> bool:
+        """Whether the key is now ours: a new record (the usual case: one statement), or one that took
+        the place of an expired record (or of task `replace`'s)."""
         params = {"b_tenant": tenant, "b_key": key, "b_hash": request_hash, "b_task": task_id, "b_now": now}
         async with self.engine.begin() as conn:
-            if replace is None:
-                replaced = await conn.execute(_TAKE_STALE, {**params, "b_newer": newer_than})
-            else:
-                replaced = await conn.execute(_TAKE_STALE_OR, {**params, "b_newer": newer_than, "b_replace": replace})
-            if replaced.rowcount != 1:
-                await conn.execute(_INSERT, params)
+            claimed = (await conn.execute(_INSERT_NEW[self.engine.dialect.name], params)).rowcount == 1
+            if not claimed:
+                if replace is None:
+                    taken = await conn.execute(_TAKE_STALE, {**params, "b_newer": newer_than})
+                else:
+                    taken = await conn.execute(_TAKE_STALE_OR, {**params, "b_newer": newer_than, "b_replace": replace})
+                claimed = taken.rowcount == 1
             # expired records go as new ones come: the table holds about one time to live of keys
             if now - self._swept_at >= SWEEP_EVERY_S:
                 self._swept_at = now
                 await conn.execute(idempotency.delete().where(idempotency.c.created_at <= newer_than))
+        return claimed
 
     async def forget(self, tenant: str, key: str, task_id: str) -> None:
         """The task this record points at was never stored: the key is free again."""
