@@ -227,3 +227,19 @@ def test_workers_leave_a_core_to_the_api_process_on_cpu_and_keep_torchs_default_
     assert plan_cpu_share(Settings(home=tmp_path, worker_threads=4), cores=2, cuda=True).threads == 4
     assert plan_cpu_share(one, cores=2, cuda=False).nice == 10
     assert plan_cpu_share(Settings(home=tmp_path, worker_nice=0), cores=2, cuda=False).nice == 0
+
+
+async def test_tasks_admitted_while_the_store_counts_are_kept() -> None:
+    stored = {"alice": 2}
+
+    async def count(tenant: str) -> int:
+        await asyncio.sleep(0.05)
+        return stored[tenant]
+
+    counts = UnfinishedCounts(count, fresh_s=0.01)
+    assert await counts.admit("alice", 100) is None  # read (2), plus this one
+    await asyncio.sleep(0.02)  # lapsed: the next admits go ahead while a refresh runs behind them
+    for _ in range(5):
+        assert await counts.admit("alice", 100) is None
+    await asyncio.sleep(0.1)  # the refresh (2 stored) has landed: the 5 admitted meanwhile are kept
+    assert counts._counts["alice"].value == 7  # without them: 2, and 5 more would pass a cap of 7 unchecked

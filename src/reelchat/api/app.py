@@ -17,7 +17,6 @@ from ..service.operations import Operations
 from ..service.videos import VideoService
 from ..settings import Settings
 from . import errors
-from .admission_limit import AdmissionLimit
 from .contract import openapi_document
 from .contract_refine import catalog_refiner
 from .deps import AppState
@@ -91,7 +90,5 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)  # the 413s answered by BodySizeLimit get them too
-    app.add_middleware(RequestMetrics, metrics=ops.metrics)  # counts every answer, 413s included
-    # outermost: a queued reply does no work at all until its turn (`AdmissionLimit`)
-    app.add_middleware(AdmissionLimit, gate=app.state.reelchat.chat.admission)
+    app.add_middleware(RequestMetrics, metrics=ops.metrics)  # outermost: counts every answer, 413s included
     return app

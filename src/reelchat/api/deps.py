@@ -21,6 +21,8 @@ from .errors import ApiError
 from .links import LinkBuilder
 from .stream_slots import StreamSlots
 
+KEYS_STALE_S = 5.0  # a lapsed "are there keys?" answer is served while a refresh runs, this long at most
+
 
 @dataclass
 class AppState:
@@ -47,9 +49,9 @@ class AppState:
         if self._keys_query is None or self._keys_query.done():
             self._keys_query = asyncio.create_task(self._count_keys())
             self._keys_query.add_done_callback(_retrieved)
-        if self._keys_checked_at > 0.0:
+        if self._keys_checked_at > 0.0 and time.monotonic() - self._keys_checked_at <= KEYS_STALE_S:
             return self._keys_exist
-        return await asyncio.shield(self._keys_query)
+        return await asyncio.shield(self._keys_query)  # never known, or refreshes keep failing: wait
 
     async def _count_keys(self) -> bool:
         exist = await self.service.active_key_count() > 0

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .errors import ApiError
 
@@ -80,6 +80,10 @@ class SlotResponse(LightStreamingResponse):
             self._release()
 
 
+class _ClientGone(Exception):
+    """The client left: what the reply's body raises if it sends once more."""
+
+
 async def _send_until_gone(response: StreamingResponse, receive: Receive, send: Send) -> None:
     """`response`'s body until it ends or the client goes (then the body is cancelled, quietly)."""
     sender = asyncio.current_task()
@@ -93,13 +97,21 @@ async def _send_until_gone(response: StreamingResponse, receive: Receive, send: 
         gone = True
         sender.cancel()
 
+    async def sending(message: Message) -> None:
+        # uvicorn drops what is sent to a client that left; should the cancellation have been lost on
+        # the way (asyncio.wait_for on Python 3.11 can swallow one), the next keep-alive ends the reply
+        if gone:
+            raise _ClientGone
+        await send(message)
+
     watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await response.stream_response(send)
-    except asyncio.CancelledError:
+        await response.stream_response(sending)
+    except (asyncio.CancelledError, _ClientGone):
         if not gone:
             raise
-        sender.uncancel()  # our own cancellation: the client left, which ends the reply normally
+        if sender.cancelling():
+            sender.uncancel()  # our own cancellation: the client left, which ends the reply normally
     finally:
         watcher.cancel()
         if response.background is not None and not gone:

@@ -53,5 +53,8 @@ class AdmissionGate:
         """Until no reply is being admitted, or `max_wait_s` at most (a steady stream of new replies
         delays a store by that much, never more)."""
         if self._admitting:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+            # lands as the event is set (a client that leaves then would go unnoticed)
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._quiet.wait(), self.max_wait_s)
+                async with asyncio.timeout(self.max_wait_s):
+                    await self._quiet.wait()

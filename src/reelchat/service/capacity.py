@@ -54,15 +54,22 @@ class UnfinishedCounts:
     def _start_read(self, tenant: str) -> asyncio.Task[int]:
         read = self._reads.get(tenant)
         if read is None:
-            read = asyncio.get_running_loop().create_task(self._read(tenant), name="reelchat-unfinished-count")
+            before = self._counts.get(tenant)  # as it stands when the count is asked for
+            read = asyncio.get_running_loop().create_task(
+                self._read(tenant, before, before.value if before is not None else 0), name="reelchat-unfinished-count"
+            )
             read.add_done_callback(_retrieved)  # a refresh nobody waited for may fail: the next one retries
             self._reads[tenant] = read
         return read
 
-    async def _read(self, tenant: str) -> int:
+    async def _read(self, tenant: str, before: _Count | None, start: int) -> int:
         try:
             self.queries += 1
             value = await self._count(tenant)
+            # tasks admitted while the store counted are not in its count: keep them
+            now = self._counts.get(tenant)
+            if now is not None and now is before:
+                value += max(0, now.value - start)
             self._counts[tenant] = _Count(value, time.monotonic())
             return value
         finally:

@@ -77,6 +77,7 @@ class CharacterService:
             await self.storage.delete(character.frame_name)
             raise
         self._known.pop(tenant, None)
+        self._reads.pop(tenant, None)  # a read begun before it must not answer the next request
         self._created += 1
         return character
 
@@ -122,7 +123,8 @@ class CharacterService:
                 self._known[tenant] = (read_at, found)
             return found
         finally:
-            del self._reads[tenant]
+            if self._reads.get(tenant) is asyncio.current_task():
+                del self._reads[tenant]
 
     async def reference_frame(self, character: Character) -> bytes:
         return await self.storage.load(character.frame_name)

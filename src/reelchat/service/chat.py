@@ -26,7 +26,7 @@ from typing import Protocol
 
 from ..domain import ApiKey, Orientation, Task, TaskEvent, TaskStatus, VideoRequest
 from .admission import AdmissionGate
-from .errors import Busy
+from .errors import ServiceError
 from .idempotency import Idempotency
 from .keepalive import TICK, KeepaliveWheel
 from .mailbox import Mailbox
@@ -122,8 +122,8 @@ class ChatServing:
         # An Idempotency-Key is looked up now: the same key with another request is a 409, before any
         # reply starts. A re-sent conversation is not: `follow` stores the task through the same key,
         # and finds there the video the conversation is still making, so the reply's first bytes (the
-        # echo, the same either way) wait on no query. Only a turn refused for capacity or a limit
-        # looks first, because a re-sent conversation follows its video whatever the limits say.
+        # echo, the same either way) wait on no query. Only a turn that would be refused (a limit, a
+        # source deleted since) looks first: a re-sent conversation follows its video regardless.
         if idem is not None and not idem.only_unfinished and (earlier := await self.videos.replay(tenant, idem)):
             return await self._attached(earlier, idem)
         source: Task | None = None
@@ -145,7 +145,7 @@ class ChatServing:
         )
         try:
             task = await self.videos.prepare(tenant, request, origin="chat", source=source, key=key)
-        except Busy:
+        except ServiceError:  # e.g. a limit, or a source deleted since: the running video still answers
             if idem is not None and idem.only_unfinished and (earlier := await self.videos.replay(tenant, idem)):
                 return await self._attached(earlier, idem)
             raise

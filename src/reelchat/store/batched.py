@@ -40,10 +40,13 @@ class BatchedReads(Generic[K, V]):
             try:
                 found = await self._read_many(sorted({key for key, waiter in batch if not waiter.done()}, key=repr))
             except BaseException as e:  # each waiter gets the store's error (or hears the reader was stopped)
+                stopped = not isinstance(e, Exception)
+                if stopped:  # nobody would read for the ones still waiting either
+                    batch, self._waiting = batch + self._waiting, []
                 for _, waiter in batch:
                     if not waiter.done():
-                        waiter.set_exception(e if isinstance(e, Exception) else RuntimeError("read stopped"))
-                if not isinstance(e, Exception):
+                        waiter.set_exception(RuntimeError("read stopped") if stopped else e)
+                if stopped:
                     raise
                 continue
             for key, waiter in batch:

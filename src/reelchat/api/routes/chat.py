@@ -27,7 +27,6 @@ from ...protocol.chat_turn import Turn
 from ...protocol.response_schema import ChatCompletion, ChatCompletionChunk
 from ...service import idempotency
 from ...service.chat import ChatServing, ChatTurn, FollowFailed
-from ..admission_limit import ADMITTED_KEY
 from ..contract import REF, documented
 from ..deps import AppState, CallerDep, StateDep
 from ..links import Links
@@ -127,22 +126,33 @@ SSE = {
 async def chat_completions(request: Request, state: StateDep, caller: CallerDep) -> StreamingResponse:
     # a slot before any task exists, so a refused reply leaves nothing queued behind it
     release = state.streams.acquire(caller.tenant)
-    # admitted once its first bytes are out (`AdmissionLimit`; absent when the app is called without it)
-    admitted: Callable[[], None] = request.scope.get(ADMITTED_KEY) or (lambda: None)
     try:
-        response = await _chat_completions(request, state, caller, admitted)
+        body = await request.body()
+        # from its whole body to its first bytes, the reply counts as being admitted (`AdmissionGate`):
+        # a client still sending its body holds nobody else's stores back
+        admitted = state.chat.admission.enter()
+        try:
+            response = await _chat_completions(request, state, caller, body, admitted)
+        except BaseException:
+            admitted()
+            raise
     except BaseException:
         release()
         raise
-    return hold_slot(response, release)
+
+    def done() -> None:
+        admitted()
+        release()
+
+    return hold_slot(response, done)
 
 
 async def _chat_completions(
-    request: Request, state: AppState, caller: Caller, admitted: Callable[[], None]
+    request: Request, state: AppState, caller: Caller, body: bytes, admitted: Callable[[], None]
 ) -> StreamingResponse:
     chat = state.chat
     # parsed off the event loop when large: a hostile body must not freeze every other request
-    req = await state.bodies.chat(await request.body(), chat.seconds_by_model())
+    req = await state.bodies.chat(body, chat.seconds_by_model())
     chat.check_model(req.model)
     assert req.turn is not None  # noqa: S101  (narrows a type: the turn is read for every known model)
     # an Idempotency-Key, else the conversation itself: a re-sent chat follows the video it is making
