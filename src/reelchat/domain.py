@@ -68,7 +68,7 @@ class VideoRequest:
     character: str | None = None  # the character whose reference frame `image` is (its prompt named it)
 
 
-@dataclass
+@dataclass(slots=True)  # thousands are held at once by open replies: no __dict__ each
 class Task:
     """One generation: the single source of truth, stored before any work starts."""
 

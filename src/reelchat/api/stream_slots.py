@@ -65,6 +65,17 @@ class LightStreamingResponse(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_until_gone(self, receive, send)
 
+    async def stream_response(self, send: Send) -> None:
+        # Starlette's keeps the last chunk sent in its loop variable while the stream waits for the
+        # next one: an idle reply would hold its whole echo (~3 KB) for minutes
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            body = chunk if isinstance(chunk, bytes | memoryview) else chunk.encode(self.charset)
+            del chunk
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            del body
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
 
 class SlotResponse(LightStreamingResponse):
     """A streamed reply that gives its stream slot back when it is done being sent."""
