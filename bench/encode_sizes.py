@@ -21,33 +21,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from reelchat.engines.base import QuietReporter
 from reelchat.engines.demo_model import ensure_demo_pipeline
 from reelchat.engines.diffusers_engine import DiffusersEngine
 from reelchat.engines.diffusers_spec import DiffusersJob
 from reelchat.media import encode
-
-
-class _Quiet:
-    """A reporter that ignores progress."""
-
-    def progress(self, percent: int) -> None:
-        pass
-
-    def cancelled(self) -> bool:
-        return False
-
-    def wants_previews(self) -> bool:
-        return False
-
-    def preview(self, picture: object) -> None:
-        pass
-
-    @property
-    def upstream_job_id(self) -> str | None:
-        return None
-
-    async def remember_upstream_job(self, job_id: str) -> None:
-        pass
 
 
 def _render(root: Path, width: int, height: int, frames: int, fps: int) -> tuple[npt.NDArray[np.uint8], float]:
@@ -56,7 +34,7 @@ def _render(root: Path, width: int, height: int, frames: int, fps: int) -> tuple
         prompt="cows and horses dancing", width=width, height=height, frames=frames, fps=fps, steps=4, seed=1
     )
     start = time.perf_counter()
-    result = asyncio.run(engine.generate(job, _Quiet()))
+    result = asyncio.run(engine.generate(job, QuietReporter()))
     if result.frames is None:
         raise SystemExit("the demo model returned no frames")
     return result.frames, time.perf_counter() - start

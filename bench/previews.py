@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reelchat.domain import Orientation, Task
-from reelchat.engines import diffusers_engine, previews
+from reelchat.engines import previews, step_callback
 from reelchat.engines.demo_model import ensure_demo_pipeline
 from reelchat.engines.diffusers_engine import DiffusersEngine
 from reelchat.engines.diffusers_spec import DiffusersJob
@@ -44,11 +44,11 @@ class _Clock:
         self.write_s = 0.0
 
     def install(self) -> None:
-        tap_step = diffusers_engine._PreviewTap.step
+        tap_step = step_callback.PreviewTap.step
         write = TaskReporter.write_preview
         clock = self
 
-        def timed_step(tap: diffusers_engine._PreviewTap, *args: object) -> None:
+        def timed_step(tap: step_callback.PreviewTap, *args: object) -> None:
             t = time.perf_counter()
             try:
                 tap_step(tap, *args)  # type: ignore[arg-type]
@@ -62,7 +62,7 @@ class _Clock:
             finally:
                 clock.write_s += time.perf_counter() - t
 
-        diffusers_engine._PreviewTap.step = timed_step  # type: ignore[method-assign,assignment]
+        step_callback.PreviewTap.step = timed_step  # type: ignore[method-assign,assignment]
         TaskReporter.write_preview = timed_write  # type: ignore[method-assign,assignment]
 
 

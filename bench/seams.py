@@ -20,30 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from reelchat.engines import windows
+from reelchat.engines.base import QuietReporter
 from reelchat.engines.demo_model import ensure_demo_pipeline
 from reelchat.engines.diffusers_engine import DiffusersEngine
 from reelchat.engines.diffusers_spec import DiffusersJob
-
-
-class _Quiet:
-    def progress(self, percent: int) -> None:
-        pass
-
-    def cancelled(self) -> bool:
-        return False
-
-    def wants_previews(self) -> bool:
-        return False
-
-    def preview(self, picture: object) -> None:
-        pass
-
-    @property
-    def upstream_job_id(self) -> str | None:
-        return None
-
-    async def remember_upstream_job(self, job_id: str) -> None:
-        pass
 
 
 def _mismatch(blended: np.ndarray, cut: np.ndarray, plan: list[windows.Window]) -> float:
@@ -65,7 +45,7 @@ async def _independent(engine: DiffusersEngine, job: DiffusersJob, plan: list[wi
     clips[False] = clips[True]
     for i, w in enumerate(plan):
         part = dataclasses.replace(job, frames=w.length, seed=job.seed + i, extend=False, source_frames=None)
-        out = await engine.generate(dataclasses.replace(part, window_frames=None), _Quiet())
+        out = await engine.generate(dataclasses.replace(part, window_frames=None), QuietReporter())
         assert out.frames is not None  # noqa: S101
         for blend in (True, False):
             clips[blend] = windows.join(clips[blend], out.frames, w, blend=blend)
@@ -77,8 +57,8 @@ async def _independent(engine: DiffusersEngine, job: DiffusersJob, plan: list[wi
 
 
 async def _run(engine: DiffusersEngine, job: DiffusersJob) -> tuple[int, float, float, float, float, float, float]:
-    blended = await engine.generate(job, _Quiet())
-    cut = await engine.generate(dataclasses.replace(job, blend_seams=False), _Quiet())
+    blended = await engine.generate(job, QuietReporter())
+    cut = await engine.generate(dataclasses.replace(job, blend_seams=False), QuietReporter())
     assert blended.frames is not None  # noqa: S101
     assert cut.frames is not None  # noqa: S101
     prefix = 0 if job.source_frames is None else len(job.source_frames)
@@ -112,7 +92,7 @@ async def main() -> None:
             )
             fresh = dataclasses.replace(base, window_frames=args.window)
             rows.append((f"fresh seed={seed}", *await _run(engine, fresh)))
-            source = await engine.generate(base, _Quiet())
+            source = await engine.generate(base, QuietReporter())
             ext = dataclasses.replace(
                 base, prompt="the horse jumps", frames=16, source_frames=source.frames, extend=True
             )

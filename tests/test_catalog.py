@@ -146,7 +146,7 @@ async def test_remix_by_a_model_that_cannot_remix_is_refused_before_queuing(serv
     assert info.value.param == "model"
     assert "bare can't modify an existing video" in str(info.value)
     assert service.executor.pending() == 0
-    assert await service.store.unfinished_count("t") == 0
+    assert await service.store.counts.unfinished_count("t") == 0
     # a model that can remix takes the same request
     task = await service.prepare("t", VideoRequest(model="full", prompt="at night"), source=_finished("bare"))
     assert task.remixed_from == "task_source"

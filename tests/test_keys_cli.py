@@ -34,7 +34,7 @@ def _count(home: Path, tenant: str) -> int:
     async def count() -> int:
         store = _store(home)
         try:
-            return await store.count_videos(tenant)
+            return await store.counts.count_videos(tenant)
         finally:
             await store.close()
 

@@ -14,7 +14,7 @@ import pytest
 
 from reelchat.catalog import load_catalog
 from reelchat.engines import memory
-from reelchat.engines.base import EngineError
+from reelchat.engines.base import EngineError, QuietReporter
 from reelchat.engines.demo_model import ensure_demo_pipeline
 from reelchat.engines.diffusers_engine import DiffusersEngine
 from reelchat.engines.diffusers_spec import DiffusersJob
@@ -146,24 +146,6 @@ async def test_a_refused_model_fails_its_jobs_with_the_reason(
     engine = next(iter(registry._local.values()))
     job = DiffusersJob(prompt="x", width=48, height=32, frames=9, fps=4, steps=2, seed=1)
 
-    class Reporter:
-        upstream_job_id = None
-
-        def progress(self, percent: int) -> None:
-            pass
-
-        def cancelled(self) -> bool:
-            return False
-
-        def wants_previews(self) -> bool:
-            return False
-
-        def preview(self, picture: object) -> None:
-            pass
-
-        async def remember_upstream_job(self, job_id: str) -> None:
-            pass
-
     with pytest.raises(EngineError, match=r"needs about .* REELCHAT_DEVICE_MEMORY_GB"):
-        await engine.generate(job, Reporter())
+        await engine.generate(job, QuietReporter())
     await registry.close()

@@ -20,7 +20,7 @@ import pytest
 
 from reelchat.catalog import CatalogError, DiffusersSpec, load_catalog
 from reelchat.engines import memory, speed
-from reelchat.engines.base import EngineError
+from reelchat.engines.base import EngineError, QuietReporter
 from reelchat.engines.demo_lora import build_demo_lora
 from reelchat.engines.demo_model import ensure_demo_pipeline
 from reelchat.engines.diffusers_engine import DiffusersEngine
@@ -30,25 +30,6 @@ from reelchat.engines.speed_spec import SpeedConfig, Workload
 
 W, H, F, STEPS = 48, 32, 9, 6
 SHAPE = Workload(W, H, F, guidance=True)
-
-
-class Reporter:
-    upstream_job_id = None
-
-    def progress(self, percent: int) -> None:
-        pass
-
-    def cancelled(self) -> bool:
-        return False
-
-    def wants_previews(self) -> bool:
-        return False
-
-    def preview(self, picture: object) -> None:
-        pass
-
-    async def remember_upstream_job(self, job_id: str) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +69,7 @@ def passes(engine: DiffusersEngine) -> Iterator[list[int]]:
 
 async def render(engine: DiffusersEngine, j: DiffusersJob | None = None) -> tuple[np.ndarray, int]:
     with passes(engine) as calls:
-        result = await engine.generate(j or job(), Reporter())
+        result = await engine.generate(j or job(), QuietReporter())
     assert result.frames is not None
     assert result.frames.shape == (F, H, W, 3) or j is not None
     return result.frames, len(calls)
@@ -122,7 +103,7 @@ async def test_cfg_batch_serves_remixes_too(demo: Path) -> None:
     engine = await loaded(demo, {"cfg_batch": True})
     source = np.full((F, H, W, 3), 120, np.uint8)
     with passes(engine) as calls:
-        result = await engine.generate(job(source_frames=source, strength=0.5), Reporter())
+        result = await engine.generate(job(source_frames=source, strength=0.5), QuietReporter())
     assert result.frames is not None
     assert result.frames.shape == (F, H, W, 3)
     assert len(calls) == STEPS  # a remix runs `steps` steps, each one pass
@@ -211,7 +192,7 @@ async def test_vae_tiling_and_slicing_engage(demo: Path) -> None:
 
     vae.tiled_decode = counted
     wide = job(width=288, height=32, frames=5, steps=2)  # wider than one 256-px tile
-    result = await engine.generate(wide, Reporter())
+    result = await engine.generate(wide, QuietReporter())
     assert tiles, "the VAE decoded without tiling"
     assert result.frames is not None
     assert result.frames.shape == (5, 32, 288, 3)
@@ -340,7 +321,7 @@ async def ltx_render(engine: DiffusersEngine, j: DiffusersJob) -> tuple[np.ndarr
     layer = engine._text_pipes()[0].transformer.transformer_blocks[-1].attn1.to_q
     handle = layer.register_forward_hook(lambda *_: calls.append(1))
     try:
-        result = await engine.generate(j, Reporter())
+        result = await engine.generate(j, QuietReporter())
     finally:
         handle.remove()
     assert result.frames is not None
@@ -382,7 +363,7 @@ async def test_ltx_takes_the_speed_block_but_batches_its_own_guidance(demo_model
     mag = DiffusersEngine(ltx, speed=SpeedConfig.model_validate({"cache": {"kind": "mag", "mag_ratios": [1.0] * 4}}))
     await mag.load()
     source = np.full((F, H, LTX_W, 3), 120, np.uint8)
-    result = await mag.generate(ltx_job(source_frames=source, strength=0.6), Reporter())
+    result = await mag.generate(ltx_job(source_frames=source, strength=0.6), QuietReporter())
     assert result.frames is not None
     assert set(mag.speed._mag_steps.values()) == {STEPS}  # not the stretched schedule's length
 
@@ -403,7 +384,7 @@ async def test_ltx_compile_is_warmed_up_at_startup(demo_models: Path) -> None:
     assert all(getattr(b, "_compiled_call_impl", None) is not None for b in blocks)
     compiled_at_startup = counters["stats"]["unique_graphs"]
     assert compiled_at_startup > 0
-    result = await engine.generate(ltx_job(), Reporter())
+    result = await engine.generate(ltx_job(), QuietReporter())
     assert result.frames is not None
     assert result.frames.shape == (F, H, LTX_W, 3)
     assert counters["stats"]["unique_graphs"] == compiled_at_startup, "the first job compiled again"

@@ -11,7 +11,7 @@ import pytest
 
 from reelchat.catalog import CatalogError, load_catalog
 from reelchat.engines import windows
-from reelchat.engines.base import EngineError
+from reelchat.engines.base import EngineError, QuietReporter
 from reelchat.engines.demo_model import ensure_demo_pipeline
 from reelchat.engines.diffusers_engine import DiffusersEngine
 from reelchat.engines.diffusers_spec import DiffusersJob, DiffusersSpec
@@ -19,28 +19,12 @@ from reelchat.engines.diffusers_spec import DiffusersJob, DiffusersSpec
 W, H = 48, 32
 
 
-class Reporter:
+class Reporter(QuietReporter):
     def __init__(self) -> None:
         self.values: list[int] = []
 
     def progress(self, percent: int) -> None:
         self.values.append(percent)
-
-    def cancelled(self) -> bool:
-        return False
-
-    def wants_previews(self) -> bool:
-        return False
-
-    def preview(self, picture: object) -> None:
-        pass
-
-    @property
-    def upstream_job_id(self) -> str | None:
-        return None
-
-    async def remember_upstream_job(self, job_id: str) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def _limits_from_args(args: argparse.Namespace, base: KeyLimits) -> KeyLimits:
 
 
 async def _adopt_or_explain(store: Store, key: ApiKey, adopt: bool, first: bool) -> None:
-    open_videos = await store.count_videos(OPEN_TENANT)
+    open_videos = await store.counts.count_videos(OPEN_TENANT)
     if adopt:
         if key.tenant == OPEN_TENANT:
             print(f"Key {key.name} already owns the videos made in open mode (its tenant is {OPEN_TENANT!r}).")

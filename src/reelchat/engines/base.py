@@ -121,3 +121,25 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class QuietReporter:
+    """A reporter nobody listens to and nobody cancels (a warm-up run, a benchmark, a test); subclass
+    it to keep what an engine reports."""
+
+    upstream_job_id: str | None = None
+
+    def progress(self, percent: int) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+    def wants_previews(self) -> bool:
+        return False
+
+    def preview(self, picture: npt.NDArray[np.uint8]) -> None:
+        pass
+
+    async def remember_upstream_job(self, job_id: str) -> None:
+        pass

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import memory, previews, windows
-from .base import EngineCancelled, EngineError, EngineResult, JobRequest, Reporter
+from .base import EngineCancelled, EngineError, EngineResult, JobRequest, QuietReporter, Reporter
 from .diffusers_spec import DiffusersJob, DiffusersSpec
 from .families import Family, FamilyError, family_for
 from .families.base import diffusers
@@ -38,14 +38,11 @@ from .job_frames import (
 )
 from .speed import SpeedPlan
 from .speed_spec import SpeedConfig, Workload
+from .step_callback import PreviewTap, StepStop, progress_callback
 
 log = logging.getLogger(__name__)
 
 _DTYPES = ("float32", "bfloat16", "float16")
-
-
-class _Stop(Exception):
-    """Raised inside the denoising loop when the caller's task was cancelled (asyncio), not the job."""
 
 
 class DiffusersEngine:
@@ -178,7 +175,7 @@ class DiffusersEngine:
         if self.i2v_pipeline_dir is not None:
             await asyncio.to_thread(self._image_pipe)
         for job in self.speed.warmup_jobs(self.workloads):  # compile now, not in the first user's job
-            await asyncio.to_thread(self._run, job, _Quiet(), threading.Event())
+            await asyncio.to_thread(self._run, job, QuietReporter(), threading.Event())
 
     # -- generation --------------------------------------------------------------------------------
 
@@ -243,7 +240,7 @@ class DiffusersEngine:
             return self._run(job, reporter, stop)
         except (EngineError, EngineCancelled):
             raise
-        except _Stop:
+        except StepStop:
             raise EngineCancelled() from None
         except Exception as e:  # diffusers/torch: show the reason, not a traceback
             log.exception("generation failed")
@@ -353,14 +350,14 @@ class DiffusersEngine:
             guidance_scale=job.guidance_scale,
             generator=torch.Generator(self.device).manual_seed(job.seed),
             output_type="np",
-            callback_on_step_end=_progress_callback(reporter, stop, span, pin, self._preview_tap(job, reporter)),
+            callback_on_step_end=progress_callback(reporter, stop, span, pin, self._preview_tap(job, reporter)),
         )
 
-    def _preview_tap(self, job: DiffusersJob, reporter: Reporter) -> _PreviewTap | None:
+    def _preview_tap(self, job: DiffusersJob, reporter: Reporter) -> PreviewTap | None:
         projection = self._projection
         if projection is None or not reporter.wants_previews():
             return None
-        return _PreviewTap(projection, self.family(), job, reporter)
+        return PreviewTap(projection, self.family(), job, reporter)
 
     async def close(self) -> None:
         async with self._lock:
@@ -372,85 +369,3 @@ class DiffusersEngine:
                 import torch
 
                 torch.cuda.empty_cache()
-
-
-class _Quiet:
-    """The reporter of a warm-up run: nobody listens, nobody cancels."""
-
-    upstream_job_id = None
-
-    def progress(self, percent: int) -> None:
-        pass
-
-    def cancelled(self) -> bool:
-        return False
-
-    def wants_previews(self) -> bool:
-        return False
-
-    def preview(self, picture: npt.NDArray[np.uint8]) -> None:
-        pass
-
-    async def remember_upstream_job(self, job_id: str) -> None:
-        pass
-
-
-class _PreviewTap:
-    """One pass's previews: every few steps, the clean-latent estimate projected to a picture for the
-    reporter (which stores it, at most about once a second). The latents that went into a step are
-    kept (a reference: the pipelines never change them in place) for schedulers that predict no x0."""
-
-    def __init__(self, projection: previews.Projection, family: Family, job: DiffusersJob, reporter: Reporter) -> None:
-        self._projection = projection
-        self._family = family
-        self._job = job
-        self._reporter = reporter
-        self._before: Any = None
-        self._broken = False
-
-    def step(self, pipe: Any, i: int, total: int, latents: Any) -> None:
-        every = previews.every(total)
-        if self._broken or (i + 1) % every or i + 1 >= total:  # the last step's picture is the video itself
-            return
-        try:
-            clean = previews.clean_latents(pipe, latents, self._before)
-            clip = self._family.preview_latents(pipe, clean, self._job) if clean is not None else None
-            picture = self._projection.picture(clip) if clip is not None else None
-        except Exception:  # a nicety: a pipeline whose latents surprise us loses its previews, not its job
-            log.warning("no more previews in this pass: projecting the latents failed", exc_info=True)
-            self._broken = True
-            return
-        if picture is not None:
-            self._reporter.preview(picture)
-
-    def entering(self, latents: Any) -> None:
-        """The latents the next step starts from (after any pin)."""
-        self._before = latents
-
-
-def _progress_callback(
-    reporter: Reporter,
-    stop: threading.Event,
-    span: tuple[float, float] = (0.0, 1.0),
-    pin: windows.Pin | None = None,
-    tap: _PreviewTap | None = None,
-) -> Any:
-    lo, hi = span  # this pass's share of the whole job's progress (windows: one pass of several)
-
-    def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        # num_timesteps is the steps actually run (a remix runs only the last `strength` of them)
-        total = max(1, int(pipe.num_timesteps))
-        # 100 is the executor's, once frames exist
-        reporter.progress(min(99, int(100 * (lo + (hi - lo) * (i + 1) / total))))
-        if stop.is_set():
-            raise _Stop()
-        if reporter.cancelled():
-            raise EngineCancelled()
-        if tap is not None:
-            tap.step(pipe, i, total, kwargs["latents"])
-        out = {"latents": pin(pipe, kwargs["latents"])} if pin is not None else {}
-        if tap is not None:
-            tap.entering(out.get("latents", kwargs["latents"]))
-        return out
-
-    return on_step_end

@@ -19,7 +19,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-__all__ = ["UnfinishedCounts"]
+from .errors import Busy
+
+__all__ = ["UnfinishedCounts", "check_capacity"]
 
 
 @dataclass
@@ -79,3 +81,20 @@ class UnfinishedCounts:
 def _retrieved(task: asyncio.Task[int]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+async def check_capacity(
+    tenant: str, pending: int, unfinished: UnfinishedCounts, max_queued: int, per_key: int
+) -> None:
+    """`Busy` when the shared queue holds `max_queued` videos, or `tenant` has `per_key` unfinished."""
+    if pending >= max_queued:
+        raise Busy(f"{pending} videos are already waiting; try again later.", code="rate_limit_exceeded")
+    # one tenant can't fill the shared queue: the store counts, so the cap holds across restarts and
+    # servers (read at most once a second while the tenant is well under its cap: `UnfinishedCounts`)
+    mine = await unfinished.admit(tenant, per_key)
+    if mine is not None:
+        raise Busy(
+            f"This API key already has {mine} videos queued or in progress, the most one key may have "
+            "(REELCHAT_MAX_QUEUED_PER_KEY); try again when some have finished.",
+            code="too_many_queued_for_key",
+        )

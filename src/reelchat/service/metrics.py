@@ -104,14 +104,14 @@ class Metrics:
 
     async def refresh(self, store: Store, node: str, slots: int, pending: int) -> None:
         """The series read from the database, just before a scrape renders them."""
-        depth = await store.depth()
+        depth = await store.counts.depth()
         self.tasks.clear()
         for state in (TaskStatus.QUEUED, TaskStatus.IN_PROGRESS):  # zeros too, for every model seen
             for model in {m for m, _ in depth}:
                 self.tasks.labels(model, state.value).set(depth.get((model, state.value), 0))
         self.executor_pending.set(pending)
         self.workers.set(slots)
-        self.busy_ratio.set(min(1.0, await store.running_on(node) / slots) if slots else 0.0)
+        self.busy_ratio.set(min(1.0, await store.counts.running_on(node) / slots) if slots else 0.0)
         outbox = await store.webhooks.counts()
         for status in ("pending", "delivered", "failed"):
             self.webhook_outbox.labels(status).set(outbox.get(status, 0))

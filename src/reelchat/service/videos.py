@@ -23,10 +23,10 @@ from ..settings import Settings
 from ..store.tasks import Store
 from ..store.webhooks import DeliveryRecord
 from . import following, idempotency, keys, lineage
-from .capacity import UnfinishedCounts
+from .capacity import UnfinishedCounts, check_capacity
 from .characters import CharacterService
 from .crashes import CrashPolicy
-from .errors import Busy, Conflict, NotFound, UnknownModel
+from .errors import Conflict, NotFound, UnknownModel
 from .events import EventBus, EventHub, LocalEventBus
 from .executor import Executor
 from .health import DatabaseProbe
@@ -75,7 +75,7 @@ class VideoService:
         self.uploads = VideoInputs(settings)
         self.characters = CharacterService(store, storage, self.uploads)
         self.database = DatabaseProbe(store.ping)
-        self.unfinished = UnfinishedCounts(store.unfinished_count)
+        self.unfinished = UnfinishedCounts(store.counts.unfinished_count)
         self._seconds_by_model = {name: tuple(spec.allowed_seconds) for name, spec in catalog.items()}  # per request
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -256,7 +256,9 @@ class VideoService:
         characters takes its reference frame as the input image, where the model takes one. Over one
         of `key`'s limits: `Busy`."""
         spec = self.spec(req.model)
-        await self._check_capacity(tenant)
+        await check_capacity(
+            tenant, self.executor.pending(), self.unfinished, self.settings.max_queued, self.settings.max_queued_per_key
+        )
         if req.image is None and req.image_url is None and spec.capabilities.image_input:
             character = await self.characters.named_in(tenant, req.prompt)
             if character is not None:
@@ -293,22 +295,6 @@ class VideoService:
         if task.video_name is None:
             raise NotFound(f"No video found with id '{video_id}'.", param="video_id", code="video_not_found")
         return await self.storage.load(task.video_name)
-
-    async def _check_capacity(self, tenant: str) -> None:
-        if self.executor.pending() >= self.settings.max_queued:
-            raise Busy(
-                f"{self.executor.pending()} videos are already waiting; try again later.",
-                code="rate_limit_exceeded",
-            )
-        # one tenant can't fill the shared queue: the store counts, so the cap holds across restarts and
-        # servers (read at most once a second while the tenant is well under its cap: `UnfinishedCounts`)
-        mine = await self.unfinished.admit(tenant, self.settings.max_queued_per_key)
-        if mine is not None:
-            raise Busy(
-                f"This API key already has {mine} videos queued or in progress, the most one key may have "
-                "(REELCHAT_MAX_QUEUED_PER_KEY); try again when some have finished.",
-                code="too_many_queued_for_key",
-            )
 
     # ---- keys and health -----------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from .fair_queue import next_queued
 from .idempotency import IdempotencyStore
 from .keys import KeyStore
 from .schema import MIGRATION_LOCK_KEY, MIGRATIONS, metadata, schema_migrations, tasks
+from .task_counts import TaskCounts
 from .task_rows import row_to_task, sqlite_pragmas, task_to_row
 from .usage import UsageStore
 from .webhooks import OutboxEvent, WebhookStore
@@ -43,6 +44,7 @@ class Store:
         self.idempotency = IdempotencyStore(self.engine)
         self.characters = CharacterStore(self.engine)
         self.webhooks = WebhookStore(self.engine)
+        self.counts = TaskCounts(self.engine)  # counts over the tasks table (caps, metrics)
         self._pending_inserts: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._insert_writer: asyncio.Task[None] | None = None
         if self.is_sqlite:
@@ -323,16 +325,6 @@ class Store:
         """The queued task to run next, fair across tenants (`fair_queue`); not claimed."""
         return await next_queued(self.engine, picked=picked, window_s=window_s)
 
-    async def count_videos(self, tenant: str) -> int:
-        """A tenant's videos (not deleted), whatever their state."""
-        async with self.engine.connect() as conn:
-            value = await conn.execute(
-                sa.select(sa.func.count())
-                .select_from(tasks)
-                .where(tasks.c.tenant == tenant, tasks.c.deleted == sa.false())
-            )
-            return int(value.scalar() or 0)
-
     async def move_tenant(self, old: str, new: str) -> int:
         """Every video of tenant `old` (deleted ones too: their lineage) now belongs to `new`."""
         async with self.engine.begin() as conn:
@@ -355,37 +347,6 @@ class Store:
             else:
                 events.append(TaskEvent(task_id, TaskStatus(status), progress, code, message))
         return events
-
-    async def unfinished_count(self, tenant: str) -> int:
-        """A tenant's queued and running tasks: what its per-key queue cap counts (all servers' alike)."""
-        unfinished = tasks.c.status.in_([TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value])
-        async with self.engine.connect() as conn:
-            value = await conn.execute(
-                sa.select(sa.func.count()).select_from(tasks).where(unfinished, tasks.c.tenant == tenant)
-            )
-            return int(value.scalar() or 0)
-
-    async def depth(self) -> dict[tuple[str, str], int]:
-        """Unfinished tasks by (model, status), over every server sharing this database."""
-        unfinished = tasks.c.status.in_([TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value])
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(tasks.c.model, tasks.c.status, sa.func.count())
-                .where(unfinished, tasks.c.deleted == sa.false())
-                .group_by(tasks.c.model, tasks.c.status)
-            )
-            return {(model, status): int(n) for model, status, n in rows}
-
-    async def running_on(self, node: str) -> int:
-        """Tasks in progress under `node`'s lease (its own or its workers' `<node>/...`)."""
-        mine = (tasks.c.owner == node) | tasks.c.owner.startswith(node + "/", autoescape=True)
-        async with self.engine.connect() as conn:
-            value = await conn.execute(
-                sa.select(sa.func.count())
-                .select_from(tasks)
-                .where(tasks.c.status == TaskStatus.IN_PROGRESS.value, tasks.c.deleted == sa.false(), mine)
-            )
-            return int(value.scalar() or 0)
 
     async def mark_deleted(self, task_id: str) -> Task | None:
         """Soft-delete: the row stays (lineage of later remixes still points at it), media go."""
