@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from ..homelock import HomeLock
 from ..media.storage import Storage
@@ -20,6 +22,7 @@ from . import errors
 from .contract import openapi_document
 from .contract_refine import catalog_refiner
 from .deps import AppState
+from .direct import DIRECT, DirectRoutes, direct_app
 from .limits import BodySizeLimit
 from .links import LinkBuilder
 from .request_metrics import RequestMetrics
@@ -29,6 +32,19 @@ from .security_headers import SecurityHeaders
 from .stream_slots import StreamSlots
 
 log = logging.getLogger("reelchat")
+
+
+class ReelchatAPI(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # the direct routes in our own middlewares only, ahead of the full stack (`api/direct.py`)
+        direct: dict[tuple[str, str], tuple[ASGIApp, BaseRoute | None, bool]] = {}
+        for (method, path), (handler, probe) in DIRECT.items():
+            app = direct_app(handler)
+            for cls, args, kwargs in reversed(self.user_middleware):
+                app = cls(app, *args, **kwargs)
+            route = next((r for r in self.router.routes if getattr(r, "path", None) == path), None)
+            direct[(method, path)] = (app, route, probe)
+        return DirectRoutes(super().build_middleware_stack(), direct, self.state.reelchat.turnstile)
 
 
 @asynccontextmanager
@@ -63,7 +79,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             app.state.reelchat.bodies.close()
             lock.release()
 
-    app = FastAPI(title="reelchat", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = ReelchatAPI(title="reelchat", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.reelchat = AppState(
         settings=settings,
         service=service,

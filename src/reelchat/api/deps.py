@@ -20,6 +20,7 @@ from .body_parser import BodyParser
 from .errors import ApiError
 from .links import LinkBuilder
 from .stream_slots import StreamSlots
+from .turnstile import Turnstile
 
 KEYS_STALE_S = 5.0  # a lapsed "are there keys?" answer is served while a refresh runs, this long at most
 
@@ -34,6 +35,7 @@ class AppState:
     streams: StreamSlots
     ops: Operations  # metrics and webhooks
     bodies: BodyParser = field(default_factory=BodyParser)
+    turnstile: Turnstile = field(default_factory=Turnstile)  # requests a turn of the loop starts (`api/direct.py`)
     started_at: float = field(default_factory=time.time)
     _keys_checked_at: float = 0.0
     _keys_exist: bool = False

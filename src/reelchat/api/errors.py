@@ -93,49 +93,35 @@ def method_not_allowed(request: Request) -> ApiError:
     )
 
 
-def install(app: FastAPI) -> None:
-    async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)  # noqa: S101  (narrows a type; never input validation)
-        return error_response(exc)
-
-    async def on_service_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ServiceError)  # noqa: S101  (narrows a type; never input validation)
+def as_api_error(request: Request, exc: Exception) -> ApiError:
+    """What any exception a route raises answers, as an OpenAI-shaped error (an unknown one is logged
+    and answers 500): the same mapping whether FastAPI's handlers or a direct route (`api/direct.py`)
+    meet it."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ServiceError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
-        return error_response(
-            ApiError(exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type, headers=headers)
-        )
-
-    async def on_request_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestError)  # noqa: S101  (narrows a type; never input validation)
-        return error_response(request_error(exc))
-
-    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)  # noqa: S101  (narrows a type; never input validation)
-        return error_response(validation_error(exc))
-
-    async def on_http(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)  # noqa: S101  (narrows a type; never input validation)
+        return ApiError(exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type, headers=headers)
+    if isinstance(exc, RequestError):
+        return request_error(exc)
+    if isinstance(exc, RequestValidationError):
+        return validation_error(exc)
+    if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 405:
-            return error_response(method_not_allowed(request))
+            return method_not_allowed(request)
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             message = "Not found."
-        return error_response(ApiError(exc.status_code, message, headers=getattr(exc, "headers", None)))
+        return ApiError(exc.status_code, message, headers=getattr(exc, "headers", None))
+    log.exception("unhandled error", exc_info=exc)
+    return ApiError(
+        500, "The server had an error while processing your request.", type="server_error", code="internal_error"
+    )
 
-    async def on_crash(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(
-            ApiError(
-                500,
-                "The server had an error while processing your request.",
-                type="server_error",
-                code="internal_error",
-            )
-        )
 
-    app.add_exception_handler(ApiError, on_api_error)
-    app.add_exception_handler(ServiceError, on_service_error)
-    app.add_exception_handler(RequestError, on_request_error)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_crash)
+def install(app: FastAPI) -> None:
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(as_api_error(request, exc))
+
+    for kind in (ApiError, ServiceError, RequestError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, on_error)

@@ -6,6 +6,7 @@ links (`REELCHAT_S3_LINKS=presigned`: presigned S3 URLs).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
@@ -44,6 +45,8 @@ class LinkBuilder:
     ) -> None:
         self.public_base_url = public_base_url
         self.trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        # parsing the peer's address was a tenth of a chat reply's first bytes: one answer per address
+        self._trusted_host = functools.lru_cache(maxsize=4096)(self._is_trusted_host)
         self.direct_url = direct_url
         # where direct media links point (one origin: a bucket's endpoint), for the pages' CSP
         probe = direct_url("0" * 32 + ".mp4") if direct_url else None
@@ -51,10 +54,12 @@ class LinkBuilder:
         self.media_origin = f"{parts.scheme}://{parts.netloc}" if probe and parts.scheme in ("http", "https") else ""
 
     def _trusted_peer(self, request: Request) -> bool:
-        if request.client is None:
-            return False
+        client = request.scope.get("client")
+        return bool(self.trusted) and client is not None and self._trusted_host(str(client[0]))
+
+    def _is_trusted_host(self, host: str) -> bool:
         try:
-            addr = ipaddress.ip_address(request.client.host)
+            addr = ipaddress.ip_address(host)
         except ValueError:
             return False
         return any(addr in net for net in self.trusted)
@@ -66,7 +71,7 @@ class LinkBuilder:
         if self.public_base_url:
             return self.public_base_url
         headers = request.headers
-        scheme = request.url.scheme
+        scheme = str(request.scope.get("scheme", "http"))  # what request.url says, without building it
         host = headers.get("host") or _server_host(request)
         if self._trusted_peer(request):
             fwd_host = headers.get("x-forwarded-host")

@@ -8,7 +8,6 @@ media files allow only themselves, and the task page allows only its own script,
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 NOTHING_ALLOWED = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -17,6 +16,10 @@ NOTHING_ALLOWED = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; 
 MEDIA_ONLY = "default-src 'none'; img-src 'self'; media-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 # FastAPI's Swagger UI (/docs) loads its script and style from a CDN and runs inline script
 _OWN_POLICY_PATHS = ("/docs",)
+
+
+_ALWAYS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
+_STRICT = [*_ALWAYS, (b"content-security-policy", NOTHING_ALLOWED.encode())]
 
 
 class SecurityHeaders:
@@ -28,16 +31,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        strict = not path.startswith(_OWN_POLICY_PATHS)
+        ours = _ALWAYS if path.startswith(_OWN_POLICY_PATHS) else _STRICT
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("X-Frame-Options", "DENY")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                if strict:
-                    headers.setdefault("Content-Security-Policy", NOTHING_ALLOWED)
+                # each header unless the response set its own (raw pairs: this runs for every response)
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [pair for pair in ours if pair[0] not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, with_headers)

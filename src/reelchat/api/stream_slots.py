@@ -78,17 +78,17 @@ class LightStreamingResponse(StreamingResponse):
 
 
 class SlotResponse(LightStreamingResponse):
-    """A streamed reply that gives its stream slot back when it is done being sent."""
+    """A streamed reply that gives its stream slot back (`release`, set once the slot is taken) when
+    it is done being sent, however that ends (a generator's own finally never runs if it never starts)."""
 
-    def __init__(self, response: StreamingResponse, release: Callable[[], None]) -> None:
-        super().__init__(response.body_iterator, status_code=response.status_code, headers=dict(response.headers))
-        self._release = release
+    release: Callable[[], None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self._release()
+            if self.release is not None:
+                self.release()
 
 
 class _ClientGone(Exception):
@@ -127,8 +127,3 @@ async def _send_until_gone(response: StreamingResponse, receive: Receive, send: 
         watcher.cancel()
         if response.background is not None and not gone:
             await response.background()
-
-
-def hold_slot(response: StreamingResponse, release: Callable[[], None]) -> SlotResponse:
-    """The response, releasing its slot once sent (a generator's own finally never runs if it never starts)."""
-    return SlotResponse(response, release)

@@ -6,6 +6,7 @@ Light on purpose (no torch, no diffusers): the catalog imports it.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -88,11 +89,13 @@ class DiffusersSpec(SpecBase):
     def windows_for(self, frames: int, *, prefix: int = 0) -> int:
         """How many passes make `frames` new frames (after `prefix` given ones: an extension), counted on
         the frames the model makes for them."""
-        from .windows import overlap_for, plan
-
         made = self.model_frames(frames) if prefix == 0 else self.model_continuation_frames(frames)
-        window = self.window_frames or (made if prefix == 0 else made + overlap_for(self.frame_multiple))
-        return len(plan(prefix + made, window, self.frame_multiple, prefix=prefix))
+        window = self.window_frames or made
+        if not self.window_frames and prefix:
+            from .windows import overlap_for
+
+            window += overlap_for(self.frame_multiple)
+        return _passes(prefix + made, window, self.frame_multiple, prefix)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -125,3 +128,11 @@ class DiffusersJob:
     extend: bool = False
     window_frames: int | None = None  # the most frames one pass renders (None: the whole clip)
     blend_seams: bool = True  # False only to measure what the cross-fade does (bench/seams.py)
+
+
+@functools.lru_cache(maxsize=4096)
+def _passes(total: int, window: int, multiple: int, prefix: int) -> int:
+    """How many windows `plan` makes (asked for every chat turn, with few distinct answers)."""
+    from .windows import plan  # numpy: not imported by the API process until a turn asks
+
+    return len(plan(total, window, multiple, prefix=prefix))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 
@@ -18,16 +19,29 @@ def is_loopback(host: str | None, *, resolve: bool = False) -> bool:
         return False
     if host == "localhost":
         return True
+    if not resolve:
+        return _is_loopback_address(host)
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        if not resolve:
-            return False
         try:
             infos = socket.getaddrinfo(host, None)
         except OSError:
             return False
         return bool(infos) and all(is_loopback(str(info[4][0])) for info in infos)
+    return _loopback(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_loopback_address(host: str) -> bool:
+    """A peer's numeric address (asked for every request: one parse per address)."""
+    try:
+        return _loopback(ipaddress.ip_address(host))
+    except ValueError:
+        return False
+
+
+def _loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped.is_loopback
     return address.is_loopback

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import string
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any, Literal
+
+from ..ids import token_bytes
 
 __all__ = [
     "LOCALES",
@@ -280,11 +282,13 @@ SSE_DONE = b"data: [DONE]\n\n"
 _ID_ALPHABET = string.ascii_letters + string.digits
 
 
+# each byte to one of 62 letters (the bias of 256 % 62 is irrelevant for an id)
+_ID_LETTERS = bytes(ord(_ID_ALPHABET[b % len(_ID_ALPHABET)]) for b in range(256))
+
+
 def new_completion_id() -> str:
     """ "chatcmpl-" + 29 random alphanumerics, like the seed's ids."""
-    # one read of the system's randomness, not 29 (`secrets.choice` per character was a hot spot under
-    # bursts); 62 letters from a byte each, the bias of 256 % 62 is irrelevant for an id
-    return "chatcmpl-" + "".join(_ID_ALPHABET[b % len(_ID_ALPHABET)] for b in secrets.token_bytes(29))
+    return "chatcmpl-" + token_bytes(29).translate(_ID_LETTERS).decode("ascii")
 
 
 def chunk(
@@ -333,7 +337,8 @@ class ContentEvents:
         self._head, self._tail = envelope[:cut], envelope[cut + 2 :]
 
     def __call__(self, piece: str) -> bytes:
-        return self._head + json.dumps(piece, ensure_ascii=False).encode("utf-8") + self._tail
+        # the C encoder json.dumps(piece, ensure_ascii=False) ends in, without building an encoder per piece
+        return self._head + encode_basestring(piece).encode("utf-8") + self._tail
 
 
 def completion(completion_id: str, created: int, model: str, content: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response
 
 from ...domain import Caller, Task, TaskStatus
 from ...protocol.chat_render import (
@@ -28,13 +28,14 @@ from ...protocol.response_schema import ChatCompletion, ChatCompletionChunk
 from ...service import idempotency
 from ...service.chat import ChatServing, ChatTurn, FollowFailed
 from ..contract import REF, documented
-from ..deps import AppState, CallerDep, StateDep
+from ..deps import AppState, StateDep, get_caller
 from ..links import Links
-from ..stream_slots import hold_slot
+from ..stream_slots import SlotResponse
 
 router = APIRouter()
 
 KEEPALIVE = None  # a tick with nothing new to say
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _echo_fields(task: Task, turn: Turn, source: Task | None) -> dict[str, object]:
@@ -123,7 +124,16 @@ SSE = {
         errors=[400, 404, 409, 429],
     ),
 )
-async def chat_completions(request: Request, state: StateDep, caller: CallerDep) -> StreamingResponse:
+async def chat_completions(request: Request, state: StateDep) -> Response:
+    # Served by `api/direct.py` below FastAPI's routing, which is too heavy for thousands of replies
+    # at once; this route documents it (OpenAPI, 405s) and serves it where the app is mounted below
+    # another one
+    return await chat_response(request, state)
+
+
+async def chat_response(request: Request, state: AppState) -> Response:
+    """The reply to one chat request; raises the errors it answers (`errors.as_api_error`)."""
+    caller = await get_caller(request, state)
     # a slot before any task exists, so a refused reply leaves nothing queued behind it
     release = state.streams.acquire(caller.tenant)
     try:
@@ -144,12 +154,13 @@ async def chat_completions(request: Request, state: StateDep, caller: CallerDep)
         admitted()
         release()
 
-    return hold_slot(response, done)
+    response.release = done
+    return response
 
 
 async def _chat_completions(
     request: Request, state: AppState, caller: Caller, body: bytes, admitted: Callable[[], None]
-) -> StreamingResponse:
+) -> SlotResponse:
     chat = state.chat
     # parsed off the event loop when large: a hostile body must not freeze every other request
     req = await state.bodies.chat(body, chat.seconds_by_model())
@@ -174,12 +185,14 @@ async def _chat_completions(
     if req.stream:
 
         async def stream() -> AsyncIterator[bytes]:
-            # the role chunk and the echo's many small chunks leave in one write
+            yield sse(chunk(completion_id, created, req.model, role="assistant", content=""))
+            # the first bytes are out. The echo (its many small chunks in one write) goes once no other
+            # request waits to be admitted, so that a burst's first chunks go first; storing the task
+            # may wait for the replies behind too
+            admitted()
+            await state.turnstile.after_requests()
             content = ContentEvents(completion_id, created, req.model)
-            yield sse(chunk(completion_id, created, req.model, role="assistant", content="")) + b"".join(
-                map(content, echo_pieces(echo))
-            )
-            admitted()  # the first bytes are out: storing the task may wait for the replies behind
+            yield b"".join(map(content, echo_pieces(echo)))
             async for piece in pieces:
                 if piece is None:
                     yield b": keep-alive\n\n"
@@ -188,9 +201,7 @@ async def _chat_completions(
             yield sse(chunk(completion_id, created, req.model, finish_reason="stop"))
             yield SSE_DONE
 
-        return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
+        return SlotResponse(stream(), media_type="text/event-stream", headers=STREAM_HEADERS)
 
     async def whole() -> AsyncIterator[bytes]:
         # JSON allows leading whitespace: a space per keep-alive holds the connection open on long waits
@@ -206,7 +217,7 @@ async def _chat_completions(
         body: dict[str, Any] = completion(completion_id, created, req.model, "".join(parts))
         yield _json_bytes(body)
 
-    return StreamingResponse(whole(), media_type="application/json")
+    return SlotResponse(whole(), media_type="application/json")
 
 
 def _json_bytes(obj: Any) -> bytes:

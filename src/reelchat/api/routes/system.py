@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from ...catalog import ModelSpec
 from ...protocol.response_schema import Health, ModelList, ModelObject, Ready
 from ..contract import documented
-from ..deps import StateDep, TenantDep
+from ..deps import AppState, StateDep, TenantDep
 from ..errors import ApiError
 
 router = APIRouter()
@@ -48,6 +48,10 @@ async def get_model(model_id: str, state: StateDep, _tenant: TenantDep) -> dict[
 @router.get("/healthz", **documented(ok=Health, extra={503: {"description": "What failed", "model": Health}}))
 async def healthz(state: StateDep) -> JSONResponse:
     """200 while the store answers and the workers run or load their models; 503 (with what failed) if not."""
+    return await health_response(state)  # served by `api/direct.py`, ahead of every other request
+
+
+async def health_response(state: AppState) -> JSONResponse:
     checks = await state.service.health()
     if checks["database"] == "ok" and checks["workers"] != "failed":
         return JSONResponse({"status": "ok"})
@@ -55,8 +59,12 @@ async def healthz(state: StateDep) -> JSONResponse:
 
 
 @router.get("/readyz", **documented(ok=Ready, errors=[503]))
-async def readyz(state: StateDep) -> dict[str, str]:
+async def readyz(state: StateDep) -> JSONResponse:
     """200 once the models are loaded and the workers take tasks; 503 while they load."""
+    return ready_response(state)  # served by `api/direct.py`, ahead of every other request
+
+
+def ready_response(state: AppState) -> JSONResponse:
     if not state.service.ready:
         raise ApiError(503, "The server is loading its models; requests are queued meanwhile.", code="loading")
-    return {"status": "ready"}
+    return JSONResponse({"status": "ready"})
