@@ -902,3 +902,17 @@ def test_content_events_are_byte_for_byte_the_chunks_they_stand_for(piece: str) 
     assert encode(piece) == sse(chunk(completion_id, 1_790_000_000, "sora-2-pro", content=piece))
     assert len(completion_id) == len("chatcmpl-") + 29
     assert completion_id[9:].isalnum()
+
+
+@pytest.mark.parametrize("model", ["sora-2", 'we"ird\\model 模型'])
+def test_the_first_chunk_is_byte_for_byte_the_role_chunk(model: str) -> None:
+    completion_id = new_completion_id()
+    encode = ContentEvents(completion_id, 1_790_000_000, model)
+    assert encode.first() == sse(chunk(completion_id, 1_790_000_000, model, role="assistant", content=""))
+
+
+def test_completion_ids_differ_and_use_every_letter_kind() -> None:
+    ids = {new_completion_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    letters = "".join(ids)
+    assert any(c.isdigit() for c in letters) and any(c.isupper() for c in letters) and any(c.islower() for c in letters)

@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..homelock import HomeLock
 from ..media.storage import Storage
@@ -45,6 +46,14 @@ class ReelchatAPI(FastAPI):
             route = next((r for r in self.router.routes if getattr(r, "path", None) == path), None)
             direct[(method, path)] = (app, route, probe)
         return DirectRoutes(super().build_middleware_stack(), direct, self.state.reelchat.turnstile)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # FastAPI's own __call__ asks its telemetry (OpenTelemetry) whether it traces, for every
+        # request; the direct routes skip that too (Starlette's __call__: the middleware stack)
+        if scope["type"] == "http" and not self.root_path and (scope["method"], scope["path"]) in DIRECT:
+            await Starlette.__call__(self, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 @asynccontextmanager

@@ -336,6 +336,12 @@ class ContentEvents:
         cut = envelope.rindex(b'"content":""') + len(b'"content":')
         self._head, self._tail = envelope[:cut], envelope[cut + 2 :]
 
+    def first(self, role: str = "assistant") -> bytes:
+        """The reply's first chunk, byte for byte `sse(chunk(..., role=role, content=""))`."""
+        field = len(b'"content":')
+        role_field = b'"role":' + encode_basestring(role).encode() + b","
+        return self._head[:-field] + role_field + self._head[-field:] + b'""' + self._tail
+
     def __call__(self, piece: str) -> bytes:
         # the C encoder json.dumps(piece, ensure_ascii=False) ends in, without building an encoder per piece
         return self._head + encode_basestring(piece).encode("utf-8") + self._tail

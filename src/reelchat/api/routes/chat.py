@@ -185,13 +185,13 @@ async def _chat_completions(
     if req.stream:
 
         async def stream() -> AsyncIterator[bytes]:
-            yield sse(chunk(completion_id, created, req.model, role="assistant", content=""))
+            content = ContentEvents(completion_id, created, req.model)
+            yield content.first()
             # the first bytes are out. The echo (its many small chunks in one write) goes once no other
             # request waits to be admitted, so that a burst's first chunks go first; storing the task
             # may wait for the replies behind too
             admitted()
             await state.turnstile.after_requests()
-            content = ContentEvents(completion_id, created, req.model)
             yield b"".join(map(content, echo_pieces(echo)))
             async for piece in pieces:
                 if piece is None:
