@@ -25,14 +25,18 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+import tracemalloc
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-from chat_load import BARE_APP
+from starlette.types import ASGIApp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `bench`
+from bench.chat_load import BARE_APP
 
 Scope = dict[str, Any]
-App = Callable[[Scope, Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Any]
+App = ASGIApp
 
 
 def _scope(body: bytes) -> Scope:
@@ -71,7 +75,7 @@ async def one(app: App, body: bytes) -> float:
         await first.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.body" and message.get("body"):
             first.set()
 
@@ -81,6 +85,56 @@ async def one(app: App, body: bytes) -> float:
     spent = time.thread_time() - t0
     await task
     return spent
+
+
+async def held(app: App, bodies: list[bytes], top: int) -> float:
+    """Bytes traced per held stream: the replies are opened, their echoes sent, then held open."""
+    gone = asyncio.Event()
+    echoed = 0
+    all_echoed = asyncio.Event()
+
+    def opened(body: bytes) -> Any:
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        chunks = 0
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            nonlocal chunks, echoed
+            if message["type"] == "http.response.body" and message.get("body"):
+                chunks += 1
+                if chunks == 2:  # the role chunk, then the echo
+                    echoed += 1
+                    if echoed == len(bodies):
+                        all_echoed.set()
+
+        return app(_scope(body), receive, send)
+
+    gc.collect()
+    tracemalloc.start(25)
+    before = tracemalloc.take_snapshot()
+    tasks = [asyncio.ensure_future(opened(b)) for b in bodies]
+    await all_echoed.wait()
+    await asyncio.sleep(1.0)  # the stores behind the replies
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    per_stream = sum(d.size_diff for d in after.compare_to(before, "filename")) / len(bodies)
+    if top:
+        for stat in after.compare_to(before, "traceback")[:top]:
+            print(f"{stat.size_diff / len(bodies):8.0f} B/stream  {stat.count_diff / len(bodies):5.1f} objects")
+            for line in stat.traceback.format()[-6:]:
+                print("      " + line.strip())
+    tracemalloc.stop()
+    gone.set()
+    await asyncio.gather(*tasks)
+    return per_stream
 
 
 async def burst(app: App, bodies: list[bytes]) -> float:
@@ -97,8 +151,14 @@ def _body(i: int, tag: str) -> bytes:
 async def measure(name: str, app: App, n: int, burst_n: int) -> dict[str, float]:
     for i in range(50):  # warm: imports, caches, the first statements
         await one(app, _body(i, f"{name}-warm"))
-    times = [await one(app, _body(i, name)) for i in range(n)]
+    times = []
+    total = time.thread_time()
+    for i in range(n):
+        times.append(await one(app, _body(i, name)))
+        await asyncio.sleep(0.002)  # its store, which the first bytes never wait for, outside the next one's time
+    total = time.thread_time() - total
     row = {"mean_us": statistics.fmean(times) * 1e6, "p50_us": statistics.median(times) * 1e6}
+    row["all_us"] = total / n * 1e6
     if burst_n:
         row["burst_ms"] = await burst(app, [_body(i, f"{name}-burst") for i in range(burst_n)]) * 1000
     await asyncio.sleep(0.5)  # the stores behind the replies
@@ -111,6 +171,8 @@ async def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst", type=int, default=0, metavar="K", help="then K at once: wall time to the last")
     p.add_argument("--profile", type=int, default=0, metavar="K", help="print reelchat's K costliest functions")
     p.add_argument("--sort", default="tottime", help="the profile's order: tottime or cumulative")
+    p.add_argument("--held", type=int, default=0, metavar="K", help="hold K streams: traced bytes per stream")
+    p.add_argument("--top", type=int, default=0, help="with --held: where the K largest allocations come from")
     args = p.parse_args(argv)
 
     bare_ns: dict[str, Any] = {"__name__": "bare"}
@@ -139,11 +201,22 @@ async def main(argv: list[str] | None = None) -> int:
             if profiler is not None:
                 profiler.disable()
                 pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.profile)
+            if args.held:
+                bodies = [_body(i, "held") for i in range(args.held)]
+                print(
+                    f"reelchat: {await held(app, bodies, args.top):.0f} bytes traced per held stream "
+                    f"({args.held} held; uvicorn's connection objects not included)"
+                )
 
-    print(f"{'app':>9} | {'CPU/request mean':>16} | {'p50':>8} | burst of {args.burst} to the last first chunk")
+    print(
+        f"{'app':>9} | {'CPU to 1st chunk mean':>21} | {'p50':>8} | {'all CPU/request':>15} | "
+        f"burst of {args.burst} to the last first chunk"
+    )
     for name, row in rows.items():
         burst_text = f"{row['burst_ms']:.0f} ms" if "burst_ms" in row else "-"
-        print(f"{name:>9} | {row['mean_us']:13.0f} us | {row['p50_us']:5.0f} us | {burst_text}")
+        print(
+            f"{name:>9} | {row['mean_us']:18.0f} us | {row['p50_us']:5.0f} us | {row['all_us']:12.0f} us | {burst_text}"
+        )
     ratio = rows["reelchat"]["mean_us"] / rows["bare"]["mean_us"]
     print(f"reelchat / bare: {ratio:.2f}x CPU per request to the first chunk")
     return 0

@@ -55,3 +55,17 @@ async def test_storing_goes_a_few_at_a_time() -> None:
 
     await asyncio.gather(*(store() for _ in range(10)))
     assert most == 2
+
+
+async def test_storing_waits_for_a_burst_to_settle_not_for_each_gap_in_it() -> None:
+    # a burst's requests arrive a fraction of a millisecond apart: a store must not run in every gap
+    gate = AdmissionGate(max_wait_s=2.0, settle_s=0.1)
+    waiting = asyncio.create_task(gate.wait_quiet())
+    started = time.monotonic()
+    for _ in range(5):  # five admissions, each over before the next begins, 40 ms apart
+        gate.enter()()
+        await asyncio.sleep(0.04)
+        assert not waiting.done(), "a store ran between two admissions of the burst"
+    await waiting
+    # the last admission began ~160 ms in; the store waited the settling time after it
+    assert 0.25 < time.monotonic() - started < 1.0

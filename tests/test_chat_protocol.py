@@ -915,4 +915,6 @@ def test_completion_ids_differ_and_use_every_letter_kind() -> None:
     ids = {new_completion_id() for _ in range(2000)}
     assert len(ids) == 2000
     letters = "".join(ids)
-    assert any(c.isdigit() for c in letters) and any(c.isupper() for c in letters) and any(c.islower() for c in letters)
+    assert any(c.isdigit() for c in letters)
+    assert any(c.isupper() for c in letters)
+    assert any(c.islower() for c in letters)

@@ -8,6 +8,11 @@ admission of the ones behind them, and the last request's first chunk would wait
 burst's writes. So a reply stores its task once no other reply is being admitted, or after
 `max_wait_s` at most: the first chunks of a burst leave first, then its tasks are stored (each still
 before its reply shows the task's ID, so the durability rule holds).
+
+"No other reply is being admitted" also needs a moment with no new one: a burst's requests arrive a
+fraction of a millisecond apart, and a store (an idempotency claim and an insert, most of two
+milliseconds of the loop's time) run in every such gap would delay each first chunk behind it. So
+the gate is quiet once `settle_s` has passed since the last admission began.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ __all__ = ["AdmissionGate"]
 
 
 class AdmissionGate:
-    def __init__(self, max_wait_s: float = 1.0, storing_at_once: int = 32) -> None:
+    def __init__(self, max_wait_s: float = 1.0, storing_at_once: int = 32, settle_s: float = 0.025) -> None:
         self.max_wait_s = max_wait_s
+        self.settle_s = settle_s
         self._admitting = 0
+        self._last_entry = 0.0  # loop time the last admission began
         self._quiet = asyncio.Event()
         self._quiet.set()
         # when a burst's admissions end, its thousands of stores are due at once: they go a few dozen
@@ -35,6 +42,7 @@ class AdmissionGate:
     def enter(self) -> Callable[[], None]:
         """One reply being admitted; returns its `leave`, safe to call more than once."""
         self._admitting += 1
+        self._last_entry = asyncio.get_running_loop().time()
         self._quiet.clear()
         left = False
 
@@ -50,11 +58,19 @@ class AdmissionGate:
         return leave
 
     async def wait_quiet(self) -> None:
-        """Until no reply is being admitted, or `max_wait_s` at most (a steady stream of new replies
-        delays a store by that much, never more)."""
-        if self._admitting:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
-            # lands as the event is set (a client that leaves then would go unnoticed)
-            with suppress(TimeoutError):
-                async with asyncio.timeout(self.max_wait_s):
-                    await self._quiet.wait()
+        """Until no reply is being admitted and none began for `settle_s`, or `max_wait_s` at most (a
+        steady stream of new replies delays a store by that much, never more)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that lands
+        # as the event is set (a client that leaves then would go unnoticed)
+        with suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                while True:
+                    if self._admitting:
+                        await self._quiet.wait()
+                    settled = self._last_entry + self.settle_s - loop.time()
+                    if settled <= 0 and not self._admitting:
+                        return
+                    if settled > 0:
+                        await asyncio.sleep(settled)
