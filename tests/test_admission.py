@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -69,3 +70,27 @@ async def test_storing_waits_for_a_burst_to_settle_not_for_each_gap_in_it() -> N
     await waiting
     # the last admission began ~160 ms in; the store waited the settling time after it
     assert 0.25 < time.monotonic() - started < 1.0
+
+
+async def test_a_bursts_waiting_stores_are_let_go_a_few_per_turn_in_order() -> None:
+    # waking thousands of stores in the turn the gate opens was a quarter-second stall for every stream
+    gate = AdmissionGate(max_wait_s=5.0, settle_s=0.02, per_turn=10)
+    leave = gate.enter()
+    order: list[int] = []
+
+    async def store(i: int) -> None:
+        await gate.wait_quiet()
+        order.append(i)
+
+    stores = [asyncio.create_task(store(i)) for i in range(100)]
+    await asyncio.sleep(0.01)
+    assert order == []  # still admitting
+    leave()
+    seen = [0]
+    while len(order) < 100:  # turn by turn: settled after 20 ms, then the gate lets them go
+        await asyncio.sleep(0)
+        seen.append(len(order))
+    assert max(b - a for a, b in itertools.pairwise(seen)) <= 10
+    assert sum(1 for a, b in itertools.pairwise(seen) if b > a) >= 10  # over ten turns at least
+    assert order == list(range(100))
+    await asyncio.gather(*stores)

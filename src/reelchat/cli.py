@@ -161,7 +161,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     # (700 allocations) the cyclic collector walks them all again and again, a pause each time in
     # the one event loop every stream shares. Collect young objects 30x less often, and freeze what
     # startup allocated (modules, the app, the catalog) so that no collection walks it again.
-    gc.set_threshold(20_000, 20, 20)
+    gc.set_threshold(5_000, 10, 20)
     app = create_app(settings, storage)
     gc.freeze()
     if settings.webhook_url:

@@ -9,7 +9,7 @@ gone (Starlette cancels the response on disconnect, and `__call__`'s finally sti
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
@@ -79,16 +79,36 @@ class LightStreamingResponse(StreamingResponse):
 
 class SlotResponse(LightStreamingResponse):
     """A streamed reply that gives its stream slot back (`release`, set once the slot is taken) when
-    it is done being sent, however that ends (a generator's own finally never runs if it never starts)."""
+    it is done being sent, however that ends (a generator's own finally never runs if it never starts).
+
+    Its headers are one list shared by every reply of a kind (`reply_headers`), never changed (the
+    middlewares copy what they add): thousands of held replies need not hold a copy each."""
 
     release: Callable[[], None] | None = None
 
+    def __init__(self, content: AsyncIterable[bytes], raw_headers: list[tuple[bytes, bytes]]) -> None:
+        # not StreamingResponse.__init__, which builds the headers again for every reply
+        self.body_iterator = content
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = raw_headers
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await _send_until_gone(self, receive, send)
         finally:
             if self.release is not None:
                 self.release()
+
+
+def reply_headers(media_type: str, headers: Mapping[str, str] | None = None) -> list[tuple[bytes, bytes]]:
+    """The headers Starlette would give a streamed reply of this type, built once."""
+
+    async def nothing() -> AsyncIterator[bytes]:
+        return
+        yield b""
+
+    return StreamingResponse(nothing(), media_type=media_type, headers=headers).raw_headers
 
 
 class _ClientGone(Exception):

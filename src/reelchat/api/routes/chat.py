@@ -30,12 +30,13 @@ from ...service.chat import ChatServing, ChatTurn, FollowFailed
 from ..contract import REF, documented
 from ..deps import AppState, StateDep, get_caller
 from ..links import Links
-from ..stream_slots import SlotResponse
+from ..stream_slots import SlotResponse, reply_headers
 
 router = APIRouter()
 
 KEEPALIVE = None  # a tick with nothing new to say
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+STREAM_HEADERS = reply_headers("text/event-stream", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+WHOLE_HEADERS = reply_headers("application/json")
 
 
 def _echo_fields(task: Task, turn: Turn, source: Task | None) -> dict[str, object]:
@@ -201,7 +202,7 @@ async def _chat_completions(
             yield sse(chunk(completion_id, created, req.model, finish_reason="stop"))
             yield SSE_DONE
 
-        return SlotResponse(stream(), media_type="text/event-stream", headers=STREAM_HEADERS)
+        return SlotResponse(stream(), STREAM_HEADERS)
 
     async def whole() -> AsyncIterator[bytes]:
         # JSON allows leading whitespace: a space per keep-alive holds the connection open on long waits
@@ -217,7 +218,7 @@ async def _chat_completions(
         body: dict[str, Any] = completion(completion_id, created, req.model, "".join(parts))
         yield _json_bytes(body)
 
-    return SlotResponse(whole(), media_type="application/json")
+    return SlotResponse(whole(), WHOLE_HEADERS)
 
 
 def _json_bytes(obj: Any) -> bytes:
