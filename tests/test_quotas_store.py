@@ -235,6 +235,49 @@ async def test_idempotency_replays_conflicts_and_expires(store: Store) -> None:
     assert await idempotency.record(store, 0.01, twin, other) is None
 
 
+async def test_a_burst_of_claims_is_written_together_and_each_learns_whether_the_key_is_its_own(
+    store: Store,
+) -> None:
+    # every chat reply claims its conversation's key: 200 at once were 200 write transactions
+    now = time.time()
+    await store.idempotency.claim("alice", "held", "h", "task_holder", newer_than=now - 3600)
+    await store.idempotency.claim("alice", "stale", "h", "task_old", newer_than=now - 3600)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            idempotency_table.update().where(idempotency_table.c.key == "stale").values(created_at=now - 7200)
+        )
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    claims = [("alice", f"k{i}", f"task_{i}") for i in range(200)]
+    claims += [("alice", "k7", "task_twin"), ("bob", "k7", "task_bob")]  # a twin; another tenant's key
+    claims += [("alice", "held", "task_late"), ("alice", "stale", "task_new")]
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        found = await asyncio.gather(
+            *(store.idempotency.claim(t, k, "h", task, newer_than=now - 3600) for t, k, task in claims)
+        )
+    finally:
+        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+    answers = dict(zip([task for _, _, task in claims], found, strict=True))
+    assert all(answers[f"task_{i}"] is None for i in range(200))  # each new key is its claimer's
+    assert answers["task_bob"] is None  # keys are per tenant
+    twin = answers["task_twin"]
+    assert twin is not None
+    assert twin.task_id == "task_7"  # the twin finds the holder
+    held = answers["task_late"]
+    assert held is not None
+    assert held.task_id == "task_holder"
+    assert answers["task_new"] is None  # an expired record is replaced
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    assert len(inserts) <= 4, inserts  # not one per claim
+    record = await store.idempotency.get("alice", "stale", newer_than=now - 3600)
+    assert record is not None
+    assert record.task_id == "task_new"
+
+
 async def test_a_burst_of_lookups_shares_a_few_queries_and_each_gets_its_own_answer(store: Store) -> None:
     # every chat request looks its conversation up: 100 at once must not be 100 queries
     now = time.time()

@@ -7,6 +7,7 @@ than the caller's time to live count as absent and are replaced.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -51,11 +52,23 @@ _INSERT_NEW = {  # by dialect: a key already held is left as it is (no error tha
 }
 
 
+_GROUP_ROWS = 500  # new records per statement (5 values each: well under SQLite's 32,766 variables)
+
+
+def _insert_new_rows(dialect: str, rows: list[dict[str, Any]]) -> sa.Executable:
+    """Every row whose key nobody holds, returning the task ids of those written."""
+    if dialect == "postgresql":
+        return postgresql.insert(idempotency).values(rows).on_conflict_do_nothing().returning(idempotency.c.task_id)
+    return sqlite.insert(idempotency).values(rows).on_conflict_do_nothing().returning(idempotency.c.task_id)
+
+
 class IdempotencyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._swept_at = float("-inf")
         self._reads: BatchedReads[tuple[str, str], IdempotencyRecord] = BatchedReads(self._read)
+        self._new: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []  # new records waiting for the writer
+        self._new_writer: asyncio.Task[None] | None = None
 
     async def get(self, tenant: str, key: str, *, newer_than: float) -> IdempotencyRecord | None:
         """The live record for the key (None: none newer than `newer_than`). Every chat request asks
@@ -80,6 +93,8 @@ class IdempotencyStore:
     ) -> IdempotencyRecord | None:
         """Record `task_id` for the key; None when recorded, else the live record that holds the key.
         An expired record is replaced, and so is one pointing at task `replace` (a finished one)."""
+        if replace is None and await self._claim_new(tenant, key, request_hash, task_id, newer_than):
+            return None  # the usual case: a key nobody holds, written with the others of its moment
         for _ in range(3):  # a conflicting record that expires or goes between our two statements: try again
             if await self._claim(tenant, key, request_hash, task_id, time.time(), newer_than, replace):
                 return None
@@ -107,6 +122,37 @@ class IdempotencyStore:
                 self._swept_at = now
                 await conn.execute(idempotency.delete().where(idempotency.c.created_at <= newer_than))
         return claimed
+
+    async def _claim_new(self, tenant: str, key: str, request_hash: str, task_id: str, newer_than: float) -> bool:
+        """Whether a new record for the key is ours. The records of concurrent claims are written in one
+        statement and one transaction (group commit): a chat burst's claims were a transaction each,
+        and each a dozen hops between the event loop and the database's thread."""
+        row = {"tenant": tenant, "key": key, "request_hash": request_hash, "task_id": task_id, "created_at": 0.0}
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._new.append(({**row, "newer_than": newer_than}, done))
+        if self._new_writer is None or self._new_writer.done():
+            self._new_writer = asyncio.create_task(self._write_new())
+        return await asyncio.shield(done)  # a caller that goes away doesn't abort the others' commit
+
+    async def _write_new(self) -> None:
+        while self._new:
+            batch, self._new = self._new[:_GROUP_ROWS], self._new[_GROUP_ROWS:]
+            now = time.time()
+            rows = [{**{k: v for k, v in row.items() if k != "newer_than"}, "created_at": now} for row, _ in batch]
+            try:
+                async with self.engine.begin() as conn:
+                    # a key already held (or twice in the batch) is left to its holder; ours come back
+                    written = await conn.execute(_insert_new_rows(self.engine.dialect.name, rows))
+                    ours = {task_id for (task_id,) in written}
+                    if now - self._swept_at >= SWEEP_EVERY_S:
+                        self._swept_at = now
+                        newer_than = batch[0][0]["newer_than"]
+                        await conn.execute(idempotency.delete().where(idempotency.c.created_at <= newer_than))
+            except Exception:
+                ours = set()  # each claim then goes its own way, and meets the error itself if it stays
+            for row, done in batch:
+                if not done.done():
+                    done.set_result(row["task_id"] in ours)
 
     async def forget(self, tenant: str, key: str, task_id: str) -> None:
         """The task this record points at was never stored: the key is free again."""
