@@ -648,3 +648,20 @@ async def test_valid_key_works_and_public_base_url_wins(keyed: tuple[Any, str]) 
         src = (await c.get(f"/source/{reply.task_id}")).json()
         assert src["status"] == "completed"
         assert re.fullmatch(re.escape(PUBLIC) + r"/media/[0-9a-f]{32}\.mp4", src["url"])
+
+
+async def test_behind_a_root_path_the_fastapi_routes_serve_the_direct_ones_too(app: Any) -> None:
+    # the direct routes (`api/direct.py`) match the bare path; an app mounted under a prefix takes
+    # FastAPI's routes instead, which call the same functions: same reply, same errors
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1234), root_path="/reelchat")
+    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/reelchat", timeout=120.0) as prefixed:
+        assert (await prefixed.get("/healthz")).json() == {"status": "ok"}
+        r = await prefixed.post(
+            "/v1/chat/completions",
+            json={"model": "sora-2", "stream": True, "messages": [{"role": "user", "content": "a kite, root path"}]},
+        )
+        assert r.status_code == 200, r.text
+        check_chunks(parse_sse(r.text))
+        bad = await prefixed.post("/v1/chat/completions", json={"model": "sora-2", "messages": []})
+        assert bad.status_code == 400
+        assert set(bad.json()["error"]) == {"message", "type", "param", "code"}
