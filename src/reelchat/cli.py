@@ -113,6 +113,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
 
     from .api.app import create_app
     from .logs import configure_logging, uvicorn_log_config
+    from .service.collector import THRESHOLDS
     from .service.factory import build_storage
 
     configure_logging(settings.log_format, getattr(logging, log_level.upper(), logging.INFO))
@@ -157,12 +158,13 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     else:
         print(f"reelchat: {key_count} API key(s); requests need 'Authorization: Bearer <key>'")
     open_files = raise_open_file_limit()
-    # Thousands of open streams are thousands of long-lived objects: with CPython's default threshold
-    # (700 allocations) the cyclic collector walks them all again and again, a pause each time in
-    # the one event loop every stream shares. Collect young objects 30x less often, and freeze what
-    # startup allocated (modules, the app, the catalog) so that no collection walks it again.
-    gc.set_threshold(5_000, 10, 20)
-    app = create_app(settings, storage)
+    # Thousands of open streams are thousands of long-lived objects: with CPython's default thresholds
+    # the cyclic collector walks them again and again, a pause each time in the one event loop every
+    # stream shares. Young collections every 5,000 allocations, full ones only when the server is
+    # quiet (`service/collector.py`), and what startup allocated (modules, the app, the catalog) frozen
+    # so that no collection walks it again.
+    gc.set_threshold(*THRESHOLDS)
+    app = create_app(settings, storage, pace_collector=True)
     gc.freeze()
     if settings.webhook_url:
         print(f"reelchat: webhooks for video.completed and video.failed go to {settings.webhook_url}")

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..homelock import HomeLock
 from ..media.storage import Storage
 from ..service.chat import ChatServing
+from ..service.collector import CollectorPacing
 from ..service.factory import build_service, build_storage
 from ..service.operations import Operations
 from ..service.videos import VideoService
@@ -69,8 +70,12 @@ async def _serving(service: VideoService, ops: Operations) -> AsyncIterator[None
         await ops.close()
 
 
-def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
-    """The app on `settings`; `storage` when the caller built (and checked) it already, as `reelchat serve` does."""
+def create_app(
+    settings: Settings | None = None, storage: Storage | None = None, *, pace_collector: bool = False
+) -> FastAPI:
+    """The app on `settings`; `storage` when the caller built (and checked) it already, as `reelchat serve` does.
+    With `pace_collector` (`reelchat serve`, which turns CPython's automatic full collections off), the
+    full collections run when the server is quiet (`service/collector.py`)."""
     settings = settings or Settings()
     storage = storage or build_storage(settings)
     ops = Operations(settings)
@@ -80,10 +85,15 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         lock = HomeLock(settings.home)
         lock.acquire()
+        collector = CollectorPacing(app.state.reelchat.chat.admission.quiet_for) if pace_collector else None
         try:
             async with _serving(service, ops):
+                if collector is not None:
+                    collector.start()
                 yield
         finally:
+            if collector is not None:
+                await collector.close()
             await app.state.reelchat.chat.close()
             app.state.reelchat.bodies.close()
             lock.release()

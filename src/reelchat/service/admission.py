@@ -45,6 +45,12 @@ class AdmissionGate:
     def __len__(self) -> int:
         return self._admitting
 
+    def quiet_for(self) -> float:
+        """Seconds since the last admission began (0 while one is in progress)."""
+        if self._admitting:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._last_entry if self._last_entry else float("inf")
+
     def enter(self) -> Callable[[], None]:
         """One reply being admitted; returns its `leave`, safe to call more than once."""
         self._admitting += 1
