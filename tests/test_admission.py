@@ -60,16 +60,34 @@ async def test_storing_goes_a_few_at_a_time() -> None:
 
 async def test_storing_waits_for_a_burst_to_settle_not_for_each_gap_in_it() -> None:
     # a burst's requests arrive a fraction of a millisecond apart: a store must not run in every gap
-    gate = AdmissionGate(max_wait_s=2.0, settle_s=0.1)
+    gate = AdmissionGate(max_wait_s=2.0, settle_s=0.1, burst_count=5, burst_s=0.5)
+    for _ in range(5):  # a burst: five admissions within half a second
+        gate.enter()()
+        await asyncio.sleep(0.001)
     waiting = asyncio.create_task(gate.wait_quiet())
     started = time.monotonic()
-    for _ in range(5):  # five admissions, each over before the next begins, 40 ms apart
+    for _ in range(5):  # more of the burst, each admission over before the next begins, 40 ms apart
         gate.enter()()
         await asyncio.sleep(0.04)
         assert not waiting.done(), "a store ran between two admissions of the burst"
     await waiting
     # the last admission began ~160 ms in; the store waited the settling time after it
     assert 0.25 < time.monotonic() - started < 1.0
+
+
+async def test_under_steady_traffic_a_store_goes_in_the_first_moment_nobody_is_admitted() -> None:
+    # tens of requests a second are no burst: their stores must not wait a second each
+    gate = AdmissionGate(max_wait_s=2.0, settle_s=0.1, burst_count=5, burst_s=0.1)
+    gate.enter()()
+    await asyncio.sleep(0.04)
+    leave = gate.enter()
+    waiting = asyncio.create_task(gate.wait_quiet())
+    started = time.monotonic()
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # an admission is in progress
+    leave()
+    await waiting
+    assert time.monotonic() - started < 0.05
 
 
 async def test_a_bursts_waiting_stores_are_let_go_a_few_per_turn_in_order() -> None:

@@ -113,7 +113,7 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
 
     from .api.app import create_app
     from .logs import configure_logging, uvicorn_log_config
-    from .service.collector import THRESHOLDS
+    from .service.collector import PACED, THRESHOLDS
     from .service.factory import build_storage
 
     configure_logging(settings.log_format, getattr(logging, log_level.upper(), logging.INFO))
@@ -163,8 +163,9 @@ def serve(settings: Settings, host: str, port: int, log_level: str) -> int:
     # stream shares. Young collections every 5,000 allocations, full ones only when the server is
     # quiet (`service/collector.py`), and what startup allocated (modules, the app, the catalog) frozen
     # so that no collection walks it again.
-    gc.set_threshold(*THRESHOLDS)
-    app = create_app(settings, storage, pace_collector=True)
+    if PACED:
+        gc.set_threshold(*THRESHOLDS)
+    app = create_app(settings, storage, pace_collector=PACED)
     gc.freeze()
     if settings.webhook_url:
         print(f"reelchat: webhooks for video.completed and video.failed go to {settings.webhook_url}")

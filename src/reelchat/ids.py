@@ -39,6 +39,8 @@ class _Entropy:
             return out
 
     def forget(self) -> None:
+        # a fresh lock too: another thread may have held the parent's at the fork
+        self._lock = threading.Lock()
         self._buffer, self._at = b"", 0
 
 

@@ -11,14 +11,15 @@ other request passes.
   the loop whatever is queued (`Turnstile`).
 
 The FastAPI routes stay for the OpenAPI document and the 405s, and serve the same functions when the
-app is mounted below another one.
+app is mounted below another one. What the direct routes do not get from FastAPI: its native
+OpenTelemetry tracing, and `app.dependency_overrides` (nothing here uses either).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -59,6 +60,8 @@ def direct_app(handler: Handler) -> ASGIApp:
         request = Request(scope, receive)
         try:
             response = await handler(request, request.app.state.reelchat)
+        except ClientDisconnect:
+            return  # it left while its request waited or its body came: nobody to answer
         except Exception as exc:  # every error answers as the FastAPI route's handlers would
             response = error_response(as_api_error(request, exc))
         await response(scope, receive, send)

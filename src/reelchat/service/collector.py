@@ -9,7 +9,10 @@ streams, a pause of 0.2 s and more that every stream and `/healthz` waited for.
 `reelchat serve` turns those automatic full collections off (`THRESHOLDS`: the young and middle
 generations are collected as usual, a few milliseconds each) and `CollectorPacing` runs them itself:
 once `full_every_s` has passed and no request has been admitted for `quiet_s`, or at
-`2 * full_every_s` in any case, so cycles among long-lived objects are freed within that time.
+`2 * full_every_s` in any case (then even in a burst), so cycles among long-lived objects are freed
+within that time. On CPython 3.14 and later, whose collector is incremental (no separate full
+collections, and the third threshold means something else), `PACED` is false and `reelchat serve`
+leaves the collector as it is.
 """
 
 from __future__ import annotations
@@ -18,16 +21,18 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 import time
 from collections.abc import Callable
 
-__all__ = ["THRESHOLDS", "CollectorPacing"]
+__all__ = ["PACED", "THRESHOLDS", "CollectorPacing"]
 
 log = logging.getLogger("reelchat.collector")
 
 # young collections every 5,000 allocations (a few ms each at 5,000 streams; 20,000 made 38 ms pauses),
 # the middle generation every 10 of them, and no automatic full collection (`CollectorPacing`)
 THRESHOLDS = (5_000, 10, 1_000_000_000)
+PACED = sys.version_info < (3, 14)
 
 
 class CollectorPacing:

@@ -8,6 +8,7 @@ than the caller's time to live count as absent and are replaced.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from .batched import BatchedReads
 from .schema import idempotency
 
 __all__ = ["IdempotencyRecord", "IdempotencyStore"]
+
+log = logging.getLogger("reelchat.store")
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,12 @@ class IdempotencyStore:
         while self._new:
             batch, self._new = self._new[:_GROUP_ROWS], self._new[_GROUP_ROWS:]
             now = time.time()
-            rows = [{**{k: v for k, v in row.items() if k != "newer_than"}, "created_at": now} for row, _ in batch]
+            # in key order: two replicas' batches that share keys never wait on each other's rows
+            rows = sorted(
+                ({**{k: v for k, v in row.items() if k != "newer_than"}, "created_at": now} for row, _ in batch),
+                key=lambda row: (row["tenant"], row["key"]),
+            )
+            ours: set[str] = set()
             try:
                 async with self.engine.begin() as conn:
                     # a key already held (or twice in the batch) is left to its holder; ours come back
@@ -148,11 +156,19 @@ class IdempotencyStore:
                         self._swept_at = now
                         newer_than = batch[0][0]["newer_than"]
                         await conn.execute(idempotency.delete().where(idempotency.c.created_at <= newer_than))
-            except Exception:
-                ours = set()  # each claim then goes its own way, and meets the error itself if it stays
-            for row, done in batch:
-                if not done.done():
-                    done.set_result(row["task_id"] in ours)
+            except Exception as e:  # each claim then goes its own way, and meets the error itself if it stays
+                log.warning("claiming %d idempotency keys together failed (%s): claiming one by one", len(batch), e)
+                ours = set()
+            except BaseException:  # cancelled (shutdown): nobody may wait forever on this batch or the rest
+                for _, done in batch + self._new:
+                    if not done.done():
+                        done.set_result(False)
+                self._new = []
+                raise
+            finally:
+                for row, done in batch:
+                    if not done.done():
+                        done.set_result(row["task_id"] in ours)
 
     async def forget(self, tenant: str, key: str, task_id: str) -> None:
         """The task this record points at was never stored: the key is free again."""
