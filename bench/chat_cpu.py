@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +62,8 @@ def _scope(body: bytes) -> Scope:
     }
 
 
-async def one(app: App, body: bytes) -> float:
-    """Main-thread CPU seconds until the first body bytes; the client leaves right after."""
-    first = asyncio.Event()
+def _client(body: bytes, leaves: asyncio.Event) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """A client's ASGI receive: the whole body at once, then `http.disconnect` once `leaves` is set."""
     sent = False
 
     async def receive() -> dict[str, Any]:
@@ -72,8 +71,16 @@ async def one(app: App, body: bytes) -> float:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        await first.wait()
+        await leaves.wait()
         return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def one(app: App, body: bytes) -> float:
+    """Main-thread CPU seconds until the first body bytes; the client leaves right after."""
+    first = asyncio.Event()
+    receive = _client(body, first)
 
     async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.body" and message.get("body"):
@@ -94,16 +101,6 @@ async def held(app: App, bodies: list[bytes], top: int) -> float:
     all_echoed = asyncio.Event()
 
     def opened(body: bytes) -> Any:
-        sent = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await gone.wait()
-            return {"type": "http.disconnect"}
-
         chunks = 0
 
         async def send(message: MutableMapping[str, Any]) -> None:
@@ -115,7 +112,7 @@ async def held(app: App, bodies: list[bytes], top: int) -> float:
                     if echoed == len(bodies):
                         all_echoed.set()
 
-        return app(_scope(body), receive, send)
+        return app(_scope(body), _client(body, gone), send)
 
     gc.collect()
     tracemalloc.start(25)

@@ -35,10 +35,6 @@ __all__ = ["DIRECT", "DirectRoutes", "direct_app"]
 Handler = Callable[[Request, AppState], Awaitable[Response]]
 
 
-async def _chat(request: Request, state: AppState) -> Response:
-    return await chat_response(request, state)
-
-
 async def _health(request: Request, state: AppState) -> Response:
     return await health_response(state)
 
@@ -49,7 +45,7 @@ async def _ready(request: Request, state: AppState) -> Response:
 
 # (method, path) -> (handler, a probe: ahead of the turnstile)
 DIRECT: dict[tuple[str, str], tuple[Handler, bool]] = {
-    ("POST", "/v1/chat/completions"): (_chat, False),
+    ("POST", "/v1/chat/completions"): (chat_response, False),
     ("GET", "/healthz"): (_health, True),
     ("GET", "/readyz"): (_ready, True),
 }

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .batched import BatchedReads
 from .schema import idempotency
@@ -120,10 +120,7 @@ class IdempotencyStore:
                 else:
                     taken = await conn.execute(_TAKE_STALE_OR, {**params, "b_newer": newer_than, "b_replace": replace})
                 claimed = taken.rowcount == 1
-            # expired records go as new ones come: the table holds about one time to live of keys
-            if now - self._swept_at >= SWEEP_EVERY_S:
-                self._swept_at = now
-                await conn.execute(idempotency.delete().where(idempotency.c.created_at <= newer_than))
+            await self._sweep_if_due(conn, now, newer_than)
         return claimed
 
     async def _claim_new(self, tenant: str, key: str, request_hash: str, task_id: str, newer_than: float) -> bool:
@@ -152,10 +149,7 @@ class IdempotencyStore:
                     # a key already held (or twice in the batch) is left to its holder; ours come back
                     written = await conn.execute(_insert_new_rows(self.engine.dialect.name, rows))
                     ours = {task_id for (task_id,) in written}
-                    if now - self._swept_at >= SWEEP_EVERY_S:
-                        self._swept_at = now
-                        newer_than = batch[0][0]["newer_than"]
-                        await conn.execute(idempotency.delete().where(idempotency.c.created_at <= newer_than))
+                    await self._sweep_if_due(conn, now, batch[0][0]["newer_than"])
             except Exception as e:  # each claim then goes its own way, and meets the error itself if it stays
                 log.warning("claiming %d idempotency keys together failed (%s): claiming one by one", len(batch), e)
                 ours = set()
@@ -169,6 +163,13 @@ class IdempotencyStore:
                 for row, done in batch:
                     if not done.done():
                         done.set_result(row["task_id"] in ours)
+
+    async def _sweep_if_due(self, conn: AsyncConnection, now: float, newer_than: float) -> None:
+        """Expired records go as new ones come, once a minute at most: the table holds about one time
+        to live of keys."""
+        if now - self._swept_at >= SWEEP_EVERY_S:
+            self._swept_at = now
+            await conn.execute(idempotency.delete().where(idempotency.c.created_at <= newer_than))
 
     async def forget(self, tenant: str, key: str, task_id: str) -> None:
         """The task this record points at was never stored: the key is free again."""
